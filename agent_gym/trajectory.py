@@ -1,0 +1,172 @@
+"""Trajectories: the record of one episode, JSONL in and out, and AgentInstruct export.
+
+One JSON object per line, appended as each episode ends, so a file is always a valid record
+of the finished episodes (see :mod:`agent_gym.rollout`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+# info keys that are the same at every step or large; kept once per trajectory instead
+_STEP_INFO_SKIP = ("prompt", "admissible_actions")
+
+
+@dataclasses.dataclass
+class Step:
+    """One agent reply and what the env answered."""
+
+    action: str
+    observation: str
+    reward: float
+    terminated: bool
+    truncated: bool
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@dataclasses.dataclass
+class Trajectory:
+    """One episode of one env: everything needed to score it, replay it or train on it."""
+
+    env_id: str
+    task_id: str
+    episode_id: str
+    prompt: list[dict[str, str]]
+    first_observation: str
+    steps: list[Step] = dataclasses.field(default_factory=list)
+    score: float = 0.0
+    success: bool = False
+    status: str = "running"
+    policy: str = ""
+    model: str | None = None
+    seed: int | None = None
+    split: str | None = None
+    started_at: float = 0.0
+    seconds: float = 0.0
+    error: str | None = None
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def total_reward(self) -> float:
+        return sum(s.reward for s in self.steps)
+
+    @property
+    def turns(self) -> int:
+        return len(self.steps)
+
+    @property
+    def prompt_tokens(self) -> int | None:
+        counts = [s.prompt_tokens for s in self.steps if s.prompt_tokens is not None]
+        return sum(counts) if counts else None
+
+    @property
+    def completion_tokens(self) -> int | None:
+        counts = [s.completion_tokens for s in self.steps if s.completion_tokens is not None]
+        return sum(counts) if counts else None
+
+    def messages(self) -> list[dict[str, str]]:
+        """The conversation as chat messages: prompt, first observation, then reply / observation turns.
+
+        The last observation (what the env said after the final reply) is left out: the agent
+        never answered it, and AgentInstruct conversations end with the agent's turn.
+        """
+        msgs = [dict(m) for m in self.prompt]
+        msgs.append({"role": "user", "content": self.first_observation})
+        for i, s in enumerate(self.steps):
+            msgs.append({"role": "assistant", "content": s.action})
+            if i + 1 < len(self.steps):
+                msgs.append({"role": "user", "content": s.observation})
+        return msgs
+
+    def to_agentinstruct(self) -> dict[str, Any]:
+        """The AgentInstruct conversation format: the prompt turns carry ``loss: false``,
+        the agent's replies ``loss: true`` (the first observation and later env turns are
+        human turns with ``loss: false``)."""
+        n_prompt = len(self.prompt)
+        convs = []
+        for i, m in enumerate(self.messages()):
+            is_agent = m["role"] == "assistant"
+            convs.append({
+                "from": "gpt" if is_agent else "human",
+                "value": m["content"],
+                "loss": bool(is_agent and i >= n_prompt),
+            })
+        return {"id": f"{self.env_id.split('/')[-1]}_{self.task_id}".replace("/", "_"), "conversations": convs}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["total_reward"] = self.total_reward
+        d["prompt_tokens"] = self.prompt_tokens
+        d["completion_tokens"] = self.completion_tokens
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Trajectory":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in fields}
+        kw["steps"] = [Step(**s) for s in d.get("steps", [])]
+        return cls(**kw)
+
+
+def step_info(info: dict[str, Any]) -> dict[str, Any]:
+    """The part of a step's ``info`` worth storing per step (JSON-safe)."""
+    return {k: v for k, v in info.items() if k not in _STEP_INFO_SKIP and _jsonable(v)}
+
+
+def _jsonable(v: Any) -> bool:
+    return v is None or isinstance(v, (str, int, float, bool, list, dict))
+
+
+def dumps(traj: Trajectory) -> str:
+    """One JSONL line (with its newline)."""
+    return json.dumps(traj.to_dict(), ensure_ascii=False, default=str) + "\n"
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator[Trajectory]:
+    """Trajectories of a file; a last line cut short by a crash is skipped."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                break  # torn final write: the episode never finished being recorded
+            if line.strip():
+                yield Trajectory.from_dict(json.loads(line))
+
+
+def write_jsonl(trajs: Iterable[Trajectory], path: str | os.PathLike) -> int:
+    n = 0
+    with open(path, "w", encoding="utf-8") as fh:
+        for t in trajs:
+            fh.write(dumps(t))
+            n += 1
+    return n
+
+
+def repair_tail(path: Path) -> None:
+    """Cut a trailing partial line left by a killed writer, so appends start on a fresh line."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as fh:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) == b"\n":
+            return
+        size = fh.seek(0, os.SEEK_END)
+        pos = size
+        block = 1 << 16
+        while pos > 0:
+            start = max(0, pos - block)
+            fh.seek(start)
+            chunk = fh.read(pos - start)
+            nl = chunk.rfind(b"\n")
+            if nl >= 0:
+                fh.truncate(start + nl + 1)
+                return
+            pos = start
+        fh.truncate(0)

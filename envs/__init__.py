@@ -1,0 +1,24 @@
+"""The AgentTuning tasks, one package each (data / engine / prompt / env).
+
+This module is only a table: the ids to register and the datasets they read. It imports no
+env, so listing and registering stay cheap. Add a task by adding one entry to each table.
+"""
+
+from agent_gym.data import register_dataset
+from agent_gym.registration import EnvEntry
+
+ENVS: list[EnvEntry] = [
+    # general capabilities (the paper's side table)
+    EnvEntry("AgentTuning/GSM8K-v0", "agent_gym.envs.gsm8k.env:GSM8KEnv", 1, "general", "gsm8k"),
+    EnvEntry("AgentTuning/MMLU-v0", "agent_gym.envs.mmlu.env:MMLUEnv", 1, "general", "mmlu"),
+    # held-in (AgentBench)
+    # held-out
+]
+
+DATASETS: dict[str, str] = {
+    "gsm8k": "agent_gym.envs.gsm8k.data:DATASET",
+    "mmlu": "agent_gym.envs.mmlu.data:DATASET",
+}
+
+for _name, _entry in DATASETS.items():
+    register_dataset(_name, _entry)

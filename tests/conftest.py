@@ -1,0 +1,44 @@
+"""Test-suite setup: task data comes through the data layer.
+
+When ``AGENT_GYM_DATA`` is not set, the suite imports ``../shared/data`` (the developers'
+read-only copy of the upstream data) into a private data directory, exactly as a user runs
+``agent-gym data import``. Tests that need data a machine lacks are skipped, unless
+``AGENT_GYM_REQUIRE_DATA=1`` (set by CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+if not os.environ.get("AGENT_GYM_DATA"):
+    _tmp = Path(tempfile.mkdtemp(prefix="agent-gym-test-data-"))
+    os.environ["AGENT_GYM_DATA"] = str(_tmp)
+    if SHARED_DATA.is_dir():
+        import agent_gym  # noqa: F401  (registers the datasets)
+        from agent_gym.data import import_local
+
+        import_local(SHARED_DATA, data_dir=_tmp, link=True, verify=False)
+
+
+def need_data(name: str) -> None:
+    """Skip (or, in CI, fail) when a dataset is missing from the data directory."""
+    from agent_gym.data import dataset
+
+    ds = dataset(name)
+    if not ds.is_present():
+        msg = f"dataset {name!r} missing: run `agent-gym data import ../shared/data` or `agent-gym data fetch {name}`"
+        if os.environ.get("AGENT_GYM_REQUIRE_DATA") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+@pytest.fixture
+def require_data():
+    return need_data
