@@ -106,7 +106,7 @@ class TextEnv(gym.Env[str, str]):
     ``admissible_actions`` where the engine knows them.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"]}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "render_fps": 1}
 
     #: Name of the task in reports (the paper's column name).
     task_name: ClassVar[str] = ""

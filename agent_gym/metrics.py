@@ -38,16 +38,21 @@ def group_means(trajs: Iterable[Trajectory], key: Callable[[Trajectory], str]) -
     return {k: sum(v) / len(v) for k, v in groups.items()}
 
 
-def load_runs(paths: Iterable[str | Path]) -> dict[str, list[Trajectory]]:
-    """Trajectories of one or more run files by env id; a rerun episode counts once (the last)."""
-    by_key: dict[tuple[str, str], Trajectory] = {}
+def load_runs(paths: Iterable[str | Path]) -> dict[tuple[str, str], list[Trajectory]]:
+    """Trajectories of run files by (env id, agent), where the agent is "policy" or
+    "policy:model"; an episode recorded twice for the same agent counts once (the last)."""
+    by_key: dict[tuple[str, str, str], Trajectory] = {}
     for p in paths:
         for t in read_jsonl(p):
-            by_key[(t.env_id, t.episode_id)] = t
-    out: dict[str, list[Trajectory]] = defaultdict(list)
-    for t in by_key.values():
-        out[t.env_id].append(t)
+            by_key[(t.env_id, agent_name(t), t.episode_id)] = t
+    out: dict[tuple[str, str], list[Trajectory]] = defaultdict(list)
+    for (env_id, agent, _), t in by_key.items():
+        out[(env_id, agent)].append(t)
     return dict(out)
+
+
+def agent_name(t: Trajectory) -> str:
+    return f"{t.policy}:{t.model}" if t.model else t.policy
 
 
 def summarize(env_id: str, trajs: Sequence[Trajectory]) -> dict[str, float]:
@@ -66,11 +71,10 @@ def summarize(env_id: str, trajs: Sequence[Trajectory]) -> dict[str, float]:
 
 def report_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     rows = []
-    for env_id, trajs in sorted(load_runs(paths).items()):
+    for (env_id, agent), trajs in sorted(load_runs(paths).items()):
         summary = summarize(env_id, trajs)
         errors = sum(t.status == "error" for t in trajs)
-        policies = sorted({t.policy for t in trajs})
-        rows.append({"env": env_id, "policy": ",".join(policies), "errors": errors, **summary})
+        rows.append({"env": env_id, "policy": agent, "errors": errors, **summary})
     return rows
 
 
@@ -90,7 +94,7 @@ def format_table(rows: list[dict[str, Any]], details: bool = False) -> str:
         for r in rows:
             extra = {k: v for k, v in r.items() if "/" in k}
             if extra:
-                text += f"\n\n{r['env']}\n" + "\n".join(f"  {k}: {100 * v:.1f}" for k, v in extra.items())
+                text += f"\n\n{r['env']} ({r['policy']})\n" + "\n".join(f"  {k}: {100 * v:.1f}" for k, v in extra.items())
     return text
 
 

@@ -99,7 +99,8 @@ class Trajectory:
                 "value": m["content"],
                 "loss": bool(is_agent and i >= n_prompt),
             })
-        return {"id": f"{self.env_id.split('/')[-1]}_{self.task_id}".replace("/", "_"), "conversations": convs}
+        task = self.env_id.split("/")[-1].rsplit("-v", 1)[0].lower()
+        return {"id": f"{task}_{self.task_id}".replace("/", "_"), "conversations": convs}
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

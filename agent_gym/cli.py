@@ -1,0 +1,223 @@
+"""The ``agent-gym`` command: list, data, run, report, export, serve."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from agent_gym import data as data_layer
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from agent_gym.registration import entries
+    from agent_gym.rollout import env_class
+
+    rows = []
+    for e in entries():
+        cls = env_class(e.id)
+        present = data_layer.dataset(e.dataset).is_present() if e.dataset else True
+        counts = {}
+        if present:
+            for sp in cls.splits:
+                try:
+                    counts[sp] = len(cls.load_tasks(sp))
+                except Exception as exc:  # noqa: BLE001 - the listing must not fail on one env
+                    counts[sp] = f"error: {type(exc).__name__}"
+        engine = getattr(cls, "engine_status", None)
+        rows.append({"id": e.id, "suite": e.suite, "max_steps": e.max_episode_steps, "dataset": e.dataset,
+                     "data": "present" if present else "missing", "tasks": counts,
+                     "engine": engine() if callable(engine) else "built-in"})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = f"{'id':32} {'suite':9} {'steps':>5}  {'data':8} {'engine':12} tasks"
+    print(header)
+    for r in rows:
+        tasks = ", ".join(f"{k}: {v}" for k, v in r["tasks"].items()) or f"(run: agent-gym data fetch {r['dataset']})"
+        print(f"{r['id']:32} {r['suite']:9} {str(r['max_steps']):>5}  {r['data']:8} {str(r['engine'])[:12]:12} {tasks}")
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    if args.data_cmd == "path":
+        print(data_layer.data_dir_path())
+    elif args.data_cmd == "list":
+        for ds in data_layer.datasets():
+            state = "present" if ds.is_present() else "missing"
+            print(f"{ds.name:14} {state:8} {ds.description}")
+    elif args.data_cmd == "fetch":
+        from tqdm.auto import tqdm
+
+        names = args.names or [ds.name for ds in data_layer.datasets()]
+        for name in names:
+            bars: dict[str, Any] = {}
+
+            def progress(path: str, done: int, total: int | None) -> None:
+                bar = bars.get(path) or bars.setdefault(path, tqdm(total=total, unit="B", unit_scale=True, desc=path))
+                bar.update(done - bar.n)
+
+            try:
+                where = data_layer.fetch(name, force=args.force, progress=progress)
+            finally:
+                for bar in bars.values():
+                    bar.close()
+            print(f"{name}: ok ({where})")
+    elif args.data_cmd == "import":
+        result = data_layer.import_local(Path(args.path), link=args.link)
+        for name, state in result.items():
+            print(f"{name:14} {state}")
+        print(f"data directory: {data_layer.data_dir_path()}")
+    return 0
+
+
+def _policy_options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    for key in ("backend", "model", "url", "temperature", "max_new_tokens", "chat_template"):
+        value = getattr(args, key)
+        if value is not None:
+            opts[key] = value
+    opts["seed"] = args.seed
+    for item in args.policy_arg:
+        k, _, v = item.partition("=")
+        opts[k.replace("-", "_")] = _parse_value(v)
+    return opts
+
+
+def _parse_value(v: str) -> Any:
+    try:
+        return json.loads(v)
+    except json.JSONDecodeError:
+        return v
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from agent_gym.metrics import format_table, report_rows
+    from agent_gym.registration import resolve_ids
+    from agent_gym.rollout import plan, rollout
+
+    env_ids = resolve_ids(args.envs)
+    tasks = args.task or None
+    episodes = plan(env_ids, episodes=args.episodes, split=args.split, repeats=args.repeats, seed=args.seed,
+                    sample=args.sample, tasks=tasks)
+    output = Path(args.output) if args.output else Path("runs") / time.strftime("run-%Y%m%d-%H%M%S.jsonl", time.gmtime())
+    env_kwargs = {k.replace("-", "_"): _parse_value(v) for k, _, v in (a.partition("=") for a in args.env_arg)}
+    result = rollout(episodes, args.policy, output=output, concurrency=args.concurrency,
+                     policy_options=_policy_options(args), env_kwargs=env_kwargs, progress=not args.no_progress)
+    errors = [t for t in result.trajectories if t.status == "error"]
+    print(f"{len(result.trajectories)} episodes in {result.seconds:.1f}s "
+          f"({result.skipped} already in {output}); trajectories: {output}", file=sys.stderr)
+    if errors:
+        first = (errors[0].error or "").strip().splitlines()
+        print(f"{len(errors)} episodes ended in error; first: {first[-1] if first else '?'}", file=sys.stderr)
+    print(format_table(report_rows([output])))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from agent_gym.metrics import format_table, report_rows, to_json
+
+    rows = report_rows(args.files)
+    print(to_json(rows) if args.json else format_table(rows, details=args.details))
+    if args.plot:
+        from agent_gym.plot import plot_scores
+
+        plot_scores(rows, args.plot)
+        print(f"plot: {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from agent_gym.export import select, write_agentinstruct
+    from agent_gym.metrics import load_runs
+
+    trajs = [t for ts in load_runs(args.files).values() for t in ts]
+    kept = list(select(trajs, args.min_score))
+    n = write_agentinstruct(kept, args.output)
+    print(f"kept {n} of {len(trajs)} trajectories -> {args.output}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace, rest: list[str]) -> int:
+    try:
+        from agent_gym.policies import serve
+    except ImportError as exc:
+        print(f"agent-gym serve needs the serve extra: pip install 'agent-gym[serve]' ({exc})", file=sys.stderr)
+        return 2
+    return serve.main(rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="agent-gym", description="The AgentTuning agent tasks as Gymnasium text envs.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("list", help="env ids, task counts, splits, data and engine status")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("data", help="the task data directory")
+    dsub = s.add_subparsers(dest="data_cmd", required=True)
+    dsub.add_parser("path", help="print the data directory")
+    dsub.add_parser("list", help="datasets and whether they are present")
+    f = dsub.add_parser("fetch", help="download datasets from upstream and verify their sha256")
+    f.add_argument("names", nargs="*", help="dataset names (default: all)")
+    f.add_argument("--force", action="store_true", help="download again even if present")
+    i = dsub.add_parser("import", help="take datasets from a local folder laid out like the data directory")
+    i.add_argument("path")
+    i.add_argument("--link", action="store_true", help="symlink instead of copying")
+
+    s = sub.add_parser("run", help="play episodes with a policy; append trajectories to a JSONL file (resumable)")
+    s.add_argument("envs", nargs="+", help="env ids, short names (gsm8k) or suites (general, held-in, held-out, all)")
+    s.add_argument("--policy", default="react", help="react (default), expert, random, human, ...")
+    s.add_argument("--episodes", "-n", type=int, default=None, help="episodes per env (default: the whole split)")
+    s.add_argument("--task", action="append", default=[], help="a task id to play (repeatable)")
+    s.add_argument("--split", default=None)
+    s.add_argument("--repeats", type=int, default=1)
+    s.add_argument("--sample", action="store_true", help="a seeded random sample of tasks instead of the first N")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--concurrency", "-c", type=int, default=1)
+    s.add_argument("--output", "-o", default=None, help="JSONL file; an existing one is resumed")
+    s.add_argument("--backend", default=None, help="LLM backend: local (default), tgi, openai")
+    s.add_argument("--model", default=None, help="model id or path (default: the bundled SmolLM2-135M-Instruct)")
+    s.add_argument("--url", default=None, help="server URL for the tgi / openai backends")
+    s.add_argument("--temperature", type=float, default=None)
+    s.add_argument("--max-new-tokens", type=int, default=None)
+    s.add_argument("--chat-template", default=None, help="llama2 or auto (the tokenizer's own)")
+    s.add_argument("--policy-arg", action="append", default=[], metavar="KEY=VALUE", help="extra policy option")
+    s.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="gym.make keyword")
+    s.add_argument("--no-progress", action="store_true")
+
+    s = sub.add_parser("report", help="the per-env metric table of run files")
+    s.add_argument("files", nargs="+")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--details", action="store_true", help="per-group metrics too (MMLU subjects, ...)")
+    s.add_argument("--plot", default=None, metavar="PNG", help="also draw scores next to the paper's")
+
+    s = sub.add_parser("export", help="filter trajectories (paper's rule: reward 1) into AgentInstruct JSONL")
+    s.add_argument("files", nargs="+")
+    s.add_argument("--output", "-o", required=True)
+    s.add_argument("--min-score", type=float, default=None, help="keep episodes scoring at least this (0..1)")
+
+    sub.add_parser("serve", help="a TGI-protocol server backed by the local model (see agent-gym serve --help)",
+                   add_help=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        return _cmd_serve(argparse.Namespace(), argv[1:])
+    args = build_parser().parse_args(argv)
+    handlers = {"list": _cmd_list, "data": _cmd_data, "run": _cmd_run, "report": _cmd_report, "export": _cmd_export}
+    try:
+        return handlers[args.cmd](args)
+    except (KeyError, FileNotFoundError, ValueError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"agent-gym: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

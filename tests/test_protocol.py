@@ -1,0 +1,119 @@
+"""The text-env protocol, checked with gymnasium's own tools on every registered env."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env
+from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit
+
+import agent_gym
+from agent_gym import STATUSES, AnyText
+from agent_gym.registration import entries
+from conftest import need_data
+
+gym.register_envs(agent_gym)
+ALL_IDS = [e.id for e in entries()]
+STANDARD_KEYS = {"task_id", "prompt", "action_valid", "success", "score", "progress", "status", "turn"}
+
+
+def make(env_id: str, **kw) -> gym.Env:
+    entry = next(e for e in entries() if e.id == env_id)
+    if entry.dataset:
+        need_data(entry.dataset)
+    return gym.make(env_id, **kw)
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_check_env_passes(env_id):
+    env = make(env_id)
+    try:
+        check_env(env.unwrapped, skip_render_check=True)
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_reset_and_step_carry_the_standard_info(env_id):
+    env = make(env_id)
+    try:
+        obs, info = env.reset(seed=3)
+        assert isinstance(obs, str) and obs
+        assert STANDARD_KEYS <= info.keys()
+        assert info["status"] == "running" and info["score"] == 0.0
+        assert all(set(m) == {"role", "content"} for m in info["prompt"])
+        obs2, info2 = env.reset(seed=3)
+        assert (obs2, info2["task_id"]) == (obs, info["task_id"]), "the seed must pick the task reproducibly"
+        obs, reward, terminated, truncated, info = env.step("")
+        assert isinstance(obs, str) and STANDARD_KEYS <= info.keys()
+        assert info["status"] in STATUSES
+        assert isinstance(reward, float)
+    finally:
+        env.close()
+
+
+def test_ids_resolve_without_importing_agent_gym_first():
+    import subprocess
+    import sys
+
+    code = ("import gymnasium as gym, sys; env = gym.make('agent_gym:AgentTuning/GSM8K-v0'); "
+            "print(type(env.unwrapped).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "GSM8KEnv"
+
+
+def test_import_is_cheap():
+    import subprocess
+    import sys
+
+    code = ("import sys, agent_gym; heavy = [m for m in ('torch', 'transformers', 'scienceworld', 'textworld', "
+            "'pymysql', 'selenium', 'agent_gym.envs.gsm8k.env') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_text_space_accepts_any_str_and_samples_str():
+    space = AnyText()
+    assert space.contains("") and space.contains("\u00e9\U0001F600" * 1000) and not space.contains(b"x")
+    space.seed(0)
+    samples = [space.sample() for _ in range(20)]
+    assert all(isinstance(s, str) and len(s) <= space.max_sample_length for s in samples)
+    assert AnyText() == AnyText() and AnyText() != AnyText(max_sample_length=3)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_gymnasium_vector_envs_run_our_envs_unchanged(mode):
+    need_data("gsm8k")
+    kw = {"vector_kwargs": {"shared_memory": False}} if mode == "async" else {}
+    envs = gym.make_vec("AgentTuning/GSM8K-v0", num_envs=3, vectorization_mode=mode, **kw)
+    try:
+        obs, info = envs.reset(seed=7)
+        assert len(obs) == 3 and all(isinstance(o, str) for o in obs)
+        obs, rewards, terminated, truncated, info = envs.step(("The answer is 1",) * 3)
+        assert list(terminated) == [True] * 3
+        assert set(rewards.tolist()) <= {0.0, 1.0}
+    finally:
+        envs.close()
+
+
+def test_standard_wrappers_apply():
+    need_data("mmlu")
+    env = RecordEpisodeStatistics(TimeLimit(gym.make("AgentTuning/MMLU-v0").unwrapped, max_episode_steps=1))
+    env.reset(options={"task": "anatomy/0"})
+    gold = env.unwrapped.task.answer
+    _, reward, terminated, truncated, info = env.step(gold)
+    assert reward == 1.0 and terminated
+    assert info["episode"]["r"] == 1.0 and info["episode"]["l"] == 1
+
+
+def test_registered_limit_is_the_papers_round_limit():
+    assert gym.spec("AgentTuning/GSM8K-v0").max_episode_steps == 1
+
+
+def test_render_ansi_prints_the_transcript():
+    need_data("gsm8k")
+    env = gym.make("AgentTuning/GSM8K-v0", render_mode="ansi")
+    obs, _ = env.reset(options={"task": 0})
+    env.step("The answer is 18")
+    text = env.render()
+    assert obs in text and "The answer is 18" in text and "Correct." in text
