@@ -27,18 +27,20 @@ def _cmd_list(args: argparse.Namespace) -> int:
                     counts[sp] = len(cls.load_tasks(sp))
                 except Exception as exc:  # noqa: BLE001 - the listing must not fail on one env
                     counts[sp] = f"error: {type(exc).__name__}"
-        engine = getattr(cls, "engine_status", None)
+        try:
+            engine = cls.engine_status()
+        except Exception as exc:  # noqa: BLE001
+            engine = f"error: {exc}"
         rows.append({"id": e.id, "suite": e.suite, "max_steps": e.max_episode_steps, "dataset": e.dataset,
                      "data": "present" if present else "missing", "tasks": counts,
-                     "engine": engine() if callable(engine) else "built-in"})
+                     "engine": engine})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    header = f"{'id':32} {'suite':9} {'steps':>5}  {'data':8} {'engine':12} tasks"
-    print(header)
+    print(f"{'id':30} {'suite':9} {'steps':>5}  {'data':8} {'tasks':28} engine")
     for r in rows:
-        tasks = ", ".join(f"{k}: {v}" for k, v in r["tasks"].items()) or f"(run: agent-gym data fetch {r['dataset']})"
-        print(f"{r['id']:32} {r['suite']:9} {str(r['max_steps']):>5}  {r['data']:8} {str(r['engine'])[:12]:12} {tasks}")
+        tasks = ", ".join(f"{k}: {v}" for k, v in r["tasks"].items()) or f"run: agent-gym data fetch {r['dataset']}"
+        print(f"{r['id']:30} {r['suite']:9} {str(r['max_steps']):>5}  {r['data']:8} {tasks:28} {r['engine']}")
     return 0
 
 

@@ -163,6 +163,12 @@ class TextEnv(gym.Env[str, str]):
         return None
 
     @classmethod
+    def engine_status(cls) -> str:
+        """Whether the engine this env drives is installed (``agent-gym list`` shows it); a
+        missing one names what to install."""
+        return "built-in"
+
+    @classmethod
     def summarize(cls, trajectories: Sequence[Any]) -> dict[str, float]:
         """The task's metrics over finished episodes (see :mod:`agent_gym.metrics`)."""
         from agent_gym.metrics import default_summary

@@ -174,7 +174,13 @@ def _extract(archive: Path, into: Path, strip: str = "") -> None:
                 zf.extractall(out)
         else:
             with tarfile.open(archive) as tf:
-                tf.extractall(out, filter="data")
+                try:
+                    tf.extractall(out, filter="data")
+                except TypeError:  # Python < 3.10.12 has no extraction filters: check by hand
+                    for m in tf.getmembers():
+                        if m.issym() or m.islnk() or not (out / m.name).resolve().is_relative_to(out.resolve()):
+                            raise ValueError(f"{archive.name}: unsafe member {m.name!r}") from None
+                    tf.extractall(out)
         top = out / strip if strip else out
         into.mkdir(parents=True, exist_ok=True)
         for item in top.iterdir():
