@@ -16,6 +16,8 @@ from agent_gym.policy import Policy
 POLICIES: dict[str, str] = {
     "expert": "agent_gym.policies.simple:expert",
     "random": "agent_gym.policies.simple:random_policy",
+    "react": "agent_gym.policies.react:react",
+    "human": "agent_gym.policies.human:human",
 }
 
 

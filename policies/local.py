@@ -1,0 +1,244 @@
+"""The ``local`` backend: a transformers causal LM in this process, with dynamic batching.
+
+One :class:`LocalModel` owns the weights; one :class:`Batcher` thread owns the model and runs a
+greedy/sampled decode loop over every request waiting at that moment (left-padded, one KV cache),
+so many episodes in threads, or many HTTP clients of ``agent-gym serve``, share each forward pass.
+The same decode loop serves a single request, so in-process and served replies are identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from agent_gym.policies import models
+from agent_gym.policies.backend import Generation, Message, PromptTooLong, cut_at_stop
+
+
+@dataclasses.dataclass
+class Request:
+    """One generation request and, once ``done`` is set, its result (TGI's fields)."""
+
+    ids: list[int]
+    max_new_tokens: int
+    stop: Sequence[str] = ()
+    temperature: float = 0.0
+    seed: int | None = None
+    #: called in the batcher thread with (token id, token text, special) for each new token
+    on_token: Callable[[int, str, bool], None] | None = None
+    #: called in the batcher thread once the request is finished (or failed)
+    on_done: Callable[[], None] | None = None
+    tokens: list[int] = dataclasses.field(default_factory=list)
+    text: str = ""
+    finish_reason: str = ""
+    error: BaseException | None = None
+    cancelled: bool = False
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def wait(self, timeout: float | None = None) -> Request:
+        if not self.done.wait(timeout):
+            raise TimeoutError(f"generation did not finish in {timeout} s")
+        if self.error is not None:
+            raise self.error
+        return self
+
+
+class LocalModel:
+    """Tokenizer + weights of one model; ``model`` is an HF id, a local folder, a ``.gguf`` or None (SmolLM2)."""
+
+    def __init__(self, model: str | None = None, device: str | None = None, dtype: str | None = None,
+                 context_length: int | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.name = models.display_name(model)
+        path = models.resolve(model)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        torch_dtype = getattr(torch, dtype) if dtype else (torch.float32 if self.device == "cpu" else "auto")
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(self.device).eval()
+        config = self.model.config
+        self.context_length = context_length or getattr(config, "max_position_embeddings", None) or 4096
+        eos = self.model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos]
+        self.eos_ids = {int(i) for i in [*eos, self.tokenizer.eos_token_id] if i is not None}
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else min(self.eos_ids))
+        self._tokenizer_lock = threading.Lock()  # the Rust tokenizer is not re-entrant across threads
+
+    def encode(self, prompt: str) -> list[int]:
+        with self._tokenizer_lock:
+            return list(self.tokenizer(prompt).input_ids)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        with self._tokenizer_lock:
+            return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def render(self, messages: Sequence[Message]) -> str:
+        """The prompt in the model's own chat template, ready for the assistant's turn."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(f"{self.name} has no chat template: use --chat-template llama2")
+        with self._tokenizer_lock:
+            return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+
+    def check_fits(self, n_prompt: int, max_new_tokens: int) -> None:
+        if n_prompt + max_new_tokens > self.context_length:
+            raise PromptTooLong(
+                f"Input validation error: `inputs` tokens + `max_new_tokens` must be <= {self.context_length}. "
+                f"Given: {n_prompt} `inputs` tokens and {max_new_tokens} `max_new_tokens`")
+
+    def run_batch(self, requests: Sequence[Request]) -> None:
+        """Decode every request to its end (EOS, stop sequence, ``max_new_tokens``, or cancelled)."""
+        import torch
+
+        with torch.inference_mode():
+            self._decode(requests, torch)
+
+    def _decode(self, requests: Sequence[Request], torch: Any) -> None:
+        from transformers import DynamicCache
+
+        n, width = len(requests), max(len(r.ids) for r in requests)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for i, r in enumerate(requests):  # left padding: every sequence ends at the last column
+            ids[i, width - len(r.ids):] = torch.tensor(r.ids)
+            mask[i, width - len(r.ids):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        generators = [_generator(torch, r.seed) if r.temperature > 0 else None for r in requests]
+        cache = DynamicCache()
+        ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                            use_cache=True).logits[:, -1, :].float()
+        positions = positions[:, -1:]
+        active = [not r.cancelled and r.max_new_tokens > 0 for r in requests]
+        for r, a in zip(requests, active):
+            if not a:
+                r.finish_reason = "length"
+        while any(active):
+            chosen = []
+            for i, r in enumerate(requests):
+                if not active[i] or r.cancelled:
+                    active[i] = False
+                    chosen.append(self.pad_id)
+                    continue
+                token = _choose(torch, logits[i], r.temperature, generators[i])
+                active[i] = self._append(r, token)
+                chosen.append(token)
+            if not any(active):
+                break
+            mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=mask.device)], dim=1)
+            positions = positions + 1
+            step = torch.tensor(chosen, dtype=torch.long, device=self.device)[:, None]
+            logits = self.model(input_ids=step, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                                use_cache=True).logits[:, -1, :].float()
+
+    def _append(self, r: Request, token: int) -> bool:
+        """Record one new token of ``r``; False when ``r`` is finished."""
+        r.tokens.append(token)
+        special = token in self.eos_ids
+        if special:
+            r.finish_reason = "eos_token"
+        else:
+            before = r.text
+            r.text = self.decode([t for t in r.tokens if t not in self.eos_ids])
+            piece = r.text[len(before):] if r.text.startswith(before) else r.text
+            if r.on_token:
+                r.on_token(token, piece, False)
+            # a stop sequence may straddle tokens: look only where the new text could complete one
+            tail = r.text[max(0, len(before) - max((len(s) for s in r.stop), default=0)):]
+            if any(s and s in tail for s in r.stop):
+                r.finish_reason = "stop_sequence"
+            elif len(r.tokens) >= r.max_new_tokens:
+                r.finish_reason = "length"
+        if special and r.on_token:
+            r.on_token(token, "", True)
+        if not r.finish_reason and len(r.tokens) >= r.max_new_tokens:
+            r.finish_reason = "length"
+        return not r.finish_reason
+
+
+def _generator(torch: Any, seed: int | None):
+    g = torch.Generator()
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(int(seed))
+    return g
+
+
+def _choose(torch: Any, logits: Any, temperature: float, generator: Any) -> int:
+    if temperature <= 0:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits / temperature, dim=-1).cpu()
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+class Batcher:
+    """Runs requests on one model from a single worker thread, batching whatever is waiting.
+
+    ``max_batch`` caps a batch; requests that arrive while a batch decodes wait for the next one.
+    """
+
+    def __init__(self, model: LocalModel, max_batch: int = 16):
+        self.model = model
+        self.max_batch = max(1, max_batch)
+        self._queue: queue.Queue[Request] = queue.Queue()
+        self.batches = 0  # how many batches ran (for benchmarks and tests)
+        self.batched_requests = 0
+        self._thread = threading.Thread(target=self._loop, name="agent-gym-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, request: Request) -> Request:
+        self._queue.put(request)
+        return request
+
+    def _loop(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            live = [r for r in batch if not r.cancelled]
+            try:
+                if live:
+                    self.batches += 1
+                    self.batched_requests += len(live)
+                    self.model.run_batch(live)
+            except BaseException as exc:  # delivered to every waiter; the worker lives on
+                for r in live:
+                    r.error = exc
+            for r in batch:
+                r.done.set()
+                if r.on_done:
+                    r.on_done()
+
+
+class LocalBackend:
+    """transformers on CPU or GPU, shared by all threads of the process through one :class:`Batcher`."""
+
+    def __init__(self, model: str | None = None, device: str | None = None, dtype: str | None = None,
+                 max_batch: int = 16, context_length: int | None = None):
+        self.model = LocalModel(model, device=device, dtype=dtype, context_length=context_length)
+        self.model_name = self.model.name
+        self.context_length = self.model.context_length
+        self.batcher = Batcher(self.model, max_batch=max_batch)
+
+    def chat_template(self) -> Callable[[Sequence[Message]], str]:
+        return self.model.render
+
+    def count_tokens(self, prompt: str) -> int:
+        return len(self.model.encode(prompt))
+
+    def generate(self, prompt: str | Sequence[Message], *, stop: Sequence[str] = (), max_new_tokens: int = 128,
+                 temperature: float = 0.0, seed: int | None = None) -> Generation:
+        text = prompt if isinstance(prompt, str) else self.model.render(prompt)
+        ids = self.model.encode(text)
+        self.model.check_fits(len(ids), max_new_tokens)
+        done = self.batcher.submit(Request(ids, max_new_tokens, tuple(stop), temperature, seed)).wait()
+        reply, _ = cut_at_stop(done.text, stop)
+        return Generation(reply, len(ids), len(done.tokens), done.finish_reason)

@@ -1,0 +1,342 @@
+"""``agent-gym serve``: a Text-Generation-Inference-compatible server backed by the local backend.
+
+For small models on one machine and for the test suite: the real ``text-generation`` client, the
+OpenAI client and our ``tgi`` / ``openai`` backends talk to it exactly as to TGI. Routes (TGI's
+wire format): ``POST /`` (JSON list, or SSE with ``"stream": true``), ``/generate``,
+``/generate_stream`` (SSE), ``GET /info``, ``/health``; OpenAI's ``/v1/completions``,
+``/v1/chat/completions`` and ``/v1/models``. Errors are TGI's ``{"error", "error_type"}`` with
+422 (validation), 429 (overloaded: more than ``--max-concurrent-requests`` in flight) and 500.
+Requests in flight are batched into shared forward passes (``--max-batch-size``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from agent_gym.policies.backend import PromptTooLong, cut_at_stop
+
+VERSION = "agent-gym-serve/0.1"
+
+
+class ServeError(Exception):
+    """An error answered as TGI does: HTTP status, message, ``error_type``."""
+
+    def __init__(self, status: int, message: str, error_type: str):
+        super().__init__(message)
+        self.status, self.error_type = status, error_type
+
+
+def validation(message: str) -> ServeError:
+    return ServeError(422, f"Input validation error: {message}", "validation")
+
+
+class Server:
+    """The model, its batcher and the request limits; the routes are methods."""
+
+    def __init__(self, args: argparse.Namespace):
+        from agent_gym.policies.local import Batcher, LocalModel
+
+        self.model = LocalModel(args.model, device=args.device, dtype=args.dtype,
+                                context_length=args.max_total_tokens)
+        self.batcher = Batcher(self.model, max_batch=args.max_batch_size)
+        self.max_total = self.model.context_length
+        self.max_input = args.max_input_tokens or self.max_total - 1
+        self.max_concurrent = args.max_concurrent_requests
+        self.max_stop = args.max_stop_sequences
+        self.in_flight = 0
+
+    # ------------------------------------------------------------------ app
+    def app(self) -> Any:
+        from aiohttp import web
+
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._errors])
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/info", self.info)
+        app.router.add_post("/", self.root)
+        app.router.add_post("/generate", self.generate)
+        app.router.add_post("/generate_stream", self.generate_stream)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_post("/v1/completions", self.completions)
+        app.router.add_post("/v1/chat/completions", self.chat_completions)
+        return app
+
+    @staticmethod
+    def _json_error(exc: ServeError) -> Any:
+        from aiohttp import web
+
+        return web.json_response({"error": str(exc), "error_type": exc.error_type}, status=exc.status)
+
+    @property
+    def _errors(self) -> Any:
+        from aiohttp import web
+
+        @web.middleware
+        async def errors(request: Any, handler: Any) -> Any:
+            try:
+                return await handler(request)
+            except ServeError as exc:
+                return self._json_error(exc)
+            except web.HTTPException:
+                raise
+            except Exception as exc:  # a bug or a model failure: TGI's generation error, the server lives on
+                return self._json_error(ServeError(500, f"{type(exc).__name__}: {exc}", "generation"))
+
+        return errors
+
+    # ------------------------------------------------------------------ TGI routes
+    async def health(self, request: Any) -> Any:
+        from aiohttp import web
+
+        return web.Response(status=200)
+
+    async def info(self, request: Any) -> Any:
+        from aiohttp import web
+
+        return web.json_response({
+            "model_id": self.model.name, "model_sha": None, "model_dtype": str(self.model.model.dtype),
+            "model_device_type": str(self.model.device), "model_pipeline_tag": "text-generation",
+            "max_concurrent_requests": self.max_concurrent, "max_best_of": 1, "max_stop_sequences": self.max_stop,
+            "max_input_tokens": self.max_input, "max_input_length": self.max_input,
+            "max_total_tokens": self.max_total, "max_batch_size": self.batcher.max_batch,
+            "validation_workers": 1, "version": VERSION, "router": "agent-gym serve",
+        })
+
+    async def root(self, request: Any) -> Any:
+        body = await _body(request)
+        if body.get("stream"):
+            return await self._stream(request, body)
+        result = await self._generate(body)
+        from aiohttp import web
+
+        return web.json_response([result])
+
+    async def generate(self, request: Any) -> Any:
+        from aiohttp import web
+
+        return web.json_response(await self._generate(await _body(request)))
+
+    async def generate_stream(self, request: Any) -> Any:
+        return await self._stream(request, await _body(request))
+
+    # ------------------------------------------------------------------ OpenAI routes
+    async def models(self, request: Any) -> Any:
+        from aiohttp import web
+
+        return web.json_response({"object": "list", "data": [
+            {"id": self.model.name, "object": "model", "created": 0, "owned_by": "agent-gym"}]})
+
+    async def completions(self, request: Any) -> Any:
+        from aiohttp import web
+
+        body = await _body(request)
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1:
+            prompt = prompt[0]
+        if not isinstance(prompt, str):
+            raise validation("`prompt` must be one string")
+        req, _ = await self._run(prompt, _openai_params(body))
+        text = _openai_text(req)
+        return web.json_response({
+            "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+            "model": self.model.name, "system_fingerprint": VERSION,
+            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": _openai_finish(req)}],
+            "usage": _usage(req)})
+
+    async def chat_completions(self, request: Any) -> Any:
+        from aiohttp import web
+
+        body = await _body(request)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise validation("`messages` must be a non-empty list")
+        if body.get("stream"):
+            raise validation("streaming chat completions are not supported; use /generate_stream")
+        try:
+            prompt = self.model.render([{"role": m["role"], "content": m.get("content") or ""} for m in messages])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise validation(f"bad `messages`: {exc}") from exc
+        req, _ = await self._run(prompt, _openai_params(body))
+        text = _openai_text(req)
+        return web.json_response({
+            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "model": self.model.name, "system_fingerprint": VERSION,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                         "finish_reason": _openai_finish(req)}],
+            "usage": _usage(req)})
+
+    # ------------------------------------------------------------------ generation
+    def _request(self, inputs: Any, params: dict[str, Any]) -> Any:
+        """Validate as TGI's router does; return a ready :class:`Request`."""
+        from agent_gym.policies.local import Request
+
+        if not isinstance(inputs, str) or not inputs:
+            raise validation("`inputs` cannot be empty")
+        max_new = params.get("max_new_tokens")
+        max_new = 20 if max_new is None else max_new
+        if not isinstance(max_new, int) or max_new <= 0:
+            raise validation("`max_new_tokens` must be strictly positive")
+        temperature = params.get("temperature")
+        if temperature is not None and (not isinstance(temperature, (int, float)) or temperature <= 0):
+            raise validation("`temperature` must be strictly positive")
+        stop = params.get("stop") or []
+        if isinstance(stop, str):
+            stop = [stop]
+        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+            raise validation("`stop` must be a list of strings")
+        if len(stop) > self.max_stop:
+            raise validation(f"`stop` supports up to {self.max_stop} stop sequences. Given: {len(stop)}")
+        seed = params.get("seed")
+        if seed is not None and (not isinstance(seed, int) or seed < 0):
+            raise validation("`seed` must be positive")
+        ids = self.model.encode(inputs)
+        if len(ids) > self.max_input:
+            raise validation(f"`inputs` must have less than {self.max_input} tokens. Given: {len(ids)}")
+        try:
+            self.model.check_fits(len(ids), max_new)
+        except PromptTooLong as exc:
+            raise ServeError(422, str(exc), "validation") from exc
+        sampling = bool(params.get("do_sample")) or temperature is not None
+        return Request(ids, max_new, tuple(stop), float(temperature or 1.0) if sampling else 0.0, seed)
+
+    def _admit(self) -> None:
+        if self.in_flight >= self.max_concurrent:
+            raise ServeError(429, "Model is overloaded", "overloaded")
+        self.in_flight += 1
+
+    async def _run(self, inputs: Any, params: dict[str, Any]) -> tuple[Any, str]:
+        req = self._request(inputs, params)
+        self._admit()
+        loop = asyncio.get_running_loop()
+        finished = loop.create_future()
+        req.on_done = lambda: loop.call_soon_threadsafe(_resolve, finished)
+        try:
+            self.batcher.submit(req)
+            await finished
+        except asyncio.CancelledError:  # the client went away: stop decoding for it
+            req.cancelled = True
+            raise
+        finally:
+            self.in_flight -= 1
+        if req.error is not None:
+            raise ServeError(500, f"{type(req.error).__name__}: {req.error}", "generation")
+        return req, req.text
+
+    async def _generate(self, body: dict[str, Any]) -> dict[str, Any]:
+        req, text = await self._run(body.get("inputs"), body.get("parameters") or {})
+        return {"generated_text": text, "details": {
+            "finish_reason": req.finish_reason, "generated_tokens": len(req.tokens), "seed": req.seed,
+            "prefill": [], "tokens": [{"id": t, "text": "", "logprob": None, "special": t in self.model.eos_ids}
+                                      for t in req.tokens]}}
+
+    async def _stream(self, request: Any, body: dict[str, Any]) -> Any:
+        from aiohttp import web
+
+        req = self._request(body.get("inputs"), body.get("parameters") or {})
+        self._admit()
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+        req.on_token = lambda tid, text, special: loop.call_soon_threadsafe(events.put_nowait, (tid, text, special))
+        req.on_done = lambda: loop.call_soon_threadsafe(events.put_nowait, None)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        try:
+            self.batcher.submit(req)
+            await response.prepare(request)
+            pending = None
+            while True:
+                event = await events.get()
+                if event is None:
+                    break
+                if pending is not None:
+                    await _sse(response, {"token": pending, "generated_text": None, "details": None})
+                pending = {"id": event[0], "text": event[1], "logprob": None, "special": event[2]}
+            if req.error is not None:
+                await _sse(response, {"error": f"{type(req.error).__name__}: {req.error}", "error_type": "generation"})
+            elif pending is not None:
+                await _sse(response, {"token": pending, "generated_text": req.text, "details": {
+                    "finish_reason": req.finish_reason, "generated_tokens": len(req.tokens), "seed": req.seed}})
+        except (asyncio.CancelledError, ConnectionResetError):
+            req.cancelled = True
+            raise
+        finally:
+            self.in_flight -= 1
+        await response.write_eof()
+        return response
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _body(request: Any) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise validation(f"Failed to deserialize the JSON body: {exc}") from exc
+    if not isinstance(body, dict):
+        raise validation("the JSON body must be an object")
+    return body
+
+
+async def _sse(response: Any, payload: dict[str, Any]) -> None:
+    await response.write(b"data:" + json.dumps(payload).encode() + b"\n\n")
+
+
+def _openai_params(body: dict[str, Any]) -> dict[str, Any]:
+    temperature = body.get("temperature")
+    return {"max_new_tokens": body.get("max_tokens") if body.get("max_tokens") is not None else 16,
+            "stop": body.get("stop"), "seed": body.get("seed"),
+            "temperature": temperature if temperature else None}
+
+
+def _openai_finish(req: Any) -> str:
+    return "length" if req.finish_reason == "length" else "stop"
+
+
+def _usage(req: Any) -> dict[str, int]:
+    return {"prompt_tokens": len(req.ids), "completion_tokens": len(req.tokens),
+            "total_tokens": len(req.ids) + len(req.tokens)}
+
+
+def _openai_text(req: Any) -> str:
+    return cut_at_stop(req.text, req.stop)[0]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="HF id, local folder or .gguf (default: embedded SmolLM2)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: float32 on CPU)")
+    parser.add_argument("--max-batch-size", type=int, default=16, help="requests decoded together")
+    parser.add_argument("--max-concurrent-requests", type=int, default=128, help="more in flight get 429")
+    parser.add_argument("--max-input-tokens", type=int, default=None)
+    parser.add_argument("--max-total-tokens", type=int, default=None, help="prompt + new tokens (default: model's)")
+    parser.add_argument("--max-stop-sequences", type=int, default=4)
+
+
+def run(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    server = Server(args)
+    print(f"agent-gym serve: {server.model.name} on {server.model.device}, "
+          f"listening on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    web.run_app(server.app(), host=args.host, port=args.port, print=None, handler_cancellation=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="agent-gym serve", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
