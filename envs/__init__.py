@@ -12,12 +12,15 @@ ENVS: list[EnvEntry] = [
     EnvEntry("AgentTuning/GSM8K-v0", "agent_gym.envs.gsm8k.env:GSM8KEnv", 1, "general", "gsm8k"),
     EnvEntry("AgentTuning/MMLU-v0", "agent_gym.envs.mmlu.env:MMLUEnv", 1, "general", "mmlu"),
     # held-in (AgentBench)
+    EnvEntry("AgentTuning/Alfworld-v0", "agent_gym.envs.alfworld.env:AlfworldEnv", 35, "held-in", "alfworld"),
     # held-out
 ]
 
 DATASETS: dict[str, str] = {
     "gsm8k": "agent_gym.envs.gsm8k.data:DATASET",
     "mmlu": "agent_gym.envs.mmlu.data:DATASET",
+    "alfworld": "agent_gym.envs.alfworld.data:DATASET",
+    "alfworld-agentbench": "agent_gym.envs.alfworld.data:AGENTBENCH_DATASET",
 }
 
 for _name, _entry in DATASETS.items():

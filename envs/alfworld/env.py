@@ -1,0 +1,106 @@
+"""``AgentTuning/Alfworld-v0``: household tasks in ALFWorld's TextWorld games, AgentBench's protocol.
+
+One episode is one game: the agent's reply is parsed for ``ACTION:``, mapped to an admissible
+command as AgentBench does, and played on TextWorld's PDDL engine (invalid commands get
+TextWorld's "Nothing happens."). Score 1 when the game is won, else 0; the metric is the success
+rate. 35 replies at most; more than 3 replies whose last 3 are identical end the episode as a
+failure (checked before the win, as upstream). ``info["admissible_actions"]`` has the engine's
+admissible commands (AgentBench never shows them to the agent: its prompt has no list).
+
+Differences from upstream, on purpose: resets use games compiled once and cached on disk (see
+:mod:`.engine`), with the same observations; an episode whose engine fails ends with status
+"error" rather than a raised exception (AgentBench excludes such games from the denominator, and
+so does :meth:`AlfworldEnv.summarize`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from agent_gym.core import Begin, Outcome, TextEnv
+from agent_gym.envs.alfworld import data, prompt
+
+
+class AlfworldEnv(TextEnv):
+    task_name = "alfworld"
+    splits = ("test",) + data.FOLDER_SPLITS
+    max_turns = 35
+    invalid_action_message = "Nothing happens."
+
+    def __init__(self, split: str | None = None, render_mode: str | None = None, use_disk_cache: bool = True):
+        super().__init__(split=split, render_mode=render_mode)
+        from agent_gym.envs.alfworld import engine  # needs the alfworld extra; fail at construction, clearly
+
+        self._engine_module = engine
+        self._game = engine.AlfredGame()
+        self._use_disk_cache = use_disk_cache
+        self._examples: dict[str, list[str]] | None = None
+        self._replies: list[str] = []
+        self._admissible: list[str] = []
+        self._reached = 0
+
+    @classmethod
+    def load_tasks(cls, split: str) -> Sequence[data.Game]:
+        return data.load(split)
+
+    def _begin(self, task: data.Game) -> Begin:
+        if self._examples is None:
+            self._examples = data.react_examples()
+        self._game.load(task.path, use_disk_cache=self._use_disk_cache)
+        state = self._game.reset()
+        self._replies, self._reached = [], 0
+        self._admissible = list(state["admissible_commands"])
+        return Begin(
+            observation=prompt.first_observation(state.feedback),
+            prompt=prompt.messages(self._examples, task.id),
+            admissible_actions=list(self._admissible),
+            extra={"task_type": task.task_type, "game_file": str(task.path)},
+        )
+
+    def _act(self, action: str) -> Outcome:
+        self._replies.append(action)
+        command = prompt.to_command(prompt.parse_action(action), self._admissible)
+        valid = command in self._admissible
+        state, _, done = self._game.step(command)
+        won = bool(state["won"])
+        self._admissible = list(state["admissible_commands"])
+        reached, total = self._engine_module.subgoals_reached(self.task.task_type, self.task.targets, state["_facts"], won)
+        self._reached = max(self._reached, reached)
+        extra: dict[str, Any] = {"command": command}
+        if prompt.repeated(self._replies):
+            done, won = True, False
+            extra["end_reason"] = "repeated_reply"
+        return Outcome(
+            observation=prompt.observation(state.feedback),
+            score=1.0 if won else 0.0,
+            done=bool(done),
+            action_valid=valid,
+            success=won,
+            progress=1.0 if won else self._reached / total,
+            admissible_actions=list(self._admissible),
+            extra=extra,
+        )
+
+    def expert_replies(self, task: data.Game) -> list[str]:
+        return [prompt.expert_reply(c) for c in data.walkthrough(task)]
+
+    @classmethod
+    def summarize(cls, trajectories: Sequence[Any]) -> dict[str, float]:
+        """AgentBench's success rate (games whose engine failed are left out), overall and per task type."""
+        from agent_gym.metrics import default_summary
+
+        out = default_summary(trajectories)
+        counted = [t for t in trajectories if t.status != "error"]
+        out["success_rate"] = sum(bool(t.success) for t in counted) / len(counted) if counted else 0.0
+        by_type: dict[str, list[bool]] = defaultdict(list)
+        for t in counted:
+            by_type[t.task_id.split("-", 1)[0]].append(bool(t.success))
+        for task_type, wins in sorted(by_type.items()):
+            out[f"success_rate/{task_type}"] = sum(wins) / len(wins)
+        return out
+
+    def close(self) -> None:
+        self._game.close()
+        super().close()

@@ -1,0 +1,267 @@
+"""ALFWorld: AgentBench's protocol on the real TextWorld engine, equal to upstream, expert wins all games."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import agent_gym
+from agent_gym.data import DataMissingError
+from agent_gym.envs.alfworld import data, prompt
+from conftest import need_data
+
+pytest.importorskip("textworld", reason="the alfworld extra is not installed: pip install 'agent-gym[alfworld]'")
+gym.register_envs(agent_gym)
+ENV_ID = "AgentTuning/Alfworld-v0"
+
+
+@pytest.fixture
+def alf():
+    need_data("alfworld")
+    need_data("alfworld-agentbench")
+    env = gym.make(ENV_ID)
+    yield env
+    env.close()
+
+
+def play(env, replies):
+    steps = [env.step(r) for r in replies]
+    return steps[-1]
+
+
+# ----------------------------------------------------------------- prompt (pure)
+def test_action_is_the_text_after_action_lowercased_first_line():
+    assert prompt.parse_action("THOUGHT: find it.\n ACTION: Go To Desk 1\n") == "go to desk 1"
+    assert prompt.parse_action("ACTION: open drawer 2") == "open drawer 2"
+    assert prompt.parse_action("go to shelf 1\nmore") == "go to shelf 1"  # no ACTION: -> the whole reply
+    assert prompt.parse_action("") == ""
+
+
+def test_inadmissible_actions_map_to_the_closest_command_by_bleu_else_pass_through():
+    admissible = ["go to desk 1", "go to shelf 2", "open drawer 1", "look"]
+    assert prompt.to_command("go to desk 1", admissible) == "go to desk 1"
+    assert prompt.to_command("go to the shelf 2", admissible) == "go to shelf 2"
+    assert prompt.to_command("xyzzy plugh", admissible) == "xyzzy plugh"
+    assert prompt.to_command("anything", []) == "anything"
+    assert prompt.to_command("", admissible) == ""
+
+
+def test_loop_check_needs_more_than_three_replies_with_the_last_three_identical():
+    assert not prompt.repeated(["a", "a", "a"])
+    assert prompt.repeated(["b", "a", "a", "a"])
+    assert not prompt.repeated(["a", "a", "b", "a"])
+
+
+def test_observations_as_agentbench_shows_them():
+    intro = "-= Welcome to TextWorld, ALFRED! =-\n\nYou are in a room.\n\nYour task is to: x."
+    assert prompt.first_observation(intro) == "Here is your task. You are in a room.\nYour task is to: x."
+    assert prompt.observation("You arrive at loc 3. On the desk 1, you see a pen 1.") == "On the desk 1, you see a pen 1."
+    assert prompt.observation("Nothing happens.") == "Nothing happens."
+
+
+def test_one_shot_example_is_chosen_by_task_type_prefix():
+    examples = {k: [f"{k} room\n", f"ACTION: {k}\n", "done\n", "ACTION: Task succeeded.\n"]
+                for k in ("put", "clean", "heat", "cool", "examine", "puttwo")}
+    chat = prompt.messages(examples, "pick_two_obj_and_place-Pen-None-Desk-1/trial_1")
+    assert [m["role"] for m in chat] == ["user", "assistant"] + ["user", "assistant"] * 2
+    assert chat[0]["content"] == prompt.INSTRUCTION and chat[2]["content"] == "Here is one example.\nputtwo room\n"
+    assert examples["puttwo"][0] == "puttwo room\n", "the examples must not be modified in place"
+    assert prompt.messages(examples, "look_at_obj_in_light-X/t")[3]["content"] == "ACTION: examine\n"
+    with pytest.raises(ValueError, match="no AgentBench example"):
+        prompt.example_key("slice_and_serve-X/t")
+
+
+# ----------------------------------------------------------------- data
+def test_test_split_is_agentbenchs_fifty_games_and_valid_unseen_has_134():
+    need_data("alfworld")
+    need_data("alfworld-agentbench")
+    test = data.load("test")
+    assert len(test) == 50 and len({g.id for g in test}) == 50
+    counts = {t: sum(g.task_type == t for g in test) for t in {g.task_type for g in test}}
+    assert counts == {"pick_and_place_simple": 9, "pick_clean_then_place_in_recep": 9, "pick_heat_then_place_in_recep": 8,
+                      "pick_cool_then_place_in_recep": 8, "look_at_obj_in_light": 8, "pick_two_obj_and_place": 8}
+    assert len(data.load("valid_unseen")) == 134
+    assert test[0].id == "pick_and_place_simple-Pencil-None-Shelf-308/trial_T20190908_121952_610012"
+    assert test[0].targets == {"object": "Pencil", "mrecep": "None", "parent": "Shelf", "scene": "308"}
+
+
+def test_missing_split_and_unknown_ids_give_errors_that_name_the_fix(alf):
+    need_data("alfworld")
+    if not (data.require("alfworld") / "json_2.1.1" / "valid_seen").exists():
+        with pytest.raises(DataMissingError, match="agent-gym data fetch alfworld"):
+            data.load("valid_seen")
+    with pytest.raises(ValueError, match="splits"):
+        data.load("nope")
+    with pytest.raises(KeyError, match="unknown task id"):
+        alf.reset(options={"task": "pick_and_place_simple-Nope/trial"})
+
+
+# ----------------------------------------------------------------- env
+def test_check_env_passes(alf):
+    check_env(alf.unwrapped, skip_render_check=True)
+
+
+def test_reset_gives_agentbenchs_chat_and_the_admissible_commands(alf):
+    obs, info = alf.reset(options={"task": 0})
+    assert obs.startswith("Here is your task. You are in the middle of a room.")
+    assert "Your task is to: put a pencil in shelf." in obs and "Welcome to TextWorld" not in obs
+    chat = info["prompt"]
+    assert chat[1]["content"] == prompt.AGENT_OK and chat[2]["content"].startswith("Here is one example.\nYou are in")
+    assert chat[-1]["content"] == "ACTION: Task succeeded.\n" and chat[-1]["role"] == "assistant"
+    assert "go to shelf 1" in info["admissible_actions"] and info["task_type"] == "pick_and_place_simple"
+
+
+def test_expert_wins_with_rising_progress_and_one_reward(alf):
+    game = next(g for g in alf.unwrapped.tasks() if g.task_type == "pick_heat_then_place_in_recep")
+    alf.reset(options={"task": game.id})
+    progress, total = [], 0.0
+    for reply in alf.unwrapped.expert_replies(game):
+        obs, reward, terminated, truncated, info = alf.step(reply)
+        progress.append(info["progress"])
+        total += reward
+    assert terminated and not truncated and info["success"] and info["status"] == "completed" and total == 1.0
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert {0.5, 0.75} <= set(progress), f"picked (2/4) and heated (3/4) sub-goals should show: {progress}"
+
+
+def test_invalid_and_hostile_replies_get_nothing_happens_and_the_episode_goes_on(alf):
+    alf.reset(options={"task": 0})
+    for reply in ["xyzzy plugh", "\x00\udc80" + "q" * 10, b"\xff\xfe qqq", "ACTION: " + "zz " * 30000]:
+        obs, reward, terminated, truncated, info = alf.step(reply)
+        assert obs == "Nothing happens." and reward == 0.0 and not (terminated or truncated)
+        assert info["action_valid"] is False
+    obs, _, _, _, info = alf.step("THOUGHT: go.\n ACTION: go to the shelf 1")  # mapped by BLEU
+    assert info["command"] == "go to shelf 1" and info["action_valid"] and "On the shelf 1" in obs
+
+
+def test_the_same_reply_four_times_ends_the_episode_as_a_failure(alf):
+    alf.reset(options={"task": 0})
+    results = [alf.step("ACTION: look") for _ in range(4)]
+    assert not any(r[2] for r in results[:3])
+    obs, reward, terminated, truncated, info = results[3]
+    assert terminated and not info["success"] and info["end_reason"] == "repeated_reply" and reward == 0.0
+
+
+def test_35_replies_without_winning_truncate(alf):
+    alf.reset(options={"task": 0})
+    for i in range(35):
+        obs, reward, terminated, truncated, info = alf.step(f"ACTION: examine thing {i % 2}")
+    assert truncated and not terminated and info["status"] == "task_limit_reached" and info["turn"] == 35
+
+
+def test_summary_is_the_success_rate_without_errored_games():
+    from agent_gym.envs.alfworld.env import AlfworldEnv
+    from agent_gym.trajectory import Trajectory
+
+    def traj(task, success, status="completed"):
+        return Trajectory(env_id=ENV_ID, task_id=task, episode_id=task, prompt=[], first_observation="",
+                          success=success, score=float(success), status=status)
+
+    trajs = [traj("pick_and_place_simple-A/t1", True), traj("pick_and_place_simple-A/t2", False),
+             traj("look_at_obj_in_light-B/t", True), traj("look_at_obj_in_light-B/t2", False, "error")]
+    out = AlfworldEnv.summarize(trajs)
+    assert out["success_rate"] == pytest.approx(2 / 3)
+    assert out["success_rate/pick_and_place_simple"] == 0.5 and out["success_rate/look_at_obj_in_light"] == 1.0
+
+
+# ----------------------------------------------------------------- the compiled-game cache
+def test_a_game_compiled_in_one_process_plays_the_same_in_another(tmp_path):
+    need_data("alfworld")
+    game = data.load("valid_unseen")[7]
+    code = (
+        "import sys, json; from agent_gym.envs.alfworld import engine\n"
+        "g = engine.AlfredGame(); g.load(sys.argv[1]); s = g.reset(); out = [s.feedback, s['admissible_commands']]\n"
+        "for c in json.loads(sys.argv[2]): s, r, d = g.step(c); out.append([s.feedback, r, d, s['admissible_commands']])\n"
+        "print(json.dumps(out))\n"
+    )
+    commands = json.dumps(data.walkthrough(game) + ["look"])
+    env = dict(os.environ, AGENT_GYM_ALFWORLD_CACHE=str(tmp_path))
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", code, str(game.path), commands], env=env,
+                             capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    cold = run()
+    (cached,) = tmp_path.glob("*.pkl.z")
+    assert cached.name.startswith(__import__("hashlib").sha256(game.path.read_bytes()).hexdigest())
+    assert run() == cold, "a warm (unpickled) game must play exactly like a freshly compiled one"
+    cached.write_bytes(b"corrupt")
+    assert run() == cold, "a corrupt cache file is recompiled"
+    assert any(step[2] for step in cold[2:]), "the walkthrough wins"
+
+
+# ----------------------------------------------------------------- side by side with upstream
+def _upstream_env(game_file: str):
+    """ALFWorld's own env on one game, built as AgentBench's SingleAlfredTWEnv builds it."""
+    import yaml
+    from alfworld.agents.environment.alfred_tw_env import AlfredTWEnv
+
+    config = yaml.safe_load((data.require("alfworld-agentbench") / "alfworld_prompts" / "base_config.yaml").read_text())
+    tw_env = AlfredTWEnv.__new__(AlfredTWEnv)  # AgentBench skips the folder scan (it needs traj_data.json)
+    tw_env.config, tw_env.train_eval = config, "eval_out_of_distribution"
+    tw_env.game_files, tw_env.num_games = [game_file], 1
+    return tw_env.init_env(batch_size=1)
+
+
+@pytest.mark.parametrize("task_type", sorted({k for k, _ in prompt.EXAMPLE_KEYS}))
+def test_observations_and_rewards_equal_alfworlds_own_env(alf, task_type):
+    """The same replies through our env and through ALFWorld's env with AgentBench's loop give the
+    same observations, admissible commands, rewards and ends."""
+    game = next(g for g in alf.unwrapped.tasks() if g.id.startswith(task_type))
+    upstream = _upstream_env(str(game.path))
+    try:
+        ob, info_up = upstream.reset()
+        obs, info = alf.reset(options={"task": game.id})
+        assert obs == prompt.first_observation(ob[0])
+        assert info["admissible_actions"] == info_up["admissible_commands"][0]
+        rng = random.Random(task_type)
+        harmless = ("go to", "open", "examine", "look", "inventory")
+        replies = [f"ACTION: {c}" for c in rng.sample([c for c in info["admissible_actions"] if c.startswith(harmless)], 3)]
+        walkthrough = data.walkthrough(game)
+        for i, command in enumerate(walkthrough):  # blunder, look around, then do the next right thing
+            replies += ["ACTION: jump around", "THOUGHT: where am I?\n ACTION: look\n",
+                        f"ACTION: {command}\n" if i < len(walkthrough) - 1 else f"ACTION: {command} now"]
+        for reply in replies:
+            obs, reward, terminated, truncated, info = alf.step(reply)
+            command = prompt.to_command(prompt.parse_action(reply), info_up["admissible_commands"][0])
+            ob, _, done, info_up = upstream.step([command])
+            assert obs == prompt.observation(ob[0]), reply
+            assert info["admissible_actions"] == info_up["admissible_commands"][0]
+            assert terminated == done[0] and reward == (1.0 if done[0] and info_up["won"][0] else 0.0)
+            if done[0]:
+                break
+        assert info["success"] and info_up["won"][0], "the walkthrough, detours and all, wins on both"
+    finally:
+        upstream.close()
+
+
+# ----------------------------------------------------------------- the expert on every game
+@pytest.mark.slow
+def test_expert_wins_all_134_valid_unseen_games_through_gym_make():
+    need_data("alfworld")
+    need_data("alfworld-agentbench")
+    env = gym.make(ENV_ID, split="valid_unseen")
+    failures = []
+    try:
+        for game in env.unwrapped.tasks():
+            env.reset(options={"task": game.id})
+            total = 0.0
+            for reply in env.unwrapped.expert_replies(game):
+                obs, reward, terminated, truncated, info = env.step(reply)
+                total += reward
+                if terminated or truncated:
+                    break
+            if not (info["success"] and total == 1.0 and info["progress"] == 1.0):
+                failures.append((game.id, info["status"], obs))
+    finally:
+        env.close()
+    assert not failures, failures
+    assert len(env.unwrapped.tasks()) == 134
