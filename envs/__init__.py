@@ -13,6 +13,7 @@ ENVS: list[EnvEntry] = [
     EnvEntry("AgentTuning/MMLU-v0", "agent_gym.envs.mmlu.env:MMLUEnv", 1, "general", "mmlu"),
     # held-in (AgentBench)
     EnvEntry("AgentTuning/Alfworld-v0", "agent_gym.envs.alfworld.env:AlfworldEnv", 35, "held-in", "alfworld"),
+    EnvEntry("AgentTuning/DB-v0", "agent_gym.envs.db.env:DBEnv", 16, "held-in", "dbbench"),  # 15 SQL rounds + answer
     # held-out
 ]
 
@@ -21,6 +22,7 @@ DATASETS: dict[str, str] = {
     "mmlu": "agent_gym.envs.mmlu.data:DATASET",
     "alfworld": "agent_gym.envs.alfworld.data:DATASET",
     "alfworld-agentbench": "agent_gym.envs.alfworld.data:AGENTBENCH_DATASET",
+    "dbbench": "agent_gym.envs.db.data:DATASET",
 }
 
 for _name, _entry in DATASETS.items():

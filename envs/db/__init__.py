@@ -1,0 +1,1 @@
+"""DB: AgentBench's DBBench (std, 300 questions) on a real MariaDB server or on SQLite."""

@@ -1,0 +1,487 @@
+"""AgentTuning/DB-v0: AgentBench's DBBench on a private MariaDB server and on SQLite.
+
+The protocol (parsing, rendering, scoring) is checked as pure functions first, then on both
+real engines: gold replay of all 300 questions, wrong answers and states, AgentBench's
+invalid-action handling, SQL errors as observations, limits and isolation. One MariaDB
+server serves the whole module (a lease held by the ``mariadb`` fixture).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import agent_gym
+from agent_gym.core import INVALID_ACTION, TASK_LIMIT_REACHED
+from agent_gym.envs.db import data, engine as engines, prompt
+from agent_gym.envs.db.env import MAX_ROUNDS, DBEnv
+from conftest import need_data
+
+gym.register_envs(agent_gym)
+
+# Questions whose gold solution does not reach AgentBench's expected result, and why (docs/db.md).
+GOLD_EXCEPTIONS = {
+    "mariadb": {
+        "UPDATE/225": "answer_md5 is reached by no table the gold UPDATE (or any one-cell edit) produces",
+        "UPDATE/278": "gold `WHERE No = 16` compares TEXT with a number: error 1292 in MySQL 8's strict mode",
+        "UPDATE/295": "gold `WHERE `Tie no`=1` compares TEXT with a number: error 1292 in strict mode",
+    },
+    "sqlite": {
+        "INSERT/180": "gold `INSERT INTO 1952_British_Grand_Prix_0` is not SQL for SQLite (unquoted name "
+                      "starting with digits); the target stays answer_md5",
+    },
+}
+# Write questions whose expected hash on SQLite is recomputed (not MySQL's answer_md5), and why.
+SQLITE_RECOMPUTED = {
+    "INSERT/164": "'\\n' in a MySQL string literal is a newline, in SQLite two characters",
+    "UPDATE/242": "same: '\\n' escape in the gold string",
+    "UPDATE/225": "answer_md5 unreachable (see above); SQLite scores the gold UPDATE's table",
+}
+
+
+def mariadb_or_skip() -> None:
+    missing = engines.mariadb_available()
+    if missing:
+        if os.environ.get("AGENT_GYM_REQUIRE_DATA") == "1":
+            pytest.fail(f"MariaDB engine unavailable in CI: {missing}")
+        pytest.skip(missing)
+
+
+@pytest.fixture(scope="module")
+def mariadb():
+    """One server for the module: a lease keeps it up while envs come and go."""
+    mariadb_or_skip()
+    server = engines.MariaDBServer.shared()
+    server.acquire()
+    yield server
+    server.release()
+
+
+@pytest.fixture(params=["mariadb", "sqlite"])
+def engine_name(request):
+    if request.param == "mariadb":
+        request.getfixturevalue("mariadb")
+    return request.param
+
+
+@pytest.fixture
+def make_env(engine_name):
+    need_data("dbbench")
+    envs = []
+
+    def make(**kw) -> DBEnv:
+        env = DBEnv(engine=engine_name, **kw)
+        envs.append(env)
+        return env
+
+    yield make
+    for env in envs:
+        env.close()
+
+
+@pytest.fixture(scope="module")
+def questions():
+    need_data("dbbench")
+    return {q.id: q for q in data.load()}
+
+
+def play(env: DBEnv, task: str, replies: list[str]):
+    """Reset on ``task`` and send ``replies`` until the episode ends; the last step's result."""
+    obs, info = env.reset(options={"task": task})
+    result = (obs, 0.0, False, False, info)
+    for reply in replies:
+        result = env.step(reply)
+        if result[2] or result[3]:
+            break
+    return result
+
+
+def first(questions, kind: str):
+    return next(q for q in questions.values() if q.type == kind and q.table.rows)
+
+
+# --------------------------------------------------------------------------- pure protocol
+def test_parse_reply_uses_upstreams_patterns():
+    r = prompt.parse_reply("I will look.\nAction: Operation\n```sql\nSELECT *\nFROM t;\n```\n```sql\nDROP t\n```")
+    assert r.is_operation and r.sql == "SELECT * FROM t;"  # first block only, one line
+    assert prompt.parse_reply("Action: Operation").action is None  # the action line needs its newline
+    assert prompt.parse_reply("Action: Operation\n```sql\nSELECT 1").sql is None  # unterminated block
+    r = prompt.parse_reply("Action: Answer\nFinal Answer: [\"a\"] \nmore")
+    assert r.answer == ' ["a"] ' and not r.is_operation  # rest of the line, not stripped
+    assert prompt.parse_reply("Final Answer: [1]").answer is None  # needs a preceding newline
+
+
+@pytest.mark.parametrize("answer, label, correct", [
+    (' ["x", "y"]', ["y", "x"], True),
+    (" 5", ["5"], True),  # not a list: one string, compared as floats
+    (' ["1"]', ["1.0"], True),
+    (" abc", ["abc"], False),  # the leading space stays
+    (' "abc"', ["abc"], False),  # a string is a list of its characters
+    (" [2, 3]", ["2", "3"], False),  # sets of ints and strings differ
+    (' ["a", "a", "b"]', ["b", "a"], True),
+    (" [[1], [2]]", ["1", "2"], False),  # unhashable
+    (" [1 2", ["1 2"], False),
+    (" __import__('os').system('touch /tmp/pwned-by-db-test')", ["0"], False),
+])
+def test_answer_matches_like_dbbench_metrics(answer, label, correct):
+    assert prompt.answer_matches(answer, label) is correct
+    assert not Path("/tmp/pwned-by-db-test").exists()  # answers are read as literals, never run
+
+
+def test_render_rows_is_str_of_fetchall_truncated_and_lazy():
+    assert prompt.render_rows([]) == "[]"
+    assert prompt.render_rows([("a", 1), (None, 2.5)]) == str([("a", 1), (None, 2.5)])
+    rows = [(f"row {i}",) for i in range(200)]
+    text = prompt.render_rows(rows)
+    assert text == str(rows)[:800] + "[TRUNCATED]"
+    assert prompt.render_rows(itertools.repeat(("x",))) == str([("x",)] * 200)[:800] + "[TRUNCATED]"
+
+
+def test_table_hash_matches_upstream_format():
+    assert prompt.table_hash([]) == "[(None,)]"
+    h = prompt.table_hash([("a", None, "b")])
+    assert h.startswith("[('") and h.endswith("',)]") and len(h) == 32 + 7
+    assert prompt.table_hash([("1", "2"), ("3", "4")]) == prompt.table_hash([("3", "4"), ("1", "2")])
+
+
+def test_messages_are_agentbench_prompt(questions):
+    q = questions["other/0"]
+    env_prompt = prompt.messages(data.instruction())
+    assert env_prompt[0]["content"].startswith("\nI will ask you a question, then you should help me operate a MySQL")
+    assert env_prompt[1] == {"role": "assistant", "content": "Ok."}
+    assert prompt.question_text(q.description, q.add_description).endswith("the headers of this table are "
+                                                                            "Result,Opponent,Method,Event,Notes.")
+
+
+# --------------------------------------------------------------------------- both engines
+def test_gold_replay(make_env, engine_name, questions):
+    """Every question's gold solution: write questions run the gold SQL, query questions
+    answer the label. All pass except the listed, explained exceptions."""
+    env = make_env()
+    failures = {}
+    for q in questions.values():
+        *_, info = play(env, q.id, env.expert_replies(q))
+        if not info["success"]:
+            failures[q.id] = info.get("answer")
+    assert set(failures) == set(GOLD_EXCEPTIONS[engine_name]), failures
+    passed = len(questions) - len(failures)
+    print(f"\n{engine_name}: gold replay {passed}/{len(questions)}; exceptions: {sorted(failures)}")
+
+
+def test_gold_exceptions_are_solvable_or_documented(make_env, engine_name, questions):
+    env = make_env()
+    if engine_name == "mariadb":
+        # the numeric comparisons fail as on MySQL 8; quoting the number solves them
+        obs, *_ = play(env, "UPDATE/278", [prompt.operation(questions["UPDATE/278"].label[0])])
+        assert obs.startswith("1292 (22007): Truncated incorrect")
+        fixed = questions["UPDATE/295"].label[0].replace("`Tie no`=1", "`Tie no`='1'")
+        *_, info = play(env, "UPDATE/295", [prompt.operation(fixed), prompt.answer_reply([])])
+        assert info["success"]
+    else:
+        fixed = questions["INSERT/180"].label[0].replace("INTO 1952_British_Grand_Prix_0", "INTO `1952_British_Grand_Prix_0`")
+        *_, info = play(env, "INSERT/180", [prompt.operation(fixed), prompt.answer_reply([])])
+        assert info["success"]  # MySQL's answer_md5 is reached on SQLite too
+
+
+def test_sqlite_reaches_mysql_answer_md5_except_listed(questions):
+    need_data("dbbench")
+    sqlite = engines.SQLiteEngine()
+    recomputed = {q.id for q in questions.values() if q.is_write and sqlite.expected_hash(q) != q.answer_md5}
+    assert recomputed == set(SQLITE_RECOMPUTED)
+
+
+def test_python_table_hash_equals_mariadb_md5_query(mariadb, questions):
+    """The hash SQLite is scored with is upstream's md5 query, bit for bit (all 300 tables,
+    and a table long enough for MySQL's 1024-byte GROUP_CONCAT cut)."""
+    eng = engines.MariaDBEngine()
+    sqlite = engines.SQLiteEngine()
+    long_table = data.Table("long", ("a", "b"), tuple((str(i), f"v{i}") for i in range(400)))
+    try:
+        for table in [q.table for q in questions.values()] + [long_table]:
+            db, lite = eng.create(table), sqlite.create(table)
+            try:
+                assert bool(db.setup_error) == bool(lite.setup_error), table.name
+                if not db.setup_error or "Column count" in db.setup_error:  # missing tables have no hash
+                    assert db.table_hash() == lite.table_hash(), table.name
+            finally:
+                db.drop()
+                lite.drop()
+    finally:
+        eng.close()
+
+
+def test_wrong_answers_and_wrong_states_fail(make_env, questions):
+    env = make_env()
+    for q in questions.values():
+        if q.is_write:  # doing nothing, or something else, leaves the wrong table
+            *_, info = play(env, q.id, [prompt.answer_reply([])])
+            assert not info["success"] and info["score"] == 0.0, q.id
+        else:
+            *_, info = play(env, q.id, [prompt.answer_reply(["no such answer"])])
+            assert not info["success"], q.id
+    q = first(questions, "INSERT")
+    wrong = q.label[0].replace("VALUES (", "VALUES ('x',", 1)
+    *_, info = play(env, q.id, [prompt.operation(f"DELETE FROM `{q.table.name}`"), prompt.answer_reply([])])
+    assert not info["success"]
+    *_, info = play(env, q.id, [prompt.operation(wrong), prompt.answer_reply([])])
+    assert not info["success"]
+
+
+def test_select_episode_runs_sql_and_scores_answer(make_env, engine_name):
+    env = make_env()
+    obs, info = env.reset(options={"task": "other/0"})
+    assert obs.startswith("What are the Notes when the Method is decision?")
+    assert info["prompt"][1]["content"] == "Ok." and info["engine"] == engine_name
+    obs, reward, term, trunc, info = env.step(
+        "Let me query.\nAction: Operation\n```sql\nSELECT Notes FROM `Jiu-Jitsu Championships Results` "
+        "WHERE Method = 'decision';\n```")
+    assert obs == "[('Women +60kg Bronze',)]"  # case-insensitive match on both engines, as on MySQL
+    assert (reward, term, trunc, info["turn"]) == (0.0, False, False, 1)
+    obs, reward, term, trunc, info = env.step("It is this.\nAction: Answer\nFinal Answer: [\"Women +60kg Bronze\"]")
+    assert (reward, term, info["success"], info["status"]) == (1.0, True, True, "completed")
+
+
+def test_result_rendering_and_truncation(make_env, engine_name):
+    env = make_env()
+    env.reset(options={"task": "other/0"})
+    obs, *_ = env.step(prompt.operation("SELECT COUNT(*), MAX(Result) FROM `Jiu-Jitsu Championships Results`"))
+    assert obs == "[(18, 'Win')]"
+    obs, *_ = env.step(prompt.operation("SELECT * FROM `Jiu-Jitsu Championships Results`"))
+    assert len(obs) == 800 + len("[TRUNCATED]") and obs.endswith("[TRUNCATED]") and obs.startswith("[('Win', 'Venla")
+    t0 = time.perf_counter()  # a 34-million-row result is cut without being read
+    obs, *_ = env.step(prompt.operation("SELECT a.Result, b.Result FROM `Jiu-Jitsu Championships Results` a, "
+                                        "`Jiu-Jitsu Championships Results` b, `Jiu-Jitsu Championships Results` c, "
+                                        "`Jiu-Jitsu Championships Results` d, `Jiu-Jitsu Championships Results` e, "
+                                        "`Jiu-Jitsu Championships Results` f"))
+    assert obs.endswith("[TRUNCATED]") and time.perf_counter() - t0 < 5
+    obs, *_ = env.step(prompt.operation("INSERT INTO `Jiu-Jitsu Championships Results` (Result) VALUES ('Draw')"))
+    assert obs == "[]"  # a statement without result set, as upstream's connector returns it
+    obs, *_ = env.step(prompt.operation("SELECT COUNT(*) FROM `Jiu-Jitsu Championships Results`"))
+    assert obs == "[(19,)]"  # committed
+
+
+def test_sql_errors_are_observations(make_env, engine_name):
+    env = make_env()
+    env.reset(options={"task": "other/0"})
+    cases = {
+        "SELEC * FROM x": ("1064 (42000): You have an error in your SQL syntax", 'near "SELEC": syntax error'),
+        "SELECT * FROM missing": ("1146 (42S02): Table 'Jiu-Jitsu Championships Results.missing' doesn't exist",
+                                  "no such table: missing"),
+        "SELECT nope FROM `Jiu-Jitsu Championships Results`": ("1054 (42S22): Unknown column 'nope'",
+                                                                "no such column: nope"),
+    }
+    for sql, (maria, lite) in cases.items():
+        obs, reward, term, trunc, info = env.step(prompt.operation(sql))
+        assert obs.startswith(maria if engine_name == "mariadb" else lite), obs
+        assert not (term or trunc) and info["action_valid"] and info["status"] == "running"
+
+
+@pytest.mark.parametrize("reply, why", [
+    ("I think the answer is 5.", "no action, no final answer"),
+    ("Action: Operation\nSELECT 1", "an Operation without a sql block"),
+    ("Action: Operation\n```sql\nSELECT 1;", "an unterminated sql block"),
+    ("Action: Answer\nthe answer is 5", "an Answer without Final Answer"),
+    ("Action: Answer Final Answer: [\"x\"]", "Final Answer not on its own line"),
+    ("", "an empty reply"),
+])
+def test_malformed_replies_end_the_episode_as_agentbench_does(make_env, reply, why):
+    env = make_env()
+    env.reset(options={"task": "other/0"})
+    obs, reward, term, trunc, info = env.step(reply)
+    assert term and not trunc, why
+    assert info["status"] == INVALID_ACTION and not info["action_valid"] and not info["success"]
+
+
+def test_two_actions_run_the_first_and_write_state_counts_even_after_invalid_reply(make_env, questions):
+    env = make_env()
+    q = first(questions, "INSERT")
+    two = prompt.operation(q.label[0]) + "\nAction: Answer\nFinal Answer: [\"done\"]"
+    *_, info = play(env, q.id, [two])
+    assert info["status"] == "running" and info["rounds"] == 1  # the Operation ran; the episode goes on
+    obs, reward, term, trunc, info = env.step("Action: Operation\nno block")  # invalid: ends the episode...
+    assert term and info["status"] == INVALID_ACTION
+    assert info["success"] and reward == 1.0  # ...but AgentBench scores a write question by its table
+
+
+def test_round_limit_is_fifteen_sql_rounds_then_one_answer(make_env):
+    env = make_env()
+    env.reset(options={"task": "counting/17"})
+    for i in range(MAX_ROUNDS):
+        obs, reward, term, trunc, info = env.step(prompt.operation("SELECT 1"))
+        assert not (term or trunc) and info["rounds"] == i + 1
+    obs, reward, term, trunc, info = env.step(prompt.operation("SELECT 2") + "\nFinal Answer: [\"1.0\"]")
+    assert term and info["success"] and info["rounds"] == MAX_ROUNDS  # the 16th reply is only read for its answer
+    env.reset(options={"task": "counting/17"})
+    for _ in range(MAX_ROUNDS + 1):
+        obs, reward, term, trunc, info = env.step(prompt.operation("SELECT 1"))
+    assert trunc and not term and info["status"] == TASK_LIMIT_REACHED and not info["success"]
+
+
+def test_setup_failures_are_kept_as_upstream(make_env, engine_name):
+    """Upstream's CREATE fails on duplicate column names and its INSERT on a short row:
+    the table is then missing or empty, and the episode goes on."""
+    env = make_env()
+    _, info = env.reset(options={"task": "other/13"})
+    assert info["setup_error"]
+    obs, *_ = env.step(prompt.operation("SELECT * FROM `AFL Cairns Grand Final Results`"))
+    assert "doesn't exist" in obs or "no such table" in obs
+    _, info = env.reset(options={"task": "counting/17"})
+    assert info["setup_error"]
+    obs, *_ = env.step(prompt.operation("SELECT COUNT(*) FROM `Schools Information`"))
+    assert obs == "[(0,)]"
+
+
+def test_episodes_are_isolated(make_env, questions):
+    env, other = make_env(), make_env()
+    q = first(questions, "UPDATE")
+    env.reset(options={"task": q.id})
+    other.reset(options={"task": q.id})  # the same question at once: two databases
+    env.step(prompt.operation(f"DELETE FROM `{q.table.name}`"))
+    obs, *_ = other.step(prompt.operation(f"SELECT COUNT(*) FROM `{q.table.name}`"))
+    assert obs == f"[({len(q.table.rows)},)]"
+    env.reset(options={"task": q.id})  # the next episode starts from the question's table again
+    obs, *_ = env.step(prompt.operation(f"SELECT COUNT(*) FROM `{q.table.name}`"))
+    assert obs == f"[({len(q.table.rows)},)]"
+
+
+def test_statement_time_limit(make_env, engine_name):
+    env = make_env(statement_timeout=1.0)
+    env.reset(options={"task": "other/0"})
+    sql = ("SET STATEMENT max_statement_time=0 FOR SELECT BENCHMARK(10000000000, MD5('x'))" if engine_name == "mariadb"
+           else "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT COUNT(*) FROM c")
+    t0 = time.perf_counter()
+    obs, reward, term, trunc, info = env.step(prompt.operation(sql))
+    assert time.perf_counter() - t0 < 5 and not (term or trunc)
+    assert "interrupted" in obs.lower() or obs == "[(0,)]", obs  # a killed BENCHMARK() returns 0
+    obs, *_ = env.step(prompt.operation("SELECT 1"))
+    assert obs == "[(1,)]"
+
+
+def test_agent_sql_cannot_reach_outside_its_database(make_env, engine_name, tmp_path):
+    env = make_env()
+    env.reset(options={"task": "other/0"})
+    target = tmp_path / "escape.db"
+    if engine_name == "sqlite":
+        for sql in (f"ATTACH DATABASE '{target}' AS x", f"VACUUM INTO '{target}'"):
+            obs, *_ = env.step(prompt.operation(sql))
+            assert "attached" in obs
+    else:
+        obs, *_ = env.step(prompt.operation("SHOW DATABASES"))
+        assert sorted(eval(obs)) == [("Jiu-Jitsu Championships Results",), ("information_schema",)]
+        for sql in (f"SELECT 1 INTO OUTFILE '{target}'", "SELECT LOAD_FILE('/etc/passwd')", "SHUTDOWN",
+                    "DROP DATABASE mysql", "CREATE DATABASE other", "SET GLOBAL max_statement_time = 0"):
+            obs, *_ = env.step(prompt.operation(sql))
+            assert "denied" in obs or obs == "[(None,)]", (sql, obs)
+    assert not target.exists()
+    obs, *_ = env.step(prompt.operation("SELECT COUNT(*) FROM `Jiu-Jitsu Championships Results`"))
+    assert obs == "[(18,)]"
+
+
+def test_check_env_passes(make_env):
+    check_env(make_env(), skip_render_check=True)
+
+
+def test_huge_and_binary_replies(make_env):
+    env = make_env()
+    env.reset(options={"task": "other/0"})
+    obs, *_, info = env.step(prompt.operation("SELECT '" + "x" * 60_000 + "'"))
+    assert obs.endswith("[TRUNCATED]") and info["status"] == "running"
+    obs, *_, info = env.step(b"Action: Operation\n```sql\nSELECT '\xff\x00'\n```")
+    assert obs in ("[('\ufffd',)]",) and info["status"] == "running"
+    obs, reward, term, trunc, info = env.step("x" * 100_000)  # refused before parsing: the base class's limit
+    assert not info["action_valid"]
+
+
+# --------------------------------------------------------------------------- env plumbing
+def test_gym_make_engine_option_and_default(mariadb):
+    need_data("dbbench")
+    env = gym.make("AgentTuning/DB-v0", engine="sqlite")
+    assert env.unwrapped.engine.name == "sqlite" and env.spec.max_episode_steps == MAX_ROUNDS + 1
+    env.close()
+    env = gym.make("AgentTuning/DB-v0")
+    assert env.unwrapped.engine.name == "mariadb"  # installed here: the faithful default
+    env.close()
+    with pytest.raises(ValueError, match="unknown DB engine"):
+        DBEnv(engine="oracle")
+
+
+def test_server_starts_lazily_and_stops_with_its_last_env():
+    mariadb_or_skip()
+    need_data("dbbench")
+    server = engines.MariaDBServer()  # a private one, not the module's shared server
+    eng = engines.MariaDBEngine(server=server)
+    assert not server.running
+    db = eng.create(data.load()[0].table)
+    assert server.running and Path(server.socket).exists()
+    folder = Path(server.socket).parent
+    db.drop()
+    eng.close()
+    assert not server.running and not folder.exists()
+
+
+def test_server_dies_with_its_process(tmp_path):
+    mariadb_or_skip()
+    code = textwrap.dedent("""
+        import sys, time
+        from agent_gym.envs.db import engine
+        server = engine.MariaDBServer.shared(); server.acquire()
+        print(server._proc.pid, flush=True); time.sleep(60)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    pid = int(child.stdout.readline())
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("mariadbd outlived the process that started it")
+
+
+def test_engine_failure_is_an_error_status_not_a_crash():
+    mariadb_or_skip()
+    need_data("dbbench")
+    env = DBEnv(engine="mariadb")
+    env.engine.server = server = engines.MariaDBServer()  # private server, killed below
+    try:
+        env.reset(options={"task": "other/0"})
+        server._proc.kill()
+        server._proc.wait()
+        obs, reward, term, trunc, info = env.step(prompt.operation("SELECT 1"))
+        assert trunc and info["status"] == "error" and "MariaDB" in obs
+        obs, info = env.reset(options={"task": "other/0"})  # the next episode gets a new server
+        obs, *_ = env.step(prompt.operation("SELECT COUNT(*) FROM `Jiu-Jitsu Championships Results`"))
+        assert obs == "[(18,)]"
+    finally:
+        env.close()
+        server.stop()
+
+
+def test_summarize_gives_overall_cat_accuracy():
+    from agent_gym.trajectory import Trajectory
+
+    def traj(task_id, score):
+        return Trajectory(env_id="AgentTuning/DB-v0", task_id=task_id, episode_id=task_id, prompt=[],
+                          first_observation="", policy="test", score=score, success=bool(score))
+
+    trajs = [traj("INSERT/1", 1.0), traj("INSERT/2", 0.0), traj("UPDATE/3", 1.0), traj("counting/4", 0.0),
+             traj("other/5", 1.0)]
+    out = DBEnv.summarize(trajs)
+    assert out["category/SELECT"] == 0.5 and out["category/INSERT"] == 0.5 and out["category/UPDATE"] == 1.0
+    assert out["overall_cat_accuracy"] == pytest.approx((0.5 + 0.5 + 1.0) / 3)
+    assert out["type/counting"] == 0.0
