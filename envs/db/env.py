@@ -15,7 +15,12 @@ upstream's ``answer_md5``) or ``engine="sqlite"`` (the expected hash is recomput
 the gold SQL on SQLite). Known differences from upstream (see docs/db.md): MariaDB 10.11 for
 MySQL 8 (error wording, float text); a 30 s statement limit; ``ast.literal_eval`` for
 upstream's ``eval`` of the answer (no code runs); the agent sees only its own database.
-Gold replay: 300/300 on MariaDB and on SQLite (tests/envs/test_db.py).
+
+Gold replay (tests/envs/test_db.py): MariaDB 297/300 — ``UPDATE/225``: ``answer_md5`` is
+reached by no table the gold SQL produces; ``UPDATE/278`` and ``UPDATE/295``: the gold SQL
+compares TEXT with a number, error 1292 under MySQL 8's strict mode (quoting the number
+solves them). SQLite 299/300 — ``INSERT/180``: the gold SQL's unquoted table name starting
+with digits is not SQLite syntax (quoted, it reaches ``answer_md5``).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from gymnasium.utils.env_checker import check_env
 
 import agent_gym
 from agent_gym.core import INVALID_ACTION, TASK_LIMIT_REACHED
-from agent_gym.envs.db import data, engine as engines, prompt
+from agent_gym.envs.db import data, engine as engines, mariadb, prompt, sqlite
 from agent_gym.envs.db.env import MAX_ROUNDS, DBEnv
 from conftest import need_data
 
@@ -58,10 +58,10 @@ def mariadb_or_skip() -> None:
 
 
 @pytest.fixture(scope="module")
-def mariadb():
+def mariadb_server():
     """One server for the module: a lease keeps it up while envs come and go."""
     mariadb_or_skip()
-    server = engines.MariaDBServer.shared()
+    server = mariadb.MariaDBServer.shared()
     server.acquire()
     yield server
     server.release()
@@ -70,7 +70,7 @@ def mariadb():
 @pytest.fixture(params=["mariadb", "sqlite"])
 def engine_name(request):
     if request.param == "mariadb":
-        request.getfixturevalue("mariadb")
+        request.getfixturevalue("mariadb_server")
     return request.param
 
 
@@ -195,20 +195,20 @@ def test_gold_exceptions_are_solvable_or_documented(make_env, engine_name, quest
 
 def test_sqlite_reaches_mysql_answer_md5_except_listed(questions):
     need_data("dbbench")
-    sqlite = engines.SQLiteEngine()
-    recomputed = {q.id for q in questions.values() if q.is_write and sqlite.expected_hash(q) != q.answer_md5}
+    lite = sqlite.SQLiteEngine()
+    recomputed = {q.id for q in questions.values() if q.is_write and lite.expected_hash(q) != q.answer_md5}
     assert recomputed == set(SQLITE_RECOMPUTED)
 
 
-def test_python_table_hash_equals_mariadb_md5_query(mariadb, questions):
+def test_python_table_hash_equals_mariadb_md5_query(mariadb_server, questions):
     """The hash SQLite is scored with is upstream's md5 query, bit for bit (all 300 tables,
     and a table long enough for MySQL's 1024-byte GROUP_CONCAT cut)."""
-    eng = engines.MariaDBEngine()
-    sqlite = engines.SQLiteEngine()
+    eng = mariadb.MariaDBEngine()
+    lite_engine = sqlite.SQLiteEngine()
     long_table = data.Table("long", ("a", "b"), tuple((str(i), f"v{i}") for i in range(400)))
     try:
         for table in [q.table for q in questions.values()] + [long_table]:
-            db, lite = eng.create(table), sqlite.create(table)
+            db, lite = eng.create(table), lite_engine.create(table)
             try:
                 assert bool(db.setup_error) == bool(lite.setup_error), table.name
                 if not db.setup_error or "Column count" in db.setup_error:  # missing tables have no hash
@@ -403,7 +403,7 @@ def test_huge_and_binary_replies(make_env):
 
 
 # --------------------------------------------------------------------------- env plumbing
-def test_gym_make_engine_option_and_default(mariadb):
+def test_gym_make_engine_option_and_default(mariadb_server):
     need_data("dbbench")
     env = gym.make("AgentTuning/DB-v0", engine="sqlite")
     assert env.unwrapped.engine.name == "sqlite" and env.spec.max_episode_steps == MAX_ROUNDS + 1
@@ -418,8 +418,8 @@ def test_gym_make_engine_option_and_default(mariadb):
 def test_server_starts_lazily_and_stops_with_its_last_env():
     mariadb_or_skip()
     need_data("dbbench")
-    server = engines.MariaDBServer()  # a private one, not the module's shared server
-    eng = engines.MariaDBEngine(server=server)
+    server = mariadb.MariaDBServer()  # a private one, not the module's shared server
+    eng = mariadb.MariaDBEngine(server=server)
     assert not server.running
     db = eng.create(data.load()[0].table)
     assert server.running and Path(server.socket).exists()
@@ -433,8 +433,8 @@ def test_server_dies_with_its_process(tmp_path):
     mariadb_or_skip()
     code = textwrap.dedent("""
         import sys, time
-        from agent_gym.envs.db import engine
-        server = engine.MariaDBServer.shared(); server.acquire()
+        from agent_gym.envs.db import mariadb
+        server = mariadb.MariaDBServer.shared(); server.acquire()
         print(server._proc.pid, flush=True); time.sleep(60)
     """)
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -457,7 +457,7 @@ def test_engine_failure_is_an_error_status_not_a_crash():
     mariadb_or_skip()
     need_data("dbbench")
     env = DBEnv(engine="mariadb")
-    env.engine.server = server = engines.MariaDBServer()  # private server, killed below
+    env.engine.server = server = mariadb.MariaDBServer()  # private server, killed below
     try:
         env.reset(options={"task": "other/0"})
         server._proc.kill()

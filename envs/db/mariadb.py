@@ -1,0 +1,448 @@
+"""MariaDB engine: one private ``mariadbd`` per process, a fresh database per episode.
+
+The server starts on first use with its own datadir (copied from a template made once by
+``mariadb-install-db``) and socket in a private folder (``/dev/shm`` where it has room), no
+network (``--skip-networking``), file import/export confined to an empty folder, MySQL 8's
+default SQL mode, a MySQL-8-like collation, ``group_concat_max_len`` 1024 and a statement
+time limit. It stops when the last env using it closes, at interpreter exit, or with its
+parent process (``setpriv --pdeathsig``). Every episode gets a database named after its table
+(as upstream names it), which the agent reaches as an unprivileged user who sees only that
+database, through a fresh connection per command (upstream reconnects before each).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from agent_gym.envs.db import prompt
+from agent_gym.envs.db.data import Question, Table
+from agent_gym.envs.db.engine import STATEMENT_TIMEOUT, EngineError, create_table_sql, escaped_columns
+
+# MySQL 8.0's default sql_mode (upstream's server); MariaDB's own default is laxer.
+MYSQL8_SQL_MODE = ("ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,"
+                   "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION")
+# closest MariaDB 10.x collation to MySQL 8's utf8mb4_0900_ai_ci (UCA, accent/case-insensitive, no pad)
+COLLATION = "utf8mb4_unicode_520_nopad_ci"
+AGENT_USER = "agent"
+
+
+def mariadb_binaries() -> tuple[str, str] | None:
+    """``(mariadbd, mariadb-install-db)`` paths, or None when MariaDB is not installed."""
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/usr/local/mysql/bin"])
+    server = shutil.which("mariadbd", path=path) or shutil.which("mysqld", path=path)
+    install = shutil.which("mariadb-install-db", path=path) or shutil.which("mysql_install_db", path=path)
+    return (server, install) if server and install else None
+
+
+def _pymysql():
+    try:
+        import pymysql
+    except ImportError:
+        raise EngineError("the MariaDB engine needs PyMySQL: pip install 'agent-gym[db]' "
+                          "(or use engine='sqlite')") from None
+    return pymysql
+
+
+def _mysql_error_text(exc: Exception, conn: Any = None) -> str:
+    """An error as mysql-connector (upstream's client) prints it: ``1064 (42000): message``."""
+    args = getattr(exc, "args", ())
+    if len(args) != 2 or not isinstance(args[0], int):
+        return str(exc)
+    errno, msg = args
+    state = None
+    if conn is not None and errno < 2000:  # server errors have an SQLSTATE; ask for it
+        try:
+            with conn.cursor() as cur:
+                cur.execute("GET DIAGNOSTICS CONDITION 1 @agent_gym_state = RETURNED_SQLSTATE")
+                cur.execute("SELECT @agent_gym_state")
+                state = cur.fetchone()[0]
+        except Exception:  # noqa: BLE001 - the message alone is still the observation
+            state = None
+    return f"{errno} ({state}): {msg}" if state else f"{errno}: {msg}"
+
+
+def _grant_name(name: str) -> str:
+    """A database name as GRANT reads it (``_`` and ``%`` are wildcards there)."""
+    return name.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
+
+
+_INNODB = ("--innodb-buffer-pool-size=32M", "--innodb-log-file-size=8M")
+
+
+def _ROOT() -> tuple[str, ...]:  # noqa: N802 - mariadbd refuses to run as root unless told
+    return ("--user=root",) if os.geteuid() == 0 else ()
+
+
+def _initial_datadir(server: str, install: str) -> Path:
+    """A freshly installed datadir, made once per MariaDB build and user and then copied
+    (``mariadb-install-db`` takes seconds, a copy milliseconds)."""
+    import platformdirs
+
+    stat = Path(server).stat()
+    cache = Path(platformdirs.user_cache_dir("agent-gym"))
+    template = cache / f"mariadb-datadir-{stat.st_size}-{stat.st_mtime_ns}-{os.geteuid()}"
+    if (template / "mysql").is_dir():
+        return template
+    cache.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".mariadb-datadir-", dir=cache))
+    try:
+        done = subprocess.run([install, "--no-defaults", f"--datadir={work / 'data'}", *_ROOT(),
+                               "--auth-root-authentication-method=normal", "--skip-test-db",
+                               "--skip-name-resolve", *_INNODB],
+                              capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise EngineError(f"mariadb-install-db failed: {(done.stderr or done.stdout)[-1500:]}")
+        try:
+            os.rename(work / "data", template)
+        except OSError:  # another process made it meanwhile
+            if not (template / "mysql").is_dir():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return template
+
+
+def _fast_tmp() -> str | None:
+    """``/dev/shm`` where it has room: DDL (a database per episode) then skips disk syncs."""
+    try:
+        if os.access("/dev/shm", os.W_OK) and shutil.disk_usage("/dev/shm").free > 512 << 20:
+            return "/dev/shm"
+    except OSError:
+        pass
+    return None
+
+
+class MariaDBServer:
+    """A private ``mariadbd``: one per process, shared by every env of the process.
+
+    Leases count the engines using it; it starts with the first and stops with the last
+    (and at exit). A test session can hold a lease to keep one server for the whole run.
+    """
+
+    _instances: dict[int, MariaDBServer] = {}
+    _class_lock = threading.Lock()
+
+    def __init__(self, statement_timeout: float = STATEMENT_TIMEOUT):
+        self.statement_timeout = statement_timeout
+        self._lock = threading.RLock()
+        self._leases = 0
+        self._proc: subprocess.Popen | None = None
+        self._dir: Path | None = None
+        self._names: set[str] = set()
+        self.version = ""
+        self.started_seconds = 0.0
+        self._exit_hook = False
+
+    @classmethod
+    def shared(cls) -> MariaDBServer:
+        """This process's server (a forked child gets its own)."""
+        with cls._class_lock:
+            server = cls._instances.get(os.getpid())
+            if server is None:
+                server = cls._instances[os.getpid()] = cls()
+            return server
+
+    # ---------------------------------------------------------------- lifecycle
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def socket(self) -> str:
+        assert self._dir is not None, "server not started"
+        return str(self._dir / "mysqld.sock")
+
+    def acquire(self) -> None:
+        with self._lock:
+            self._leases += 1
+            try:
+                if not self.running:
+                    self._start()
+            except BaseException:
+                self._leases -= 1
+                raise
+
+    def ensure_running(self) -> None:
+        """Restart the server if it died while leased."""
+        with self._lock:
+            if self._leases > 0 and not self.running:
+                self._start()
+
+    def release(self) -> None:
+        with self._lock:
+            self._leases = max(0, self._leases - 1)
+            if self._leases == 0:
+                self.stop()
+
+    def _start(self) -> None:
+        binaries = mariadb_binaries()
+        if binaries is None:
+            raise EngineError("MariaDB is not installed: apt-get install mariadb-server (or use engine='sqlite')")
+        server, install = binaries
+        self.stop()
+        t0 = time.perf_counter()
+        self._dir = Path(tempfile.mkdtemp(prefix="agent-gym-mariadb-", dir=_fast_tmp()))
+        (self._dir / "files").mkdir()
+        datadir = self._dir / "data"
+        shutil.copytree(_initial_datadir(server, install), datadir)
+        args = [server, "--no-defaults", f"--datadir={datadir}", f"--socket={self.socket}", "--skip-networking",
+                f"--pid-file={self._dir / 'mysqld.pid'}", f"--log-error={self._dir / 'error.log'}",
+                "--skip-log-bin", "--skip-name-resolve", f"--secure-file-priv={self._dir / 'files'}",
+                "--character-set-server=utf8mb4", f"--collation-server={COLLATION}",
+                f"--sql-mode={MYSQL8_SQL_MODE}", f"--group-concat-max-len={prompt.GROUP_CONCAT_MAX_LEN}",
+                f"--max-statement-time={self.statement_timeout:g}", "--max-connections=500",
+                *_ROOT(), *_INNODB, "--innodb-flush-log-at-trx-commit=0", "--innodb-flush-method=nosync"]
+        setpriv = shutil.which("setpriv")
+        if setpriv:  # the server dies with this process, even when it is killed
+            args = [setpriv, "--pdeathsig", "TERM", *args]
+        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True)
+        if not self._exit_hook:
+            atexit.register(self._stop_at_exit, os.getpid())
+            self._exit_hook = True
+        self._wait_ready()
+        self._setup_agent_user()
+        self.started_seconds = time.perf_counter() - t0
+
+    def _wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise EngineError(f"mariadbd exited at start (code {self._proc.returncode}): {self._log_tail()}")
+            try:
+                conn = self.connect()
+            except Exception as exc:  # noqa: BLE001 - not up yet
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise EngineError(f"mariadbd did not come up in {timeout:g} s ({exc}): {self._log_tail()}") from exc
+                time.sleep(0.05)
+                continue
+            with conn:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT VERSION()")
+                    self.version = cur.fetchone()[0]
+            return
+
+    def _setup_agent_user(self) -> None:
+        with self.connect() as conn, conn.cursor() as cur:
+            cur.execute(f"CREATE USER IF NOT EXISTS '{AGENT_USER}'@'localhost'")
+
+    def _log_tail(self) -> str:
+        try:
+            return (self._dir / "error.log").read_text(errors="replace")[-1500:]  # type: ignore[operator]
+        except OSError:
+            return "(no error log)"
+
+    def stop(self) -> None:
+        with self._lock:
+            proc, self._proc = self._proc, None
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            if self._dir is not None:
+                shutil.rmtree(self._dir, ignore_errors=True)
+                self._dir = None
+            self._names.clear()
+
+    def _stop_at_exit(self, pid: int) -> None:
+        if os.getpid() == pid:  # never stop the parent's server from a forked child
+            self.stop()
+
+    # ---------------------------------------------------------------- use
+    def connect(self, user: str = "root", database: str | None = None, autocommit: bool = False) -> Any:
+        pymysql = _pymysql()
+        return pymysql.connect(unix_socket=self.socket, user=user, database=database, charset="utf8mb4",
+                               autocommit=autocommit, ssl_disabled=True, connect_timeout=30)
+
+    def kill_query(self, thread_id: int) -> None:
+        """Interrupt the statement running on connection ``thread_id``."""
+        try:
+            with self.connect() as conn, conn.cursor() as cur:
+                cur.execute(f"KILL QUERY {int(thread_id)}")
+        except Exception:  # noqa: BLE001 - the statement may have ended meanwhile
+            pass
+
+    def reserve(self, name: str) -> str:
+        """A database name for an episode: the table's name (as upstream), unless in use."""
+        with self._lock:
+            candidate, n = name, 1
+            while candidate in self._names:
+                n += 1
+                suffix = f" ({n})"
+                candidate = name[: 64 - len(suffix)] + suffix
+            self._names.add(candidate)
+            return candidate
+
+    def free(self, name: str) -> None:
+        with self._lock:
+            self._names.discard(name)
+
+
+class MariaDBDatabase:
+    """One episode's database on the shared server."""
+
+    def __init__(self, engine: MariaDBEngine, name: str, table: Table, setup_error: str | None):
+        self.engine, self.name, self.table, self.setup_error = engine, name, table, setup_error
+        self.dropped = False
+
+    def execute(self, sql: str) -> str:
+        pymysql = _pymysql()
+        server = self.engine.server
+        try:  # a fresh connection per command, as upstream reconnects before each
+            conn = server.connect(user=AGENT_USER, database=self.name)
+        except pymysql.err.OperationalError as exc:
+            if exc.args and exc.args[0] >= 2000:
+                raise EngineError(f"cannot reach the MariaDB server: {exc}") from exc
+            return prompt.truncate(_mysql_error_text(exc))  # e.g. the agent dropped its database
+        # the agent can lift max_statement_time in its session; this limit it cannot
+        watchdog = threading.Timer(self.engine.statement_timeout + 1.0, server.kill_query, (conn.thread_id(),))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            cur = conn.cursor(pymysql.cursors.SSCursor)
+            try:
+                cur.execute(sql)
+                rows: Sequence[Any] | Iterator[Any] = cur.fetchall_unbuffered() if cur.description else []
+                text = prompt.render_rows(rows)
+                if text.endswith(prompt.TRUNCATED):  # the rest of a huge result is not read
+                    _abandon(conn, cur)
+                    return text
+                while cur.nextset():
+                    pass
+                conn.commit()
+                return text
+            except pymysql.err.MySQLError as exc:
+                if exc.args and isinstance(exc.args[0], int) and exc.args[0] in (2006, 2013) and not server.running:
+                    raise EngineError(f"the MariaDB server went away: {exc}") from exc
+                text = _mysql_error_text(exc, conn)
+                try:
+                    conn.rollback()
+                except Exception:  # noqa: BLE001
+                    pass
+                return prompt.truncate(text)
+        finally:
+            watchdog.cancel()
+            if conn.open:
+                conn.close()
+
+    def table_hash(self) -> str:
+        columns = escaped_columns(self.table)
+        return self.engine.admin_query(prompt.md5_query(self.table.name, columns), self.name)
+
+    def drop(self) -> None:
+        if not self.dropped:
+            self.dropped = True
+            self.engine.drop(self.name)
+
+
+def _abandon(conn: Any, cur: Any) -> None:
+    """Close a connection in the middle of a result without reading the rest of it."""
+    result = getattr(cur, "_result", None)
+    if result is not None:
+        result.unbuffered_active = False
+    cur.connection = None
+    conn.close()
+
+
+class MariaDBEngine:
+    """Databases on the process's private MariaDB server; one root connection per env."""
+
+    name = "mariadb"
+
+    def __init__(self, server: MariaDBServer | None = None, statement_timeout: float = STATEMENT_TIMEOUT):
+        _pymysql()
+        self.statement_timeout = statement_timeout
+        if mariadb_binaries() is None:
+            raise EngineError("MariaDB is not installed: apt-get install mariadb-server (or use engine='sqlite')")
+        self.server = server or MariaDBServer.shared()
+        self._admin: Any = None
+        self._leased = False
+
+    def _admin_conn(self) -> Any:
+        if not self._leased:
+            self.server.acquire()  # lazily: the server starts with the first episode
+            self._leased = True
+        self.server.ensure_running()  # a crashed server comes back for the next episode
+        if self._admin is not None and self._admin.open and self._admin.unix_socket == self.server.socket:
+            try:
+                self._admin.ping(reconnect=False)
+                return self._admin
+            except Exception:  # noqa: BLE001 - reconnect below
+                pass
+        self._admin = self.server.connect(autocommit=True)
+        return self._admin
+
+    def create(self, table: Table) -> MariaDBDatabase:
+        conn = self._admin_conn()
+        name = self.server.reserve(table.name)
+        create, insert = create_table_sql(table, quote_value=lambda v: f"'{prompt.mysql_escape(v)}'")
+        setup_error = None
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            cur.execute(f"CREATE DATABASE `{name}`")
+            cur.execute(f"USE `{name}`")
+            for statement in (create, insert):  # upstream's batch stops at its first error
+                try:
+                    cur.execute(statement)
+                except _pymysql().err.MySQLError as exc:
+                    setup_error = _mysql_error_text(exc, conn)
+                    break
+            cur.execute(f"GRANT ALL PRIVILEGES ON `{_grant_name(name)}`.* TO '{AGENT_USER}'@'localhost'")
+        return MariaDBDatabase(self, name, table, setup_error)
+
+    def admin_query(self, sql: str, database: str) -> str:
+        """Run ``sql`` as root in ``database``; upstream's rendering (result or error text)."""
+        conn = self._admin_conn()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"USE `{database}`")
+                cur.execute(sql)
+                return prompt.truncate(str(list(cur.fetchall())))
+        except _pymysql().err.MySQLError as exc:
+            if exc.args and isinstance(exc.args[0], int) and exc.args[0] >= 2000:
+                raise EngineError(f"the MariaDB server went away: {exc}") from exc
+            return prompt.truncate(_mysql_error_text(exc, conn))
+
+    def drop(self, name: str) -> None:
+        if not self.server.running:  # the database went with its server
+            self.server.free(name)
+            return
+        try:
+            with self._admin_conn().cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+                try:
+                    cur.execute(f"REVOKE ALL PRIVILEGES ON `{_grant_name(name)}`.* FROM '{AGENT_USER}'@'localhost'")
+                except _pymysql().err.MySQLError:
+                    pass
+        except _pymysql().err.OperationalError as exc:
+            if self.server.running:
+                raise EngineError(f"could not drop database {name!r}: {exc}") from exc
+        finally:
+            self.server.free(name)
+
+    def expected_hash(self, question: Question) -> str:
+        return question.answer_md5 or ""
+
+    def close(self) -> None:
+        if self._admin is not None and self._admin.open:
+            try:
+                self._admin.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._admin = None
+        if self._leased:
+            self._leased = False
+            self.server.release()

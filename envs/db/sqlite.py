@@ -1,0 +1,141 @@
+"""SQLite engine: a private in-memory database per episode, nothing to install.
+
+No file can be attached or written (ATTACH and ``VACUUM INTO`` need an attached database, and
+none is allowed), values are capped at 16 MB, and a progress handler stops a statement that
+runs past the time limit. The table's columns compare as MySQL 8's do (case- and
+accent-insensitive), so the same SQL finds the same rows on both engines. Write questions are
+scored against the gold SQL replayed on SQLite, where MySQL's ``answer_md5`` is out of reach.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+import time
+import unicodedata
+from typing import Any
+
+from agent_gym.envs.db import prompt
+from agent_gym.envs.db.data import Question, Table
+from agent_gym.envs.db.engine import STATEMENT_TIMEOUT, create_table_sql, escaped_columns
+
+SQLITE_COLLATION = "mysql_ai_ci"
+
+
+def split_statements(sql: str) -> list[str]:
+    """``sql`` cut into complete statements (sqlite3 runs one at a time; MySQL runs a batch)."""
+    statements, start = [], 0
+    for i, ch in enumerate(sql):
+        if ch == ";" and sqlite3.complete_statement(sql[start: i + 1]):
+            statements.append(sql[start: i + 1])
+            start = i + 1
+    rest = sql[start:]
+    if rest.strip() or not statements:
+        statements.append(rest)
+    return [s for s in statements if s.strip()] or [sql]
+
+
+@functools.lru_cache(maxsize=4096)
+def _fold(text: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)).casefold()
+
+
+def _mysql_ai_ci(a: str, b: str) -> int:
+    """MySQL 8's default collation, approximately: accents and case ignored, no padding."""
+    fa, fb = _fold(a), _fold(b)
+    return (fa > fb) - (fa < fb)
+
+
+class SQLiteDatabase:
+    """A private in-memory SQLite database; no files can be attached or written.
+
+    The table's columns compare as MySQL's do (case- and accent-insensitive), so that
+    ``WHERE name = 'montreal'`` finds ``Montréal`` on both engines.
+    """
+
+    MAX_LENGTH = 16 * 1024 * 1024  # like MariaDB's max_allowed_packet
+
+    def __init__(self, table: Table, statement_timeout: float = STATEMENT_TIMEOUT):
+        self.table = table
+        self.statement_timeout = statement_timeout
+        self.conn = sqlite3.connect(":memory:", check_same_thread=False)
+        self.conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+        self.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, self.MAX_LENGTH)
+        self._deadline = float("inf")
+        self.conn.set_progress_handler(lambda: int(time.monotonic() > self._deadline), 10_000)
+        self.conn.create_collation(SQLITE_COLLATION, _mysql_ai_ci)
+        create, insert = create_table_sql(table, column_type=f"TEXT COLLATE {SQLITE_COLLATION}")
+        values = [str(v) for row in table.rows for v in row]
+        self.setup_error = None
+        for statement, params in ((create, ()), (insert, values)):
+            try:
+                self.conn.execute(statement, params)
+            except sqlite3.Error as exc:
+                self.setup_error = str(exc)
+                break
+        self.conn.commit()
+
+    def execute(self, sql: str) -> str:
+        self._deadline = time.monotonic() + self.statement_timeout
+        try:
+            text = None
+            for statement in split_statements(sql):
+                cur = self.conn.execute(statement)
+                rendered = prompt.render_rows(cur) if cur.description else "[]"
+                text = rendered if text is None else text
+            self.conn.commit()
+            return text or "[]"
+        except (sqlite3.Error, OverflowError, ValueError) as exc:
+            self.conn.rollback()
+            if isinstance(exc, sqlite3.OperationalError) and str(exc) == "interrupted":
+                return f"interrupted: statement time limit ({self.statement_timeout:g} s) exceeded"
+            return prompt.truncate(str(exc))
+        finally:
+            self._deadline = float("inf")
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        cols = ",".join(f"`{c}`" for c in escaped_columns(self.table))
+        return self.conn.execute(f"SELECT {cols} FROM `{self.table.name}`").fetchall()
+
+    def table_hash(self) -> str:
+        try:
+            return prompt.table_hash(self.rows())
+        except sqlite3.Error as exc:
+            return str(exc)
+
+    def drop(self) -> None:
+        self.conn.close()
+
+
+class SQLiteEngine:
+    """SQLite databases; write questions are scored against the gold SQL replayed on SQLite."""
+
+    name = "sqlite"
+
+    def __init__(self, statement_timeout: float = STATEMENT_TIMEOUT):
+        self.statement_timeout = statement_timeout
+        self._expected: dict[str, str] = {}
+
+    def create(self, table: Table) -> SQLiteDatabase:
+        return SQLiteDatabase(table, self.statement_timeout)
+
+    def expected_hash(self, question: Question) -> str:
+        """The hash after the question's gold SQL ran on SQLite, where MySQL's ``answer_md5``
+        may not be reachable (``\\n`` in a MySQL string literal is a newline, in SQLite two
+        characters). Where the gold SQL fails on SQLite or changes nothing (it relied on MySQL's
+        accent-insensitive matching), ``answer_md5`` stays the target: the hash is the same
+        function on both engines."""
+        if question.id not in self._expected:
+            db = self.create(question.table)
+            try:
+                before = db.table_hash()
+                outcomes = [db.execute(sql) for sql in question.label]
+                after = db.table_hash()
+            finally:
+                db.drop()
+            replayed = all(o == "[]" for o in outcomes) and after != before
+            self._expected[question.id] = after if replayed else (question.answer_md5 or "")
+        return self._expected[question.id]
+
+    def close(self) -> None:
+        pass
