@@ -14,6 +14,7 @@ ENVS: list[EnvEntry] = [
     # held-in (AgentBench)
     EnvEntry("AgentTuning/Alfworld-v0", "agent_gym.envs.alfworld.env:AlfworldEnv", 35, "held-in", "alfworld"),
     EnvEntry("AgentTuning/DB-v0", "agent_gym.envs.db.env:DBEnv", 16, "held-in", "dbbench"),  # 15 SQL rounds + answer
+    EnvEntry("AgentTuning/OS-v0", "agent_gym.envs.os_interaction.env:OSEnv", 8, "held-in", "agentbench_os"),
     # held-out
 ]
 
@@ -23,6 +24,7 @@ DATASETS: dict[str, str] = {
     "alfworld": "agent_gym.envs.alfworld.data:DATASET",
     "alfworld-agentbench": "agent_gym.envs.alfworld.data:AGENTBENCH_DATASET",
     "dbbench": "agent_gym.envs.db.data:DATASET",
+    "agentbench_os": "agent_gym.envs.os_interaction.data:DATASET",
 }
 
 for _name, _entry in DATASETS.items():

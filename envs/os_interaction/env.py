@@ -1,0 +1,148 @@
+"""``AgentTuning/OS-v0``: AgentBench's OS-interaction task in a fresh sandbox per episode.
+
+One episode = one problem: its init scripts run in a new sandbox, the agent replies with
+``Act: bash`` (a bash block, typed into one persistent shell), ``Act: answer(...)`` or
+``Act: finish``; at most 8 replies. Then the problem's checker decides, as AgentBench does: a
+string match, or check scripts run in the same sandbox (the answer is ``$1``/``argv[1]``, a
+``null`` entry runs the example solution and passes its output on; all must exit 0). Score 1 on
+success, else 0; the paper's metric is the accuracy over the 144 problems.
+
+Upstream's handling kept: a reply with no recognised action ends the episode and the problem is
+judged with no answer (state-checking problems can still pass); so is an episode that used its 8
+rounds. Deliberate differences (see docs/os.md): a multi-line bash block runs as one pasted
+unit and returns all of its output (upstream reads until the first prompt or a 5 s silence and
+drops the first 8 bytes of every later chunk); each command has a wall-clock limit, after which
+it is interrupted with Ctrl-C; sandboxes have no network.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from agent_gym.core import INVALID_ACTION, RUNNING, Begin, Outcome, TextEnv
+from agent_gym.envs.os_interaction import data, engine, prompt
+
+NO_ACTION = ("Invalid action: the reply has no \"Act: bash\", \"Act: finish\" or \"Act: answer(...)\" line. "
+             "As in AgentBench, the episode ends here and the problem is judged as it stands.")
+
+
+class OSEnv(TextEnv):
+    task_name = "os"
+    splits = ("std",)
+    max_turns = 8
+    invalid_action_message = "Invalid action: {reason}"
+
+    def __init__(self, split: str | None = None, render_mode: str | None = None, backend: str = "bwrap",
+                 limits: engine.Limits | None = None, tty_output: bool = True, **sandbox_options: Any):
+        """``backend``: ``bwrap`` or ``docker``; ``tty_output=False`` strips terminal escapes and the
+        prompt from observations (AgentBench shows them raw); ``sandbox_options`` go to the backend
+        (``root``/``cgroups`` for bwrap, ``image``/``host`` for docker)."""
+        super().__init__(split, render_mode)
+        self.backend = backend
+        self.limits = limits or engine.Limits()
+        self.tty_output = tty_output
+        self.sandbox_options = sandbox_options
+        self.sandbox: engine.Sandbox | None = None
+        self._prompts: dict[str, Any] | None = None
+
+    @classmethod
+    def load_tasks(cls, split: str) -> Sequence[data.Problem]:
+        return data.load(split)
+
+    @classmethod
+    def engine_status(cls) -> str:
+        reason = engine.BwrapSandbox.unavailable()
+        return f"bwrap sandbox unavailable: {reason}" if reason else "bwrap sandbox ready"
+
+    def _begin(self, task: data.Problem) -> Begin:
+        self._prompts = self._prompts or data.prompts()
+        self._close_sandbox()
+        self.sandbox = engine.make_sandbox(self.backend, self.limits, **self.sandbox_options).start()
+        self.sandbox.shell  # upstream opens the agent's shell with the container, before the init scripts
+        for script in task.init:
+            self.sandbox.run(script)
+        if task.start is not None:  # typed into the agent's shell; its output is not shown (as upstream)
+            self.sandbox.execute(task.start.code)
+        return Begin(observation=prompt.first_observation(task.description),
+                     prompt=prompt.prompt_messages(self._prompts),
+                     extra={"backend": self.backend, "kind": task.kind})
+
+    def _act(self, action: str) -> Outcome:
+        parsed = prompt.parse_action(action)
+        if parsed.kind is None:
+            return self._judged(None, NO_ACTION, INVALID_ACTION, valid=False)
+        if parsed.kind == "commit":
+            return self._judged(parsed.content, "", RUNNING)
+        output = self.sandbox.execute(parsed.content or "")
+        if not self.tty_output:
+            output = prompt.plain(output)
+        observation = prompt.observation(output)
+        if self._turn >= self.max_turns:  # out of rounds: upstream judges with no answer
+            return self._judged(None, observation, RUNNING, done=False)
+        return Outcome(observation=observation)
+
+    def _judged(self, answer: str | None, observation: str, status: str, valid: bool = True,
+                done: bool = True) -> Outcome:
+        success = self.judge(answer)
+        self._close_sandbox()
+        verdict = f"The answer is judged {'correct' if success else 'wrong'}." if done else ""
+        return Outcome(observation=(observation + "\n\n" + verdict).strip(), score=float(success), success=success,
+                       done=done, status=status, action_valid=valid, extra={"answer": answer})
+
+    def judge(self, answer: str | None) -> bool:
+        """AgentBench's ``_judge`` on the current sandbox; any fault counts as a failure."""
+        task: data.Problem = self.task
+        if task.match is not None:
+            return prompt.match(answer, task.match)
+        params = [str(answer)]
+        try:
+            for script in task.check:
+                script = script or task.example
+                if script is None:
+                    return False
+                result = self.sandbox.run(script, *params)
+                if result.exit_code != 0:
+                    return False
+                params.append(result.output)
+        except (engine.SandboxError, OSError, ValueError):
+            return False
+        return True
+
+    def expert_replies(self, task: data.Problem) -> list[str] | None:
+        """The example solution: typed into the shell, then its output (computed now, in this
+        episode's sandbox, the way the checker computes it) given as the answer."""
+        if task.match is not None:
+            answer = task.match.get("answer")
+            return None if answer is None else [prompt.answer_reply(answer)]
+        if task.example is None or task is not self.task or self.sandbox is None:
+            return None
+        code = task.example.code
+        if task.example.language == "python":
+            code = f"python3 -c {shlex.quote(code)}"
+        expected = self.sandbox.run(task.example).output.strip()
+        final = prompt.answer_reply(expected) if expected else prompt.finish_reply()
+        return [prompt.bash_reply(code, "I will run the solution."), final]
+
+    @classmethod
+    def summarize(cls, trajectories: Sequence[Any]) -> dict[str, float]:
+        """Upstream's ``overall.acc`` (as ``score``) and the accuracy per problem file."""
+        from agent_gym.metrics import default_summary
+
+        out = default_summary(trajectories)
+        by_file: dict[str, list[float]] = defaultdict(list)
+        for t in trajectories:
+            by_file[t.task_id.rsplit("-", 1)[0]].append(t.score)
+        out.update({f"acc/{name}": sum(v) / len(v) for name, v in sorted(by_file.items())})
+        return out
+
+    def _close_sandbox(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.close()
+            self.sandbox = None
+
+    def close(self) -> None:
+        self._close_sandbox()
+        super().close()

@@ -1,0 +1,377 @@
+"""AgentTuning/OS-v0: AgentBench's reply parsing and judging, gold replays on the bubblewrap and
+Docker sandboxes, and the sandbox's security: nothing the agent does reaches the host or the
+next episode."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import agent_gym
+from agent_gym.core import INVALID_ACTION, TASK_LIMIT_REACHED
+from agent_gym.envs.os_interaction import data, engine, prompt
+from agent_gym.envs.os_interaction.env import OSEnv
+from agent_gym.rollout import plan, rollout
+from conftest import need_data
+
+gym.register_envs(agent_gym)
+
+# Problems whose example solution cannot pass in a sandbox without network (the reason is the data's own).
+NEEDS_NETWORK = {
+    "6/new-5": "init runs `apt update && apt install sudo`; without network sudo is never installed",
+    "6/new-6": "init runs `apt update && apt install sudo`; without network sudo is never installed",
+    "6/new-8": "the example solution is `apt update && apt install sudo -y`",
+}
+BWRAP_MISSING = engine.BwrapSandbox.unavailable()
+needs_bwrap = pytest.mark.skipif(BWRAP_MISSING is not None, reason=f"bwrap sandbox unavailable: {BWRAP_MISSING}")
+
+
+def bash(code: str) -> str:
+    return prompt.bash_reply(code)
+
+
+# ------------------------------------------------------------------ parsing (no sandbox)
+def test_parse_action_follows_agentbench_extract_action():
+    assert prompt.parse_action("Think: x\n\nAct: bash\n\n```bash\nls /\n```") == prompt.Action("bash", "ls /", "x")
+    assert prompt.parse_action("Act: finish").kind == "commit"
+    assert prompt.parse_action("Act: answer(220)").content == "220"
+    assert prompt.parse_action("Act: answer((a) b)").content == "(a) b"  # first "(" to last ")"
+    # no action at all
+    assert prompt.parse_action("I think the answer is 5.").kind is None
+    # two actions: the LAST recognised Act line wins; bash takes every bash block of the reply
+    two = "Act: bash\n```bash\necho 1\n```\nAct: answer(5)"
+    assert prompt.parse_action(two) == prompt.Action("commit", "5", "")
+    both = "Act: answer(5)\nAct: bash\n```bash\necho 1\n```\n```bash\necho 2\n```"
+    assert prompt.parse_action(both).content == "echo 1\n\necho 2"
+    # answer without its parentheses falls back to the previous Act line
+    assert prompt.parse_action("Act: bash\n```bash\nls\n```\nAct: answer 5").kind == "bash"
+    # unterminated code block: bash with an empty command, as upstream
+    assert prompt.parse_action("Act: bash\n\n```bash\necho hi") == prompt.Action("bash", "", "")
+    assert prompt.parse_action("Act: BASH\n```bash\nx\n```").content == "x"  # case-insensitive
+
+
+def test_observation_truncates_like_agentbench():
+    assert prompt.observation("") == "The output of the OS is empty."
+    assert prompt.observation("x" * 800) == "The output of the OS:\n\n" + "x" * 800
+    long = prompt.observation("y" * 801)
+    assert long == "The output of the OS:\n\n" + "y" * 780 + "\n[truncated because the output is too long]"
+
+
+def test_match_strips_and_compares_exactly():
+    assert prompt.match(" love \n", {"answer": "love", "strip": True})
+    assert not prompt.match("Love", {"answer": "love", "strip": True})
+    assert not prompt.match(None, {"answer": "love", "strip": True})
+    assert prompt.match("abc123", {"regex": r"\d+$"})
+
+
+def test_problems_load_in_upstream_order():
+    need_data("agentbench_os")
+    problems = data.load()
+    assert len(problems) == 144
+    kinds = [p.kind for p in problems]
+    assert kinds.count("match") == 9 and kinds.count("check") == 123 and kinds.count("state") == 12
+    ids = [p.id for p in problems]
+    assert ids[0] == "1/stock-0" and len(set(ids)) == 144
+    assert [p.id for p in problems if p.id.startswith("4/N41")][:1] == ["4/N41-0"]
+    assert all(p.example is not None for p in problems if p.kind != "match")
+    msgs = prompt.prompt_messages(data.prompts())
+    assert [m["role"] for m in msgs] == ["user", "assistant", "user", "assistant", "user", "assistant"]
+    assert msgs[0]["content"].endswith('Now, my problem is:\n\ntell me how many files are in the directory "/etc"?')
+
+
+# ------------------------------------------------------------------ the env on bubblewrap
+@pytest.fixture
+def env():
+    need_data("agentbench_os")
+    e = gym.make("AgentTuning/OS-v0", limits=engine.Limits(command_seconds=3))
+    yield e
+    e.close()
+
+
+def start(env, task: str) -> tuple[str, dict]:
+    return env.reset(options={"task": task})
+
+
+@needs_bwrap
+def test_check_env_passes(env):
+    check_env(env.unwrapped, skip_render_check=True)
+
+
+@needs_bwrap
+def test_shell_keeps_state_and_shows_the_terminal(env):
+    obs, info = start(env, "4/Q19-0")
+    assert obs.startswith(prompt.NEW_PROBLEM) and "matrix.txt" in obs and len(info["prompt"]) == 6
+    env.step(bash("cd /root\nN=3"))
+    obs, reward, term, trunc, info = env.step(bash("wc -l < matrix.txt; echo N=$N; pwd"))
+    assert obs.startswith("The output of the OS:\n\n3\r\nN=3\r\n/root\r\n") and not (term or trunc)
+    assert "root@" in obs and "~# " in obs[-30:]  # the prompt, as AgentBench's observations have it
+    obs, reward, term, trunc, info = env.step(prompt.answer_reply("3"))
+    assert term and info["success"] and reward == 1.0 and info["status"] == "completed"
+
+
+@needs_bwrap
+def test_wrong_answers_and_wrong_final_states_fail(env):
+    start(env, "4/Q19-0")  # integer match
+    *_, info = env.step(prompt.answer_reply("4"))
+    assert info["success"] is False and info["score"] == 0.0
+    start(env, "4/N41-0")  # string match ("no")
+    *_, info = env.step(prompt.answer_reply("yes"))
+    assert info["success"] is False
+    start(env, "6/new-3")  # state check: find must lose its SUID bit
+    env.step(bash("chmod u+x /usr/bin/find"))
+    *_, info = env.step(prompt.finish_reply())
+    assert info["success"] is False
+    start(env, "6/new-3")
+    env.step(bash("chmod u-s /usr/bin/find"))
+    *_, info = env.step(prompt.finish_reply())
+    assert info["success"] is True
+
+
+@needs_bwrap
+def test_malformed_replies_get_agentbench_handling(env):
+    start(env, "4/Q19-0")
+    obs, reward, term, trunc, info = env.step(bash("echo hi")[:-4])  # unterminated block: an empty command
+    assert not term and info["action_valid"] and obs.startswith("The output of the OS:\n\n") and "hi" not in obs
+    obs, reward, term, trunc, info = env.step("The answer is 3.")  # no action: the episode ends, judged
+    assert term and info["status"] == INVALID_ACTION and not info["action_valid"] and info["success"] is False
+    start(env, "6/new-3")  # a state problem still passes without an answer, as upstream judges it
+    env.step(bash("chmod u-s /usr/bin/find"))
+    *_, term, trunc, info = env.step("I fixed it.")
+    assert term and info["status"] == INVALID_ACTION and info["success"] is True
+    start(env, "4/Q19-0")  # two actions: the last one counts
+    *_, term, trunc, info = env.step(bash("wc -l /root/matrix.txt") + "\n\nAct: answer(3)")
+    assert term and info["success"]
+
+
+@needs_bwrap
+def test_round_limit_judges_without_an_answer(env):
+    start(env, "6/new-3")
+    for i in range(8):
+        obs, reward, term, trunc, info = env.step(bash("chmod u-s /usr/bin/find" if i == 7 else "true"))
+    assert trunc and not term and info["status"] == TASK_LIMIT_REACHED and info["success"] is True
+
+
+@needs_bwrap
+def test_start_script_runs_in_the_agents_shell(env):
+    start(env, "4/Q49-0")  # start: var=3.14 typed into the shell
+    obs, *_ = env.step(bash('echo "var=$var"'))
+    assert "var=3.14" in obs
+    start(env, "4/N4-0")  # start ends with `su - jack`: the agent is jack now
+    obs, *_ = env.step(bash("whoami; pwd"))
+    assert "jack\r\n/home/jack" in obs
+
+
+def _gold(backend: str, **kwargs) -> list:
+    result = rollout(plan(["AgentTuning/OS-v0"]), "expert", concurrency=3, progress=False,
+                     env_kwargs={"backend": backend, **kwargs})
+    return result.trajectories
+
+
+def _assert_gold(trajectories: list) -> None:
+    assert len(trajectories) == 144
+    failed = {t.task_id: (t.status, t.error) for t in trajectories if not t.success}
+    assert set(failed) == set(NEEDS_NETWORK), failed
+    assert all(t.status != "error" for t in trajectories)
+
+
+@needs_bwrap
+@pytest.mark.slow
+def test_gold_replay_passes_every_problem_on_bwrap():
+    need_data("agentbench_os")
+    if engine.default_rootfs() is None:
+        pytest.skip("the sandbox image is not built: run docker/os/build.sh (or set AGENT_GYM_OS_ROOTFS)")
+    _assert_gold(_gold("bwrap"))
+
+
+# ------------------------------------------------------------------ security (bubblewrap)
+@pytest.fixture
+def sandbox():
+    if BWRAP_MISSING:
+        pytest.skip(f"bwrap sandbox unavailable: {BWRAP_MISSING}")
+    sb = engine.BwrapSandbox(engine.Limits(command_seconds=3, memory_mb=256, processes=64)).start()
+    yield sb
+    sb.close()
+
+
+def _host_pids() -> set[int]:
+    return {int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()}
+
+
+def _fresh_sandbox_is_clean() -> None:
+    with engine.BwrapSandbox() as sb:
+        out = sb.execute("ls /bin/bash /canary* 2>&1; echo ok")
+        assert "/bin/bash" in out and "No such file" in out and "ok" in out
+
+
+@needs_bwrap
+def test_fork_bomb_is_contained(sandbox):
+    before = len(_host_pids())
+    t = time.monotonic()
+    sandbox.execute(":(){ :|:& };:")
+    sandbox.execute("sleep 1")
+    assert len(_host_pids()) < before + 80  # the pids cgroup caps the sandbox at 64 processes
+    sandbox.reset_processes()
+    assert "alive" in sandbox.execute("echo alive")
+    assert time.monotonic() - t < 30
+    sandbox.close()
+    _fresh_sandbox_is_clean()
+
+
+@needs_bwrap
+def test_rm_rf_root_and_writes_stay_inside(sandbox):
+    canary = Path(tempfile.mkdtemp(prefix="agent-gym-canary-"))
+    (canary / "keep").write_text("keep")
+    sandbox.execute(f"echo pwned > /canary; echo pwned > /usr/bin/canary; echo x >> /etc/passwd; "
+                    f"mkdir -p {canary}; echo pwned > {canary}/keep; echo pwned > /tmp/canary")
+    out = sandbox.execute("rm -rf --no-preserve-root / 2>/dev/null; ls /usr/bin | wc -l")
+    assert "0" in out
+    assert (canary / "keep").read_text() == "keep" and Path("/usr/bin/bash").exists()
+    assert not Path("/canary").exists() and not Path("/usr/bin/canary").exists() and not Path("/tmp/canary").exists()
+    assert "pwned" not in Path("/etc/passwd").read_text() and not Path("/etc/passwd").read_text().endswith("x\n")
+    shutil.rmtree(canary)
+    sandbox.close()
+    _fresh_sandbox_is_clean()
+
+
+@needs_bwrap
+def test_host_home_and_environment_are_invisible(sandbox, monkeypatch):
+    secret = "agent-gym-secret-" + os.urandom(6).hex()
+    home_file = Path.home() / f".agent-gym-canary-{secret[-6:]}"
+    home_file.write_text(secret)
+    try:
+        monkeypatch.setenv("AGENT_GYM_TEST_SECRET", secret)
+        sandbox.reset_processes()  # a shell started now would inherit the secret if anything leaked
+        out = sandbox.execute(f"env; cat /proc/1/environ; ls -a ~ /home /root /work /mnt; cat {home_file} ~/{home_file.name}")
+        assert secret not in out and secret[-6:] not in out.replace(f"canary-{secret[-6:]}", "")
+        assert sandbox.run(engine.Script("bash", "env; cat /proc/*/environ")).output.count(secret) == 0
+    finally:
+        home_file.unlink()
+
+
+@needs_bwrap
+def test_no_network(sandbox):
+    out = sandbox.execute("python3 -c \"import socket; s=socket.socket(); s.settimeout(2); "
+                          "print('rc', s.connect_ex(('1.1.1.1', 53)))\"; cat /proc/net/dev | tail -n +3 | cut -d: -f1")
+    assert "rc 101" in out  # ENETUNREACH: only a loopback device exists
+    assert "eth" not in out and "lo" in out
+    assert "Could not resolve" in sandbox.execute("curl -sS -m 2 http://deb.debian.org/ 2>&1 || true") \
+        or "resolve" in sandbox.execute("curl -sS -m 2 http://deb.debian.org/ 2>&1")
+
+
+@needs_bwrap
+def test_endless_commands_are_stopped(sandbox):
+    t = time.monotonic()
+    out = sandbox.execute("sleep 1000")
+    assert time.monotonic() - t < 3 + 3 and "^C" in out and "# " in out[-10:]
+    out = sandbox.execute("trap '' INT; while :; do :; done")  # deaf to Ctrl-C: the processes are reset
+    assert sandbox.resets == 1
+    assert "back" in sandbox.execute("echo back")
+    assert time.monotonic() - t < 20
+
+
+@needs_bwrap
+def test_100_mb_of_output_is_capped(sandbox):
+    t = time.monotonic()
+    out = sandbox.execute("head -c 100000000 /dev/zero | tr '\\0' a")
+    assert len(out) <= sandbox.limits.output_bytes + 4096
+    assert len(prompt.observation(out)) < 900
+    assert time.monotonic() - t < 20
+    assert "fine" in sandbox.execute("echo fine")
+
+
+@needs_bwrap
+def test_processes_outside_cannot_be_seen_or_killed(sandbox):
+    victim = subprocess.Popen(["sleep", "300"])
+    try:
+        out = sandbox.execute(f"ps -e | wc -l; kill -9 {victim.pid}; kill -9 -1; ls /proc | grep -c '^[0-9]'")
+        assert victim.poll() is None
+        listing = sandbox.run(engine.Script("bash", "ps -eo pid,comm")).output
+        assert "pytest" not in listing and "python" not in listing
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+@needs_bwrap
+def test_memory_limit(sandbox):
+    out = sandbox.execute("python3 -c \"a = bytearray(600 * 1024 * 1024); print('allocated')\"; echo rc=$?")
+    assert "allocated" not in out and "rc=" in out  # killed by the 256 MB cgroup limit
+    assert "still" in sandbox.execute("echo still")
+
+
+# ------------------------------------------------------------------ Docker
+@pytest.fixture(scope="module")
+def docker_host():
+    """A private dockerd (no bridge, no iptables) with the image imported from the built rootfs."""
+    rootfs = engine.default_rootfs()
+    if shutil.which("dockerd") is None or os.geteuid() != 0:
+        pytest.skip("Docker tests need root and dockerd (apt-get install docker.io)")
+    if rootfs is None:
+        pytest.skip("the sandbox image is not built: run docker/os/build.sh")
+    work = Path(tempfile.mkdtemp(prefix="agent-gym-dockerd-"))
+    sock = f"unix://{work}/docker.sock"
+    log = open(work / "dockerd.log", "wb")
+    daemon = subprocess.Popen(["dockerd", "--data-root", str(work / "data"), "--exec-root", str(work / "exec"),
+                               "--pidfile", str(work / "docker.pid"), "-H", sock, "--bridge=none", "--iptables=false",
+                               "--ip-masq=false"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            if subprocess.run(["docker", "-H", sock, "version"], capture_output=True).returncode == 0:
+                break
+            if daemon.poll() is not None:
+                break
+            time.sleep(0.2)
+        else:
+            pass
+        if subprocess.run(["docker", "-H", sock, "version"], capture_output=True).returncode != 0:
+            pytest.skip(f"dockerd could not start here: {(work / 'dockerd.log').read_text()[-400:]}")
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "-H", sock, "import", "-c", 'CMD ["bash"]', "-", engine.DEFAULT_IMAGE],
+                       stdin=tar.stdout, check=True, capture_output=True)
+        tar.wait()
+        yield sock
+    finally:
+        subprocess.run(["docker", "-H", sock, "rm", "-f", *subprocess.run(
+            ["docker", "-H", sock, "ps", "-aq"], capture_output=True, text=True).stdout.split()], capture_output=True)
+        daemon.terminate()
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+        log.close()
+        subprocess.run(["umount", "-R", str(work)], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.docker
+def test_docker_shell_state_and_isolation(docker_host):
+    with engine.DockerSandbox(engine.Limits(command_seconds=3, processes=64), host=docker_host) as sb:
+        assert sb.run(engine.Script("bash", "echo $1 $2"), "a", "b").output == "a b\n"
+        sb.execute("cd /usr; X=7")
+        out = sb.execute("echo $X; pwd")
+        assert "7\r\n/usr\r\n" in out and "root@" in out
+        out = sb.execute("python3 -c \"import socket; s=socket.socket(); s.settimeout(2); print('rc', s.connect_ex(('1.1.1.1', 53)))\"")
+        assert "rc 101" in out
+        t = time.monotonic()
+        assert "^C" in sb.execute("sleep 100") and time.monotonic() - t < 8
+        sb.execute(":(){ :|:& };:")
+        sb.reset_processes()
+        assert "alive" in sb.execute("echo alive")
+        sb.execute("rm -rf --no-preserve-root / 2>/dev/null")
+    with engine.DockerSandbox(host=docker_host) as sb:  # the next episode starts from the image again
+        assert "/bin/bash" in sb.execute("ls /bin/bash")
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_gold_replay_passes_every_problem_on_docker(docker_host):
+    need_data("agentbench_os")
+    _assert_gold(_gold("docker", host=docker_host))
