@@ -63,7 +63,7 @@ class DBEnv(TextEnv):
         return Begin(
             observation=prompt.question_text(task.description, task.add_description),
             prompt=prompt.messages(data.instruction()),
-            extra={"type": task.type, "engine": self.engine.name, "setup_error": self._db.setup_error},
+            extra={"type": task.type, "engine": self.engine.name, "setup_error": self._db.setup_error, "rounds": 0},
         )
 
     def _act(self, action: str) -> Outcome:
@@ -74,7 +74,7 @@ class DBEnv(TextEnv):
             self._rounds += 1
             return Outcome(observation=self._db.execute(reply.sql), extra={"rounds": self._rounds})
         if reply.answer is None:
-            return self._finish(None, reason="no \\nFinal Answer: line")
+            return self._finish(None, reason="no Final Answer line")
         return self._finish(reply.answer)
 
     def _finish(self, answer: str | None, reason: str = "") -> Outcome:

@@ -89,10 +89,14 @@ def _initial_datadir(server: str, install: str) -> Path:
 
     stat = Path(server).stat()
     cache = Path(platformdirs.user_cache_dir("agent-gym"))
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:  # no writable home (a service user): a per-user folder in the temp dir
+        cache = Path(tempfile.gettempdir()) / f"agent-gym-cache-{os.geteuid()}"
+        cache.mkdir(mode=0o700, exist_ok=True)
     template = cache / f"mariadb-datadir-{stat.st_size}-{stat.st_mtime_ns}-{os.geteuid()}"
     if (template / "mysql").is_dir():
         return template
-    cache.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".mariadb-datadir-", dir=cache))
     try:
         done = subprocess.run([install, "--no-defaults", f"--datadir={work / 'data'}", *_ROOT(),

@@ -354,6 +354,21 @@ def test_episodes_are_isolated(make_env, questions):
     assert obs == f"[({len(q.table.rows)},)]"
 
 
+def test_envs_on_threads_share_one_server(make_env, questions):
+    """Rollouts run one env per thread: their episodes must not meet in the server."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    envs = [make_env() for _ in range(4)]
+    writes = [q for q in questions.values() if q.is_write][:40]
+
+    def replay(env: DBEnv, shard: int) -> list[bool]:
+        return [play(env, q.id, env.expert_replies(q))[4]["success"] for q in writes[shard::4]]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = [ok for oks in pool.map(replay, envs, range(4)) for ok in oks]
+    assert len(results) == 40 and all(results)
+
+
 def test_statement_time_limit(make_env, engine_name):
     env = make_env(statement_timeout=1.0)
     env.reset(options={"task": "other/0"})
