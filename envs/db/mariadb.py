@@ -125,6 +125,24 @@ def _fast_tmp() -> str | None:
     return None
 
 
+def _remove_stale_folders(parent: str | None) -> None:
+    """Remove private folders of servers whose process was killed with no chance to clean up
+    (ours only, older than a minute, with no live server pid)."""
+    for folder in Path(parent or tempfile.gettempdir()).glob("agent-gym-mariadb-*"):
+        try:
+            if folder.stat().st_uid != os.geteuid() or time.time() - folder.stat().st_mtime < 60:
+                continue
+            pid_file = folder / "mysqld.pid"
+            if pid_file.exists():
+                os.kill(int(pid_file.read_text().strip() or 0), 0)
+                continue  # still running
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class MariaDBServer:
     """A private ``mariadbd``: one per process, shared by every env of the process.
 
@@ -194,6 +212,7 @@ class MariaDBServer:
         server, install = binaries
         self.stop()
         t0 = time.perf_counter()
+        _remove_stale_folders(_fast_tmp())
         self._dir = Path(tempfile.mkdtemp(prefix="agent-gym-mariadb-", dir=_fast_tmp()))
         (self._dir / "files").mkdir()
         datadir = self._dir / "data"

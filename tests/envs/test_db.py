@@ -450,10 +450,11 @@ def test_server_dies_with_its_process(tmp_path):
         import sys, time
         from agent_gym.envs.db import mariadb
         server = mariadb.MariaDBServer.shared(); server.acquire()
-        print(server._proc.pid, flush=True); time.sleep(60)
+        print(server._proc.pid, server.socket, flush=True); time.sleep(60)
     """)
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    pid = int(child.stdout.readline())
+    pid, socket = child.stdout.readline().split()
+    pid = int(pid)
     child.send_signal(signal.SIGKILL)
     child.wait()
     deadline = time.monotonic() + 20
@@ -466,6 +467,10 @@ def test_server_dies_with_its_process(tmp_path):
     else:
         os.kill(pid, signal.SIGKILL)
         pytest.fail("mariadbd outlived the process that started it")
+    folder = Path(socket).parent  # left behind by the killed process; the next start removes such
+    os.utime(folder, (time.time() - 3600, time.time() - 3600))
+    mariadb._remove_stale_folders(str(folder.parent))
+    assert not folder.exists()
 
 
 def test_engine_failure_is_an_error_status_not_a_crash():
