@@ -67,6 +67,8 @@ def _mysql_error_text(exc: Exception, conn: Any = None) -> str:
                 state = cur.fetchone()[0]
         except Exception:  # noqa: BLE001 - the message alone is still the observation
             state = None
+    # upstream's server was MySQL: its most common error names it, as AgentLM saw it in training
+    msg = msg.replace("your MariaDB server version", "your MySQL server version")
     return f"{errno} ({state}): {msg}" if state else f"{errno}: {msg}"
 
 

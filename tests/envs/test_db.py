@@ -274,7 +274,9 @@ def test_sql_errors_are_observations(make_env, engine_name):
     env = make_env()
     env.reset(options={"task": "other/0"})
     cases = {
-        "SELEC * FROM x": ("1064 (42000): You have an error in your SQL syntax", 'near "SELEC": syntax error'),
+        "SELEC * FROM x": ("1064 (42000): You have an error in your SQL syntax; check the manual that corresponds "
+                           "to your MySQL server version for the right syntax to use near 'SELEC * FROM x' at line 1",
+                           'near "SELEC": syntax error'),
         "SELECT * FROM missing": ("1146 (42S02): Table 'Jiu-Jitsu Championships Results.missing' doesn't exist",
                                   "no such table: missing"),
         "SELECT nope FROM `Jiu-Jitsu Championships Results`": ("1054 (42S22): Unknown column 'nope'",
