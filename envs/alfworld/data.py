@@ -71,6 +71,7 @@ REACT_PROMPTS = "alfworld_prompts/alfworld_multiturn_react.json"
 GAME_FILE = "game.tw-pddl"
 #: Folders of json_2.1.1 a split reads; "test" is AgentBench's list (the paper's protocol).
 FOLDER_SPLITS = ("valid_unseen", "valid_seen", "train")
+_UNSOLVABLE = b'"solvable": false'  # as alfworld-generate writes it (json.dump)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +108,7 @@ def load(split: str = "test") -> list[Game]:
     """The games of ``split``: AgentBench's 50-game list in its order, or a json_2.1.1 folder.
 
     Like ALFWorld's ``AlfredTWEnv``, folder splits leave out "movable" and "Sliced" trials, which
-    ALFWorld's TextWorld games do not support.
+    ALFWorld's TextWorld games do not support, and games its generator marked unsolvable.
     """
     if split == "test":
         root = require("alfworld")
@@ -129,7 +130,8 @@ def load(split: str = "test") -> list[Game]:
             "`agent-gym data fetch alfworld` downloads ALFWorld's full release (train, valid_seen, valid_unseen)"
         )
     paths = sorted(folder.glob(f"*/*/{GAME_FILE}"))
-    return [_game(p) for p in paths if "movable" not in str(p.parent) and "Sliced" not in str(p.parent)]
+    paths = [p for p in paths if "movable" not in str(p.parent) and "Sliced" not in str(p.parent)]
+    return [_game(p) for p in paths if _UNSOLVABLE not in p.read_bytes()]
 
 
 def walkthrough(game: Game) -> list[str]:

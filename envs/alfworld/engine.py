@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 CACHE_ENV_VAR = "AGENT_GYM_ALFWORLD_CACHE"
-_CACHE_FORMAT = 2
+_CACHE_FORMAT = 3
 _INSTALL_HINT = "the ALFWorld env needs TextWorld's PDDL engine: pip install 'agent-gym[alfworld]'"
 
 try:
@@ -174,7 +174,6 @@ class CompiledGame:
     sha256: str
     logic: Any  # textworld.envs.pddl.logic.GameLogic, with a FastGrammar
     sas: str
-    sas_replan: str
     actions: dict[str, Any]  # Fast Downward action schemas by name (their parameters name the variables)
     name2type: dict[str, str]
     facts: list[tuple[str, tuple[tuple[str, str], ...]]]  # the initial facts, as (name, ((var, type), ...))
@@ -221,10 +220,11 @@ def _compile(data: dict, sha256: str) -> CompiledGame:
     """What ``PddlEnv.load`` + ``PddlState.__init__`` compute from a game file, done once."""
     logic = pddl_logic.GameLogic(domain=data["pddl_domain"], grammar=data["grammar"])
     logic.grammar = FastGrammar.from_grammar(logic.grammar)
+    # Only the plain translation: PddlState also makes an optimised one (more than half of a
+    # compile) that serves nothing but TextWorld's re-planner, which ALFWorld's env never asks for.
     argv = sys.argv[:]  # pddl2sas overwrites sys.argv for the translator's option parser
     try:
         task, sas = fast_downward.pddl2sas(logic.domain, data["pddl_problem"])
-        _, sas_replan = fast_downward.pddl2sas(logic.domain, data["pddl_problem"], optimize=True)
     finally:
         sys.argv[:] = argv
     for type_ in task.types:
@@ -257,7 +257,6 @@ def _compile(data: dict, sha256: str) -> CompiledGame:
         sha256=sha256,
         logic=logic,
         sas=sas,
-        sas_replan=sas_replan,
         actions={a.name: a for a in task.actions},
         name2type=name2type,
         facts=facts,
@@ -328,15 +327,17 @@ class _CompiledPddlState(pddl_logic.PddlState):
         self.downward_lib = downward_lib
         self.pddl_problem = None
         self.task = None
-        self.sas, self.sas_replan = game.sas, game.sas_replan
+        self.sas, self.sas_replan = game.sas, None
         self._actions = game.actions
         downward_lib.load_sas(game.sas.encode("utf-8"))
-        downward_lib.load_sas_replan(game.sas_replan.encode("utf-8"))
         self.name2type = game.name2type
         self.add_facts(game.init_facts)
         atoms = (pddl_logic.Atom * downward_lib.get_state_size())()
         downward_lib.get_state(atoms)
         self.add_facts([f for f in (a.get_fact(self.name2type) for a in atoms) if not f.is_negation])
+
+    def replan(self, infos: Any) -> list[str]:
+        raise NotImplementedError("compiled ALFWorld games have no re-planner; the expert plays the game's walkthrough")
 
 
 # Copies of Fast Downward's library not in use. The library keeps one game's state in globals, so

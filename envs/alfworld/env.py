@@ -45,6 +45,16 @@ class AlfworldEnv(TextEnv):
     def load_tasks(cls, split: str) -> Sequence[data.Game]:
         return data.load(split)
 
+    @classmethod
+    def engine_status(cls) -> str:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = {p: version(p) for p in ("textworld", "fast-downward-textworld", "alfworld", "nltk")}
+        except PackageNotFoundError as exc:
+            return f"not installed ({exc.name} missing): pip install 'agent-gym[alfworld]'"
+        return f"textworld {found['textworld']} + fast-downward {found['fast-downward-textworld']}, alfworld {found['alfworld']}"
+
     def _begin(self, task: data.Game) -> Begin:
         if self._examples is None:
             self._examples = data.react_examples()
