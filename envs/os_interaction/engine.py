@@ -619,3 +619,64 @@ def make_sandbox(backend: str = "bwrap", limits: Limits | None = None, **options
     except KeyError:
         raise ValueError(f"unknown sandbox backend {backend!r}; choose one of {', '.join(BACKENDS)}") from None
     return cls(limits, **options)
+
+
+class PrivateDockerd:
+    """A throwaway ``dockerd`` on its own socket and data root (no bridge, no iptables), with the
+    sandbox image imported from the rootfs folder: what the tests and the benchmark use when no
+    daemon is running. ``with PrivateDockerd(rootfs) as host: DockerSandbox(host=host)``."""
+
+    def __init__(self, rootfs: str | os.PathLike, image: str = DEFAULT_IMAGE):
+        self.rootfs, self.image = Path(rootfs), image
+        shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # a memory-backed data root: fast to fill and empty
+        self.work = Path(tempfile.mkdtemp(prefix="agent-gym-dockerd-", dir=shm))
+        self.host = f"unix://{self.work}/docker.sock"
+        self._daemon: subprocess.Popen | None = None
+
+    def _ok(self) -> bool:
+        return subprocess.run(["docker", "-H", self.host, "version"], capture_output=True).returncode == 0
+
+    def __enter__(self) -> str:
+        if shutil.which("dockerd") is None or os.geteuid() != 0:
+            raise SandboxError("a private dockerd needs root and dockerd (apt-get install docker.io)")
+        with open(self.work / "dockerd.log", "wb") as log:
+            self._daemon = subprocess.Popen(
+                ["dockerd", "--data-root", str(self.work / "data"), "--exec-root", str(self.work / "exec"),
+                 "--pidfile", str(self.work / "docker.pid"), "-H", self.host, "--bridge=none", "--iptables=false",
+                 "--ip-masq=false"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        for _ in range(150):
+            if self._ok() or self._daemon.poll() is not None:
+                break
+            time.sleep(0.2)
+        if not self._ok():
+            log_text = (self.work / "dockerd.log").read_text(errors="replace")[-600:]
+            self.__exit__()
+            raise SandboxError(f"dockerd could not start here: {log_text}")
+        tar = subprocess.Popen(["tar", "-C", str(self.rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+        imported = subprocess.run(["docker", "-H", self.host, "import", "-c", 'CMD ["bash"]', "-", self.image],
+                                  stdin=tar.stdout, capture_output=True, text=True)
+        tar.wait()
+        if imported.returncode != 0:
+            self.__exit__()
+            raise SandboxError(f"docker import of {self.rootfs} failed: {imported.stderr[-400:]}")
+        return self.host
+
+    def __exit__(self, *exc: object) -> None:
+        if self._daemon is not None:
+            left = subprocess.run(["docker", "-H", self.host, "ps", "-aq"], capture_output=True, text=True).stdout.split()
+            if left:
+                subprocess.run(["docker", "-H", self.host, "rm", "-f", *left], capture_output=True)
+            os.killpg(self._daemon.pid, signal.SIGTERM)  # dockerd and the containerd it started
+            try:
+                self._daemon.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(self._daemon.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._daemon.wait()
+            self._daemon = None
+        subprocess.run(["umount", "-R", str(self.work / "exec")], capture_output=True)
+        subprocess.run(["umount", "-R", str(self.work / "data")], capture_output=True)
+        shutil.rmtree(self.work, ignore_errors=True)

@@ -30,6 +30,10 @@ NEEDS_NETWORK = {
     "6/new-6": "init runs `apt update && apt install sudo`; without network sudo is never installed",
     "6/new-8": "the example solution is `apt update && apt install sudo -y`",
 }
+# Problems whose result depends on the moment it is computed: AgentBench's own nondeterminism.
+FLAKY = {
+    "7/bootstrap-29": "counts every entry under the cwd `/`, /proc included, which changes between the two runs",
+}
 BWRAP_MISSING = engine.BwrapSandbox.unavailable()
 needs_bwrap = pytest.mark.skipif(BWRAP_MISSING is not None, reason=f"bwrap sandbox unavailable: {BWRAP_MISSING}")
 
@@ -178,7 +182,7 @@ def _gold(backend: str, **kwargs) -> list:
 def _assert_gold(trajectories: list) -> None:
     assert len(trajectories) == 144
     failed = {t.task_id: (t.status, t.error) for t in trajectories if not t.success}
-    assert set(failed) == set(NEEDS_NETWORK), failed
+    assert set(NEEDS_NETWORK) <= set(failed) <= set(NEEDS_NETWORK) | set(FLAKY), failed
     assert all(t.status != "error" for t in trajectories)
 
 
@@ -312,43 +316,15 @@ def test_memory_limit(sandbox):
 def docker_host():
     """A private dockerd (no bridge, no iptables) with the image imported from the built rootfs."""
     rootfs = engine.default_rootfs()
-    if shutil.which("dockerd") is None or os.geteuid() != 0:
-        pytest.skip("Docker tests need root and dockerd (apt-get install docker.io)")
     if rootfs is None:
         pytest.skip("the sandbox image is not built: run docker/os/build.sh")
-    work = Path(tempfile.mkdtemp(prefix="agent-gym-dockerd-"))
-    sock = f"unix://{work}/docker.sock"
-    log = open(work / "dockerd.log", "wb")
-    daemon = subprocess.Popen(["dockerd", "--data-root", str(work / "data"), "--exec-root", str(work / "exec"),
-                               "--pidfile", str(work / "docker.pid"), "-H", sock, "--bridge=none", "--iptables=false",
-                               "--ip-masq=false"], stdout=log, stderr=subprocess.STDOUT)
+    daemon = engine.PrivateDockerd(rootfs)
     try:
-        for _ in range(100):
-            if subprocess.run(["docker", "-H", sock, "version"], capture_output=True).returncode == 0:
-                break
-            if daemon.poll() is not None:
-                break
-            time.sleep(0.2)
-        else:
-            pass
-        if subprocess.run(["docker", "-H", sock, "version"], capture_output=True).returncode != 0:
-            pytest.skip(f"dockerd could not start here: {(work / 'dockerd.log').read_text()[-400:]}")
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "-H", sock, "import", "-c", 'CMD ["bash"]', "-", engine.DEFAULT_IMAGE],
-                       stdin=tar.stdout, check=True, capture_output=True)
-        tar.wait()
-        yield sock
-    finally:
-        subprocess.run(["docker", "-H", sock, "rm", "-f", *subprocess.run(
-            ["docker", "-H", sock, "ps", "-aq"], capture_output=True, text=True).stdout.split()], capture_output=True)
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-        log.close()
-        subprocess.run(["umount", "-R", str(work)], capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
+        host = daemon.__enter__()
+    except engine.SandboxError as exc:
+        pytest.skip(str(exc))
+    yield host
+    daemon.__exit__()
 
 
 @pytest.mark.docker
