@@ -3,15 +3,19 @@
 Upstream (ALFWorld's ``AlfredTWEnv`` over ``textworld.gym``) re-parses the game's grammar with
 TatSu and re-grounds its PDDL problem with Fast Downward's translator (twice) on every reset:
 about 0.6 s per game. Those results depend only on the game file, so :func:`compile_game` does
-that work once and keeps it in memory and, pickled, in an on-disk cache keyed by the sha256 of
-the game file (and the engine versions), so a reset in any later process only loads the
-grounded task into Fast Downward's library.
+that work once and keeps it in memory and, pickled and compressed, in an on-disk cache keyed by
+the sha256 of the game file and the engine versions; a reset in any later process only loads the
+grounded task into Fast Downward's library (tens of milliseconds).
 
 Steps run TextWorld's own ``PddlEnv.step`` unchanged. The text it derives goes through
-:class:`FastGrammar`, TextWorld's context-sensitive grammar with one difference: the parse of
-each grammar string (a pure function of the string, redone by TatSu for every admissible
-command on every step upstream) is memoised. The derivation itself is TextWorld's algorithm, so
-feedback and admissible commands are the same strings (checked side by side in the tests).
+:class:`FastGrammar`: TextWorld's derivation algorithm, with the TatSu parse of each grammar
+string (a pure function of the string, redone for every admissible command on every step
+upstream) memoised and the derivation contexts copied shallowly. Feedback and admissible
+commands are the same strings as upstream (the tests play the same actions side by side).
+
+Differences in what is computed, none visible in play: the optimised second translation, which
+only TextWorld's re-planner uses, is not made (ALFWorld's env never re-plans); and copies of Fast
+Downward's library are pooled and reused rather than unloaded (see ``_FREE_LIBS``).
 """
 
 from __future__ import annotations
@@ -49,6 +53,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 
 # ---------------------------------------------------------------- grammar
+# TextWorld's TatSu parsers are module-level objects that keep state while parsing: one parse at a
+# time across threads (with memoisation, parses are rare after a game's first steps).
+_PARSE_LOCK = threading.RLock()
+
+
 def _copy_context(context: dict) -> dict:
     """``textgen.copy_context`` without its deep copies: derivations only add keys to the
     ``variables`` and ``mapping`` dicts and never change the entities in them, so fresh dicts over
@@ -92,13 +101,15 @@ class FastGrammar(textgen.ContextSensitiveGrammar):
     def _parse(self, text: str) -> list[textgen.Symbol]:
         parsed = self._symbols.get(text)
         if parsed is None:
-            parsed = self._symbols[text] = textgen._parse_and_convert(text, rule_name="symbols")
+            with _PARSE_LOCK:
+                parsed = self._symbols[text] = textgen._parse_and_convert(text, rule_name="symbols")
         return copy.deepcopy(parsed)
 
     def _query_rule(self, expression: str) -> Rule:
         rule = self._queries.get(expression)
         if rule is None:
-            rule = self._queries[expression] = Rule.parse_conjunctive_query(expression)
+            with _PARSE_LOCK:
+                rule = self._queries[expression] = Rule.parse_conjunctive_query(expression)
         return rule
 
     def _query(self, expression: str, context: dict) -> list[dict]:
@@ -121,7 +132,9 @@ class FastGrammar(textgen.ContextSensitiveGrammar):
             query = self._query_rule(rule.condition)
             return len(list(start.context["state"].all_assignments(query, start.context["mapping"]))) > 0
 
-        chosen = next(filter(applicable, rules))
+        chosen = next(filter(applicable, rules), None)
+        if chosen is None:  # upstream fails the same way (an IndexError on an empty list)
+            raise IndexError(f"no rule of #{start}# applies")
         symbols = copy.deepcopy(chosen.rhs)
         for symbol in symbols:
             symbol.context = _copy_context(start.context)
@@ -218,7 +231,8 @@ def _alfred_names(entity_ids: list[str]) -> dict[str, str]:
 
 def _compile(data: dict, sha256: str) -> CompiledGame:
     """What ``PddlEnv.load`` + ``PddlState.__init__`` compute from a game file, done once."""
-    logic = pddl_logic.GameLogic(domain=data["pddl_domain"], grammar=data["grammar"])
+    with _PARSE_LOCK:
+        logic = pddl_logic.GameLogic(domain=data["pddl_domain"], grammar=data["grammar"])
     logic.grammar = FastGrammar.from_grammar(logic.grammar)
     # Only the plain translation: PddlState also makes an optimised one (more than half of a
     # compile) that serves nothing but TextWorld's re-planner, which ALFWorld's env never asks for.

@@ -11,6 +11,7 @@ BLEU is above 0.01, else sent as it is (and the engine answers "Nothing happens.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 
 INSTRUCTION = (
@@ -87,7 +88,9 @@ def bleu(reference: str, candidate: str) -> float:
     """Sentence BLEU of ``candidate`` against one reference, whitespace tokens, smoothing method 4."""
     from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
-    return sentence_bleu([reference.split()], candidate.split(), smoothing_function=SmoothingFunction().method4)
+    with warnings.catch_warnings():  # NLTK warns about every n-gram order without overlap
+        warnings.simplefilter("ignore")
+        return sentence_bleu([reference.split()], candidate.split(), smoothing_function=SmoothingFunction().method4)
 
 
 def to_command(action: str, admissible: Sequence[str]) -> str:

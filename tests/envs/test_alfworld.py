@@ -171,6 +171,19 @@ def test_summary_is_the_success_rate_without_errored_games():
     assert out["success_rate/pick_and_place_simple"] == 0.5 and out["success_rate/look_at_obj_in_light"] == 1.0
 
 
+def test_concurrent_episodes_in_threads_play_correctly(tmp_path):
+    """Rollouts run episodes in threads: TextWorld's parsers and the compiled-game caches are shared."""
+    from agent_gym.envs.alfworld import engine
+    from agent_gym.rollout import plan, rollout
+
+    need_data("alfworld")
+    need_data("alfworld-agentbench")
+    engine._MEMORY.clear()  # fresh grammars: every episode parses while the others do
+    result = rollout(plan([ENV_ID], episodes=8), "expert", concurrency=4, progress=False)
+    assert [(t.status, t.success) for t in result.trajectories] == [("completed", True)] * 8, \
+        [t.error for t in result.trajectories if t.error]
+
+
 # ----------------------------------------------------------------- the compiled-game cache
 def test_a_game_compiled_in_one_process_plays_the_same_in_another(tmp_path):
     need_data("alfworld")
@@ -245,23 +258,26 @@ def test_observations_and_rewards_equal_alfworlds_own_env(alf, task_type):
 
 # ----------------------------------------------------------------- the expert on every game
 @pytest.mark.slow
-def test_expert_wins_all_134_valid_unseen_games_through_gym_make():
+def test_expert_wins_all_134_valid_unseen_games_through_gym_make(tmp_path):
+    """The expert through the rollout pipeline (gym.make, two threads), then the task's metric."""
+    from agent_gym.metrics import report_rows
+    from agent_gym.rollout import plan, rollout
+
     need_data("alfworld")
     need_data("alfworld-agentbench")
-    env = gym.make(ENV_ID, split="valid_unseen")
-    failures = []
-    try:
-        for game in env.unwrapped.tasks():
-            env.reset(options={"task": game.id})
-            total = 0.0
-            for reply in env.unwrapped.expert_replies(game):
-                obs, reward, terminated, truncated, info = env.step(reply)
-                total += reward
-                if terminated or truncated:
-                    break
-            if not (info["success"] and total == 1.0 and info["progress"] == 1.0):
-                failures.append((game.id, info["status"], obs))
-    finally:
-        env.close()
+    out = tmp_path / "expert.jsonl"
+    result = rollout(plan([ENV_ID], split="valid_unseen"), "expert", output=out, concurrency=2, progress=False)
+    assert len(result.trajectories) == 134
+    failures = [(t.task_id, t.status, t.error or (t.steps[-1].observation if t.steps else ""))
+                for t in result.trajectories
+                if not (t.success and t.total_reward == 1.0 and t.steps[-1].info["progress"] == 1.0)]
     assert not failures, failures
-    assert len(env.unwrapped.tasks()) == 134
+    (row,) = report_rows([out])
+    assert row["success_rate"] == 1.0 and row["errors"] == 0
+    assert all(row[f"success_rate/{t}"] == 1.0 for t in engine_subgoal_types())
+
+
+def engine_subgoal_types():
+    from agent_gym.envs.alfworld.engine import SUBGOALS
+
+    return list(SUBGOALS)
