@@ -67,6 +67,7 @@ def get_backend(kind: str = "local", **config: Any) -> Backend:
     Policies are made once per episode and episodes run in threads; the model (or HTTP client)
     must be loaded once and shared, so backends are cached by their full configuration.
     """
+    config = {k: v for k, v in config.items() if v is not None}  # unset == default: one backend, not two
     key = (kind, tuple(sorted((k, repr(v)) for k, v in config.items())))
     with _cache_lock:
         found = _cache.get(key)

@@ -9,12 +9,18 @@ The same decode loop serves a single request, so in-process and served replies a
 from __future__ import annotations
 
 import dataclasses
+import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from agent_gym.policies import models
+
+# OpenMP threads that spin while waiting make decoding 4x slower on a busy CPU (measured: 24 tokens
+# in 11.5 s vs 2.5 s at load 9 on 2 cores); passive waiting costs nothing on an idle one. It only
+# takes effect if torch is not imported yet.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from agent_gym.policies.backend import Generation, Message, PromptTooLong, cut_at_stop
 
 

@@ -1,0 +1,89 @@
+"""The local backend on the embedded SmolLM2: decoding controls, batching, threads, the model cache."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from agent_gym.policies import models
+from agent_gym.policies.backend import PromptTooLong, get_backend
+from agent_gym.policies.local import Request
+
+COUNT = "Count: one, two,"
+ASK = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def test_embedded_model_converts_once_and_declares_its_tokens(local_backend):
+    folder = models.resolve(None)
+    assert (models.cache_dir() in __import__("pathlib").Path(folder).parents)
+    assert models.resolve(None) == folder  # cached: no second conversion
+    tok = local_backend.model.tokenizer
+    assert tok.eos_token == "<|im_end|>" and not tok("hi").input_ids[0] == tok.bos_token_id  # as the GGUF says
+    assert local_backend.model_name == "SmolLM2-135M-Instruct" and local_backend.context_length == 8192
+
+
+def test_greedy_is_deterministic_and_stops_at_eos(local_backend):
+    a = local_backend.generate(ASK, max_new_tokens=24)
+    b = local_backend.generate(ASK, max_new_tokens=24)
+    assert a == b and "Paris" in a.text
+    assert a.finish_reason == "eos_token" and a.completion_tokens < 24 and a.prompt_tokens > 10
+
+
+def test_stop_sequence_ends_the_reply_and_is_left_out(local_backend):
+    full = local_backend.generate(COUNT, max_new_tokens=8)
+    assert "four" in full.text
+    cut = local_backend.generate(COUNT, max_new_tokens=8, stop=["four"])
+    assert cut.finish_reason == "stop_sequence" and "four" not in cut.text
+    assert full.text.startswith(cut.text) and cut.completion_tokens < full.completion_tokens
+
+
+def test_max_new_tokens_is_exact(local_backend):
+    for n in (1, 5):
+        out = local_backend.generate(COUNT, max_new_tokens=n)
+        assert out.completion_tokens == n and out.finish_reason == "length"
+
+
+def test_sampling_follows_the_seed(local_backend):
+    runs = [local_backend.generate(COUNT, max_new_tokens=6, temperature=1.5, seed=s).text for s in (7, 7, 8, 9)]
+    assert runs[0] == runs[1]
+    assert len(set(runs[1:])) > 1
+
+
+def test_prompt_beyond_the_context_is_refused_before_decoding():
+    small = get_backend("local", context_length=64)
+    with pytest.raises(PromptTooLong, match="must be <= 64"):
+        small.generate("word " * 80, max_new_tokens=4)
+
+
+def test_batched_decoding_matches_one_at_a_time(local_backend):
+    model = local_backend.model
+    prompts = [model.render([{"role": "user", "content": q}]) for q in
+               ("What is 2+2?", "Name a color.", "Write one short sentence about the sea and the wind.")]
+    alone = []
+    for p in prompts:
+        r = Request(model.encode(p), 10)
+        model.run_batch([r])
+        alone.append((r.text, r.tokens))
+    together = [Request(model.encode(p), 10) for p in prompts]
+    model.run_batch(together)
+    assert [(r.text, r.tokens) for r in together] == alone
+
+
+def test_threads_share_one_model_and_get_their_own_replies(local_backend):
+    questions = [f"What is {i}+{i}?" for i in range(6)]
+    expected = [local_backend.generate([{"role": "user", "content": q}], max_new_tokens=8).text for q in questions]
+    batches_before = local_backend.batcher.batches
+    got: dict[int, str] = {}
+
+    def ask(i: int) -> None:
+        got[i] = local_backend.generate([{"role": "user", "content": questions[i]}], max_new_tokens=8).text
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(questions))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [got[i] for i in range(len(questions))] == expected
+    assert local_backend.batcher.batches - batches_before < len(questions)  # some requests shared a batch
+    assert get_backend("local") is local_backend  # the per-process cache

@@ -1,0 +1,190 @@
+"""The ReAct policy playing real envs through each backend, and its history / context handling.
+
+The must-show of the policies issue: a GSM8K and an MMLU episode played end to end by the embedded
+SmolLM2 in process (``local``) and over HTTP through ``agent-gym serve`` (``tgi``, ``openai``), with
+trajectories written, and the same greedy reply from all three.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import gymnasium as gym
+import pytest
+
+import agent_gym
+from agent_gym.core import AGENT_CONTEXT_LIMIT, Begin, Outcome, TextEnv
+from agent_gym.episode import run_episode
+from agent_gym.policies import POLICIES, make_policy
+from agent_gym.policies.backend import get_backend
+from agent_gym.policies.react import ReActPolicy
+from agent_gym.trajectory import read_jsonl, write_jsonl
+
+gym.register_envs(agent_gym)
+EPISODES = [("AgentTuning/GSM8K-v0", "gsm8k", 3), ("AgentTuning/MMLU-v0", "mmlu", 7)]
+BACKENDS = {  # backend name -> policy options (``url`` filled in from the server fixture)
+    "local": {"backend": "local"},
+    "tgi": {"backend": "tgi"},
+    "tgi-stream": {"backend": "tgi", "stream": True},
+    "openai": {"backend": "openai"},
+}
+
+
+_played: list = []
+
+
+@pytest.fixture
+def played(server, require_data, tmp_path_factory):
+    """Every (env, backend) episode, played once per session, written to JSONL and read back."""
+    for _, data_name, _ in EPISODES:
+        require_data(data_name)
+    if _played:
+        return _played[0]
+    out = {}
+    path = tmp_path_factory.mktemp("runs") / "trajectories.jsonl"
+    for env_id, _, task in EPISODES:
+        env = gym.make(env_id)
+        for name, options in BACKENDS.items():
+            url = None if name == "local" else server
+            policy = make_policy("react", env, **options, url=url, max_new_tokens=24, seed=0, unknown_flag=1)
+            out[env_id, name] = run_episode(env, policy, task=task, seed=0)
+        env.close()
+    assert write_jsonl(out.values(), path) == len(out)
+    _played.append((out, list(read_jsonl(path))))
+    return _played[0]
+
+
+def test_registered_names():
+    assert {"react", "human"} <= set(POLICIES)
+
+
+@pytest.mark.parametrize("env_id", [e for e, _, _ in EPISODES])
+def test_episode_played_end_to_end_through_every_backend(played, env_id):
+    trajectories, written = played
+    replies = {}
+    for name in BACKENDS:
+        traj = trajectories[env_id, name]
+        assert traj.status in ("completed", "invalid_action") and traj.error is None, traj.error
+        assert traj.policy == "react" and traj.model == "SmolLM2-135M-Instruct"
+        step = traj.steps[0]
+        assert step.action.strip() and step.prompt_tokens > 0 and 0 < step.completion_tokens <= 24
+        replies[name] = step.action
+    assert len(set(replies.values())) == 1, replies  # greedy: the same reply through every backend
+    assert {(t.env_id, t.steps[0].action) for t in written} >= {(env_id, replies["local"])}
+
+
+def test_openai_chat_endpoint_gives_the_same_reply(played, server, require_data):
+    require_data("gsm8k")
+    env = gym.make("AgentTuning/GSM8K-v0")
+    policy = make_policy("react", env, backend="openai", url=server, chat_template="server", max_new_tokens=24)
+    assert policy.chat_template == "server"  # messages go to /v1/chat/completions, the server renders them
+    traj = run_episode(env, policy, task=3, seed=0)
+    assert traj.steps[0].action == played[0]["AgentTuning/GSM8K-v0", "local"].steps[0].action
+
+
+def test_policies_made_per_episode_in_threads_share_one_backend(local_backend, require_data):
+    require_data("gsm8k")
+
+    def play(task: int) -> str:
+        env = gym.make("AgentTuning/GSM8K-v0")
+        return run_episode(env, make_policy("react", env, max_new_tokens=6), task=task, seed=0).steps[0].action
+
+    alone = [play(t) for t in range(3)]
+    with ThreadPoolExecutor(3) as pool:
+        assert list(pool.map(play, range(3))) == alone
+    assert make_policy("react", None).backend is local_backend
+
+
+# --------------------------------------------------------------------------- multi-turn behaviour
+class ChatterEnv(TextEnv):
+    """A small multi-turn env: ``turns`` long observations, then done; hints in ``info`` as a task env gives them."""
+
+    task_name = "chatter"
+    max_turns = 50
+
+    def __init__(self, observation_words: int = 60, hints: dict | None = None, prompt_words: int = 5, turns: int = 6):
+        super().__init__()
+        self.turns = turns
+        self.observation_words, self.hints, self.prompt_words = observation_words, hints or {}, prompt_words
+
+    @classmethod
+    def load_tasks(cls, split: str) -> Sequence:
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(id="t0")]
+
+    def _begin(self, task) -> Begin:
+        prompt = [{"role": "user", "content": "Instruction: " + "rule " * self.prompt_words},
+                  {"role": "assistant", "content": "Ok."}]
+        self.turns_played = 0
+        return Begin(observation=self._observation(), prompt=prompt, extra=dict(self.hints))
+
+    def _observation(self) -> str:
+        return f"Observation {self.turns_played}: " + "stone " * self.observation_words
+
+    def _act(self, action: str) -> Outcome:
+        self.turns_played += 1
+        return Outcome(observation=self._observation(), score=0.0, done=self.turns_played >= self.turns)
+
+
+class RecordingBackend:
+    """The real local backend, with the prompts it was given kept for inspection."""
+
+    def __init__(self, inner):
+        self.inner, self.prompts, self.calls = inner, [], []
+        self.model_name, self.context_length = inner.model_name, inner.context_length
+
+    def chat_template(self):
+        return self.inner.chat_template()
+
+    def generate(self, prompt, **kwargs):
+        self.prompts.append(prompt)
+        self.calls.append(kwargs)
+        return self.inner.generate(prompt, **kwargs)
+
+
+def test_long_history_is_cut_with_a_notice_and_the_newest_turns_kept(local_backend):
+    backend = RecordingBackend(local_backend)
+    policy = ReActPolicy(backend, max_new_tokens=3, segment_limit=300)
+    traj = run_episode(ChatterEnv(observation_words=60), policy, seed=0)
+    assert traj.status == "completed" and len(traj.steps) == 6
+    assert "[NOTICE]" not in backend.prompts[0]
+    last = backend.prompts[-1]
+    assert "messages are omitted." in last and "Instruction: rule" in last  # the instruction always stays
+    assert "Observation 5:" in last and "Observation 1:" not in last
+
+
+def test_env_hints_set_decoding_and_explicit_options_win(local_backend):
+    hints = {"stop": ["stone"], "max_new_tokens": 5, "temperature": 0.0}
+    backend = RecordingBackend(local_backend)
+    run_episode(ChatterEnv(hints=hints, turns=1), ReActPolicy(backend), seed=0)
+    assert backend.calls[0]["stop"] == ["stone"] and backend.calls[0]["max_new_tokens"] == 5
+    backend = RecordingBackend(local_backend)
+    run_episode(ChatterEnv(hints=hints, turns=1), ReActPolicy(backend, max_new_tokens=2, stop=["x"]), seed=0)
+    assert backend.calls[0]["stop"] == ["x"] and backend.calls[0]["max_new_tokens"] == 2
+
+
+def test_llama2_template_with_agentlm_system_prompt(local_backend):
+    backend = RecordingBackend(local_backend)
+    run_episode(ChatterEnv(turns=1), ReActPolicy(backend, chat_template="llama2", max_new_tokens=2), seed=0)
+    first = backend.prompts[0]
+    assert first.startswith("[INST] <<SYS>>\nYou are a helpful, respectful and honest assistant.\n<</SYS>>\n\n"
+                            "Instruction: rule") and first.endswith("[/INST]") and " Ok. </s><s>[INST] " in first
+    backend = RecordingBackend(local_backend)
+    run_episode(ChatterEnv(hints={"system_prompt": ""}, turns=1), ReActPolicy(backend, chat_template="llama2",
+                                                                      max_new_tokens=2), seed=0)
+    assert backend.prompts[0].startswith("[INST] Instruction: rule")  # AgentBench held-in: no system message
+
+
+def test_context_too_small_ends_the_episode_with_agent_context_limit():
+    small = get_backend("local", context_length=300)
+    traj = run_episode(ChatterEnv(prompt_words=400), ReActPolicy(small, max_new_tokens=4), seed=0)
+    assert traj.status == AGENT_CONTEXT_LIMIT and not traj.steps and "cannot fit" in traj.error
+    # a history that outgrows the context is cut turn by turn instead, while the newest turns still fit
+    traj = run_episode(ChatterEnv(observation_words=50), ReActPolicy(small, max_new_tokens=4), seed=0)
+    assert traj.status == "completed" and len(traj.steps) == 6
+    assert all(s.prompt_tokens + 4 <= 300 for s in traj.steps)
+    # an observation that alone exceeds the context cannot be played
+    traj = run_episode(ChatterEnv(observation_words=400), ReActPolicy(small, max_new_tokens=4), seed=0)
+    assert traj.status == AGENT_CONTEXT_LIMIT

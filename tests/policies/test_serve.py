@@ -1,0 +1,153 @@
+"""``agent-gym serve`` over real HTTP, spoken to by the official ``text-generation`` and OpenAI clients.
+
+Faults are real: a server with a one-request limit answers 429, a killed server process drops the
+connection, a short client timeout expires during a long generation.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from conftest import free_port, serve
+
+from agent_gym.policies.backend import BackendError, BackendUnavailable, PromptTooLong
+from agent_gym.policies.openai_compat import OpenAIBackend
+from agent_gym.policies.tgi import TGIBackend
+
+text_generation = pytest.importorskip("text_generation")
+openai = pytest.importorskip("openai")
+COUNT = "Count: one, two,"
+
+
+def test_health_and_info(server):
+    assert requests.get(f"{server}/health").status_code == 200
+    info = requests.get(f"{server}/info").json()
+    assert info["model_id"] == "SmolLM2-135M-Instruct"
+    assert info["max_total_tokens"] == 8192 and info["max_stop_sequences"] == 4
+
+
+def test_generate_keeps_the_stop_sequence_as_tgi_does(server):
+    client = text_generation.Client(server)
+    out = client.generate(COUNT, max_new_tokens=10, stop_sequences=["four"])
+    assert out.generated_text.endswith("four") and out.details.finish_reason.value == "stop_sequence"
+    out = client.generate(COUNT, max_new_tokens=3)
+    assert out.details.generated_tokens == 3 and out.details.finish_reason.value == "length"
+
+
+def test_stream_events_add_up_to_the_generated_text(server):
+    client = text_generation.Client(server)
+    whole = client.generate(COUNT, max_new_tokens=6).generated_text
+    events = list(client.generate_stream(COUNT, max_new_tokens=6))
+    assert len(events) == 6 and all(e.details is None for e in events[:-1])
+    assert "".join(e.token.text for e in events) == whole == events[-1].generated_text
+    raw = requests.post(f"{server}/generate_stream", json={"inputs": COUNT, "parameters": {"max_new_tokens": 2}})
+    assert raw.headers["content-type"].startswith("text/event-stream") and raw.text.startswith("data:{")
+
+
+def test_root_returns_a_list_and_generate_an_object(server):
+    body = {"inputs": COUNT, "parameters": {"max_new_tokens": 2}}
+    root = requests.post(server, json=body).json()
+    obj = requests.post(f"{server}/generate", json=body).json()
+    assert isinstance(root, list) and root[0]["generated_text"] == obj["generated_text"]
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"inputs": "word " * 9000, "parameters": {"max_new_tokens": 8}}, "must have less than"),
+    ({"inputs": "word " * 8150, "parameters": {"max_new_tokens": 100}}, "must be <= 8192"),
+    ({"inputs": "", "parameters": {}}, "cannot be empty"),
+    ({"inputs": "x", "parameters": {"max_new_tokens": 0}}, "strictly positive"),
+    ({"inputs": "x", "parameters": {"stop": ["a", "b", "c", "d", "e"]}}, "up to 4 stop sequences"),
+    ({"inputs": "x", "parameters": {"temperature": 0}}, "`temperature` must be strictly positive"),
+])
+def test_validation_errors_are_tgi_json(server, body, message):
+    resp = requests.post(f"{server}/generate", json=body)
+    assert resp.status_code == 422
+    assert resp.json()["error_type"] == "validation" and message in resp.json()["error"]
+
+
+def test_malformed_json_is_a_validation_error_and_the_server_lives_on(server):
+    resp = requests.post(f"{server}/generate", data=b"\xff{not json", headers={"Content-Type": "application/json"})
+    assert resp.status_code == 422 and resp.json()["error_type"] == "validation"
+    assert requests.get(f"{server}/health").status_code == 200
+
+
+def test_too_long_prompt_becomes_prompt_too_long_in_the_backend(server):
+    with pytest.raises(PromptTooLong):
+        TGIBackend(server).generate("word " * 9000, max_new_tokens=8)
+
+
+def test_openai_client_completions_and_chat(server):
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="none")
+    assert client.models.list().data[0].id == "SmolLM2-135M-Instruct"
+    done = client.completions.create(model="x", prompt=COUNT, max_tokens=10, stop=["four"])
+    assert "four" not in done.choices[0].text and done.choices[0].text.startswith(" three")  # OpenAI drops the stop
+    chat = client.chat.completions.create(model="x", messages=[{"role": "user", "content": "What is 2+3?"}],
+                                          max_tokens=12)
+    assert "5" in chat.choices[0].message.content and chat.usage.completion_tokens <= 12
+
+
+def test_tgi_messages_api(server):
+    from text_generation.types import Message
+
+    out = text_generation.Client(server).chat([Message(role="user", content="What is 2+3?")], max_tokens=12)
+    assert "5" in out.choices[0].message.content
+
+
+def test_overload_answers_429_and_the_backend_retries_through_it():
+    with serve("--max-concurrent-requests", "1") as (_, url):
+        def raw(_: int) -> requests.Response:
+            return requests.post(f"{url}/generate", json={"inputs": COUNT, "parameters": {"max_new_tokens": 6}})
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(raw, range(4)))
+        refused = [a for a in answers if a.status_code == 429]
+        assert refused and refused[0].json() == {"error": "Model is overloaded", "error_type": "overloaded"}
+        with pytest.raises(text_generation.errors.OverloadedError):
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(lambda _: text_generation.Client(url).generate(COUNT, max_new_tokens=6), range(4)))
+        backend = TGIBackend(url, backoff=0.05, retries=10)
+        with ThreadPoolExecutor(4) as pool:
+            replies = list(pool.map(lambda _: backend.generate(COUNT, max_new_tokens=6).text, range(4)))
+        assert len(set(replies)) == 1 and replies[0].startswith(" three")
+
+
+def test_client_timeout_is_a_clear_error(server):
+    backend = TGIBackend(server, timeout=1, retries=0)
+    with pytest.raises(BackendError, match="did not answer within 1"):
+        backend.generate("Write a long story about a dragon.", max_new_tokens=400)
+    assert requests.get(f"{server}/health", timeout=5).status_code == 200
+
+
+def test_server_killed_mid_run_and_nobody_listening_are_unavailable():
+    with serve() as (proc, url):
+        backend = TGIBackend(url, retries=2, backoff=0.05)
+        errors: list[BaseException | str] = []
+
+        def long_call() -> None:
+            try:
+                errors.append(backend.generate(COUNT, max_new_tokens=1000).text)  # counting never ends by itself
+            except BaseException as exc:  # noqa: BLE001  (collected for the assertion)
+                errors.append(exc)
+
+        worker = threading.Thread(target=long_call)
+        worker.start()
+        worker.join(1.5)  # the request is now decoding
+        proc.kill()
+        worker.join(30)
+        assert not worker.is_alive() and isinstance(errors[0], BackendUnavailable), errors
+        assert "unreachable" in str(errors[0])
+    with pytest.raises(BackendUnavailable, match="is the server up"):
+        TGIBackend(f"http://127.0.0.1:{free_port()}", retries=1, backoff=0.01)
+    with pytest.raises(BackendUnavailable):
+        OpenAIBackend(f"http://127.0.0.1:{free_port()}", retries=0)
+
+
+def test_stream_client_that_disconnects_does_not_hurt_the_server(server):
+    with requests.post(f"{server}/generate_stream", json={"inputs": COUNT, "parameters": {"max_new_tokens": 300}},
+                       stream=True, timeout=30) as resp:
+        next(resp.iter_lines())
+    out = text_generation.Client(server).generate(COUNT, max_new_tokens=2)
+    assert out.details.generated_tokens == 2
