@@ -16,11 +16,13 @@ ENVS: list[EnvEntry] = [
     EnvEntry("AgentTuning/DB-v0", "agent_gym.envs.db.env:DBEnv", 16, "held-in", "dbbench"),  # 15 SQL rounds + answer
     EnvEntry("AgentTuning/OS-v0", "agent_gym.envs.os_interaction.env:OSEnv", 8, "held-in", "agentbench_os"),
     # held-out
+    EnvEntry("AgentTuning/SciWorld-v0", "agent_gym.envs.sciworld.env:SciWorldEnv", 200, "held-out", "scienceworld"),
 ]
 
 DATASETS: dict[str, str] = {
     "gsm8k": "agent_gym.envs.gsm8k.data:DATASET",
     "mmlu": "agent_gym.envs.mmlu.data:DATASET",
+    "scienceworld": "agent_gym.envs.sciworld.data:DATASET",
     "alfworld": "agent_gym.envs.alfworld.data:DATASET",
     "alfworld-agentbench": "agent_gym.envs.alfworld.data:AGENTBENCH_DATASET",
     "dbbench": "agent_gym.envs.db.data:DATASET",

@@ -1,0 +1,125 @@
+"""ScienceWorld step time and memory, side by side: ours vs upstream's ``ScienceWorldEnv``.
+
+    python benchmarks/bench_sciworld.py [--steps 300] [--envs 8]
+
+Targets (issue 5): a step at most 1.1x upstream's ``ScienceWorldEnv.step`` on the same actions,
+and 8 concurrent envs in under 1 GB in total (upstream starts one JVM per env, about 1.1 GB).
+Step time: the same 8-action cycle on the same game, played in alternating blocks so that load
+from other processes hits both sides alike; medians of per-step times. Our env is timed in its
+default (the paper's mapping, admissible actions in ``info``) and its raw mode
+(``map_actions=False, admissible_actions=False``). Memory: each side in a fresh subprocess that
+starts N envs, resets each on a different game and plays 10 steps; then the summed proportional
+set size (PSS) of that process and every JVM it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+TASK = ("find-plant", 261)
+# walk the house and look about; no two consecutive (action, observation) pairs repeat, so
+# upstream's loop stop never ends the episode
+CYCLE = ["look around", "open door to hallway", "go to hallway", "look around", "inventory",
+         "open door to kitchen", "go to kitchen", "look at sink"]
+
+
+def _ours(**kwargs):
+    from agent_gym.envs.sciworld.env import SciWorldEnv
+
+    env = SciWorldEnv(env_step_limit=10**6, **kwargs)
+    task_id = f"{TASK[0]}/{TASK[1]}"
+    env.reset(options={"task": task_id})
+
+    def step(action: str) -> None:
+        *_, term, trunc, _info = env.step(f"Action: {action}")
+        if term or trunc:  # not timed away: rare (loop stop after a no-op pair)
+            env.reset(options={"task": task_id})
+
+    return env, step
+
+
+def _raw():
+    from scienceworld import ScienceWorldEnv
+
+    env = ScienceWorldEnv("", envStepLimit=10**6)
+    env.load(TASK[0], TASK[1], "easy")
+    env.reset()
+    return env, env.step
+
+
+def step_times(steps: int, block: int = 40) -> dict[str, float]:
+    sides = {"upstream ScienceWorldEnv.step": _raw(), "ours (paper mapping + admissible)": _ours(),
+             "ours (raw mode)": _ours(map_actions=False, admissible_actions=False)}
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for name, (_env, step) in sides.items():  # warm the JIT on each side
+        for i in range(block):
+            step(CYCLE[i % len(CYCLE)])
+    done = 0
+    while done < steps:
+        for name, (_env, step) in sides.items():
+            for i in range(block):
+                start = time.perf_counter()
+                step(CYCLE[(done + i) % len(CYCLE)])
+                times[name].append(time.perf_counter() - start)
+        done += block
+    for _env, _step in sides.values():
+        _env.close()
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+_MEMORY_CHILD = """
+import json, sys, psutil
+from agent_gym.envs.sciworld import data
+side, n = sys.argv[1], int(sys.argv[2])
+tasks = [t for t in data.load("test")][::11][:n]
+envs = []
+for t in tasks:
+    if side == "ours":
+        from agent_gym.envs.sciworld.env import SciWorldEnv
+        e = SciWorldEnv(); e.reset(options={"task": t.id}); act = lambda a, e=e: e.step("Action: " + a)
+    else:
+        from scienceworld import ScienceWorldEnv
+        e = ScienceWorldEnv("", envStepLimit=100); e.load(t.task_name, t.variation, "easy"); e.reset(); act = e.step
+    for a in ["look around", "inventory", "open door to hallway", "go to hallway", "look around"] * 2:
+        act(a)
+    envs.append(e)
+me = psutil.Process()
+procs = [me] + me.children(recursive=True)
+pss = {p.pid: p.memory_full_info().pss for p in procs}
+print(json.dumps({"total_mb": sum(pss.values()) / 2**20, "python_mb": pss[me.pid] / 2**20,
+                  "jvms": sum(1 for p in procs if "java" in p.name())}))
+"""
+
+
+def memory(side: str, n: int) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, side, str(n)], capture_output=True, text=True,
+                         check=True, timeout=600)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=320)
+    parser.add_argument("--envs", type=int, default=8)
+    args = parser.parse_args()
+
+    medians = step_times(args.steps)
+    base = medians["upstream ScienceWorldEnv.step"]
+    print(f"step time, median of {args.steps} steps on {TASK[0]}/{TASK[1]}:")
+    for name, t in medians.items():
+        print(f"  {name:38s} {t * 1000:7.2f} ms   ratio to upstream {t / base:5.2f}x")
+
+    print(f"memory of {args.envs} concurrent envs (PSS of the Python process and its JVMs):")
+    mem = {side: memory(side, args.envs) for side in ("ours", "upstream")}
+    for side, m in mem.items():
+        print(f"  {side:10s} {m['total_mb']:8.0f} MB total  ({m['jvms']} JVM(s), Python {m['python_mb']:.0f} MB)")
+    print(f"  ratio ours / upstream: {mem['ours']['total_mb'] / mem['upstream']['total_mb']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""The ScienceWorld engine: one shared JVM per process hosting one game per env.
+
+Upstream's ``ScienceWorldEnv`` starts a JVM (about 1.1 GB) for every env. A JVM can host
+many independent ``PythonInterface`` games, so every :class:`Game` of a process shares one
+JVM, reference-counted: the JVM stops when its last game is closed or garbage-collected, at
+interpreter exit, and (``--die-on-broken-pipe``) when this process dies. A JVM that died is
+replaced at the next ``load``; games of the dead one raise :class:`EngineError` until then.
+A forked child never touches its parent's JVM: it starts its own.
+
+The engine keeps some state in JVM-wide singletons (the active simplifications, set up at each
+load): concurrent loads race (a NullPointerException, or a game set up from another game's
+task), and games with different simplifications would share them. So every call into a JVM
+holds that JVM's lock, and games with different simplification strings get different JVMs.
+
+A step makes four cheap calls (step, score, completed, moves: about 1 ms); upstream's
+``ScienceWorldEnv.step`` also rebuilds the valid-action list every time (15 ms to 50 ms: the
+engine enumerates every action-object combination). Here that list is a separate call, made
+only by callers that need it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import threading
+import weakref
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+# Smaller JVM: one GC thread set and a capped heap suit a process hosting a few dozen small games.
+JAVA_OPTIONS = ("-XX:+UseSerialGC", "-Xmx2g", "-Xss8m")
+
+
+class EngineError(RuntimeError):
+    """ScienceWorld's JVM failed or is gone; the message says how to recover."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StepResult:
+    """One engine step, with upstream's derived values (``score`` 0..100, can be negative)."""
+
+    observation: str
+    score: int
+    completed: bool  # the engine says the task ended (won or lost)
+    moves: int
+
+
+def _require_engine() -> tuple[str, str]:
+    """The ScienceWorld jar and the java binary, or an error that names the fix."""
+    try:
+        from scienceworld.constants import BASEPATH, JAR_PATH
+    except ImportError as exc:
+        raise ImportError("ScienceWorld needs the `scienceworld` package: pip install 'agent-gym[sciworld]'") from exc
+    java = os.environ.get("JAVA_HOME") and os.path.join(os.environ["JAVA_HOME"], "bin", "java")
+    java = java if java and os.path.exists(java) else shutil.which("java")
+    if not java:
+        raise EngineError("ScienceWorld needs Java 17+: install default-jre-headless (Debian/Ubuntu) or set JAVA_HOME")
+    return JAR_PATH, BASEPATH if os.path.isdir(BASEPATH) else os.getcwd()
+
+
+class Jvm:
+    """One ScienceWorld JVM and its py4j gateway (no callback server: the engine never calls back)."""
+
+    def __init__(self, java_options: tuple[str, ...] = JAVA_OPTIONS):
+        from py4j.java_gateway import GatewayParameters, JavaGateway, launch_gateway
+
+        jar, cwd = _require_engine()
+        self.pid = os.getpid()
+        self.users = 0
+        self.lock = threading.RLock()  # the engine's singletons are not thread-safe
+        self.stderr: deque[str] = deque(maxlen=20)
+        try:
+            port, self.proc = launch_gateway(classpath=jar, die_on_exit=True, cwd=cwd, return_proc=True,
+                                             javaopts=list(java_options), redirect_stderr=self.stderr)
+        except (OSError, ValueError) as exc:
+            raise EngineError(f"could not start ScienceWorld's JVM ({exc}); it needs Java 17+ "
+                              "(install default-jre-headless)") from exc
+        self.gateway = JavaGateway(gateway_parameters=GatewayParameters(auto_field=True, port=port),
+                                   java_process=self.proc)
+
+    def alive(self) -> bool:
+        return self.pid == os.getpid() and self.proc.poll() is None
+
+    def new_game(self) -> Any:
+        return self.gateway.jvm.scienceworld.runtime.pythonapi.PythonInterface()
+
+    def death_note(self) -> str:
+        code = self.proc.poll()
+        why = f"exit code {code}" if code is not None else "it stopped answering"
+        tail = " | ".join(line.strip() for line in list(self.stderr)[-3:] if line.strip())
+        return f"ScienceWorld's JVM died ({why}{'; stderr: ' + tail if tail else ''}); reset() starts a new one"
+
+    def shutdown(self) -> None:
+        """Stop the JVM; safe to call twice, and a no-op in a forked child."""
+        if self.pid != os.getpid():
+            return
+        with contextlib.suppress(Exception):
+            if self.proc.poll() is None:
+                self.gateway.shutdown()
+            else:  # nobody to tell: just drop the sockets
+                self.gateway.close()
+        if self.proc.poll() is None:
+            with contextlib.suppress(Exception):
+                self.proc.stdin.close()  # --die-on-broken-pipe: the JVM exits on EOF
+            try:
+                self.proc.wait(timeout=5)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+_lock = threading.Lock()
+_shared: dict[str, Jvm] = {}  # simplification string -> this process's JVM for it
+_started: "weakref.WeakSet[Jvm]" = weakref.WeakSet()
+
+
+def acquire(key: str = "") -> Jvm:
+    """The process's live JVM for ``key`` (started on first use or after a crash), one more user counted."""
+    with _lock:
+        jvm = _shared.get(key)
+        if jvm is None or not jvm.alive():
+            if jvm is not None:
+                jvm.shutdown()  # dead or inherited through fork: never reused
+            jvm = _shared[key] = Jvm()
+            _started.add(jvm)
+        jvm.users += 1
+        return jvm
+
+
+def release(jvm: Jvm) -> None:
+    """One user less; a JVM stops when its last user is gone."""
+    with _lock:
+        jvm.users -= 1
+        if jvm.users <= 0:
+            jvm.shutdown()
+            for key, shared in list(_shared.items()):
+                if shared is jvm:
+                    del _shared[key]
+
+
+def live_jvms() -> list[Jvm]:
+    """JVMs of this process not yet stopped (for tests and benchmarks)."""
+    return [j for j in list(_started) if j.alive()]
+
+
+@atexit.register
+def _shutdown_all() -> None:
+    for jvm in list(_started):
+        jvm.shutdown()
+
+
+def _release_holder(holder: list[Jvm | None]) -> None:
+    jvm, holder[0] = holder[0], None
+    if jvm is not None:
+        release(jvm)
+
+
+class Game:
+    """One ScienceWorld game on the shared JVM: load a variation, step it, read its state.
+
+    Not thread-safe itself (one env, one thread); any number of games may run in parallel threads.
+    """
+
+    def __init__(self, simplifications: str = "easy") -> None:
+        self._holder: list[Jvm | None] = [None]
+        self._finalizer = weakref.finalize(self, _release_holder, self._holder)
+        self._server: Any = None
+        self._attach(simplifications)
+
+    def _attach(self, simplifications: str) -> None:
+        _release_holder(self._holder)
+        self._server = None
+        self._holder[0] = jvm = acquire(simplifications)
+        self.simplifications = simplifications
+        with self._calls():
+            self._server = jvm.new_game()
+
+    @property
+    def jvm(self) -> Jvm:
+        if self._holder[0] is None:
+            raise EngineError("this ScienceWorld game is closed")
+        return self._holder[0]
+
+    @contextlib.contextmanager
+    def _calls(self) -> Iterator[None]:
+        """Engine faults become EngineError with a message that says what happened and what to do."""
+        from py4j.protocol import Py4JError
+
+        jvm = self.jvm
+        try:
+            with jvm.lock:
+                yield
+        except Py4JError as exc:
+            jvm = self._holder[0]
+            if jvm is None or not jvm.alive():
+                raise EngineError(jvm.death_note() if jvm else "this ScienceWorld game is closed") from exc
+            raise EngineError(f"ScienceWorld engine call failed: {exc}") from exc
+
+    def load(self, task_name: str, variation: int, simplifications: str = "easy", gold: bool = False) -> None:
+        """Load a task variation (a new JVM first if the old one died). ``gold``: also plan the gold path (slow)."""
+        if self._holder[0] is None or not self.jvm.alive() or simplifications != self.simplifications:
+            self._attach(simplifications)
+        with self._calls():
+            self._server.load(task_name, variation, simplifications, gold)
+
+    def reset(self) -> str:
+        """Back to the first move; returns what "look around" shows (upstream's reset)."""
+        with self._calls():
+            self._server.reset()
+        return self.step("look around").observation
+
+    def step(self, action: str) -> StepResult:
+        with self._calls():
+            observation = self._server.step(action)
+            score = int(round(100 * self._server.getScore()))
+            completed = bool(self._server.getCompleted())
+            moves = int(self._server.getNumMoves())
+        return StepResult(observation, score, completed, moves)
+
+    def valid_actions(self) -> list[str]:
+        """Every valid action-object combination now (the expensive call)."""
+        with self._calls():
+            return [str(a) for a in self._server.getValidActionObjectCombinations()]
+
+    def valid_action_objects(self) -> list[dict[str, Any]]:
+        """Valid actions with their template id and object ids (slower than :meth:`valid_actions`)."""
+        with self._calls():
+            return json.loads(self._server.getValidActionObjectCombinationsJSON())["validActions"]
+
+    def templates(self) -> dict[str, int]:
+        """Action templates ("pour OBJ in OBJ") by the engine's template id."""
+        with self._calls():
+            return {t["action_example"]: t["template_id"] for t in json.loads(self._server.getPossibleActionsWithIDs())}
+
+    def referents(self) -> dict[int, list[str]]:
+        """Every object's names ("thermometer", "orange") by object id."""
+        with self._calls():
+            lut = json.loads(self._server.getAllObjectIdsTypesReferentsLUTJSON())
+        return {int(k): list(v["referents"]) for k, v in lut.items()}
+
+    def gold_actions(self) -> list[str]:
+        """The engine's gold action sequence; the game must have been loaded with ``gold=True``."""
+        with self._calls():
+            return [str(a) for a in self._server.getGoldActionSequence()]
+
+    def look(self) -> str:
+        with self._calls():
+            return self._server.freeActionLook()
+
+    def inventory(self) -> str:
+        with self._calls():
+            return self._server.freeActionInventory()
+
+    def task_description(self) -> str:
+        with self._calls():
+            return self._server.freeActionTaskDesc()
+
+    def close(self) -> None:
+        """Free the game; the JVM stops with its last game."""
+        server, self._server = self._server, None
+        jvm = self._holder[0]
+        if server is not None and jvm is not None and jvm.alive():
+            with contextlib.suppress(Exception):
+                jvm.gateway.detach(server)
+        self._finalizer()

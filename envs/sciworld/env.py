@@ -1,0 +1,155 @@
+"""``AgentTuning/SciWorld-v0``: ScienceWorld on its real Java engine, with AgentTuning's protocol.
+
+One episode is one test variation of one of the 30 task types (the paper's 270 games), with the
+"easy" simplifications. Replies are ``Think: ...`` (answered "OK.", no engine step) or
+``Action: ...``, mapped onto a valid action as upstream did (``prompt.map_action``). The episode
+ends when the engine ends the task, after 100 engine moves, when the score turns negative (the
+last score counts, upstream's ``no_stop``), after 10 failed actions in a row, when the last five
+turns repeat two entries, or after 200 replies. Score: the engine's 0..100 score / 100 at the end
+(partial credit kept); ``summarize`` averages per task type, then over task types (the paper).
+
+Deliberate differences from upstream: ties between equally good mappings are broken by the
+engine's action order instead of Python's set order (which varied run to run); the gold path
+is planned only when the expert asks for it (upstream planned it at every load, up to 5 s);
+observations are cleaned for the conversation as upstream did, and the engine's own text is in
+``info["engine_observation"]``; a task's starting score (some start above 0) comes with the first
+action's reward, so that rewards add up to the score (upstream's reset already counted it). The engine itself orders some object lists differently from run
+to run (its hash sets), as upstream's did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from agent_gym.core import COMPLETED, INVALID_ACTION, RUNNING, TASK_LIMIT_REACHED, Begin, Outcome, TextEnv
+from agent_gym.envs.sciworld import data, engine, expert, prompt
+
+
+class SciWorldEnv(TextEnv):
+    task_name = "sciworld"
+    splits = ("test", "dev", "train")
+    max_turns = 200  # upstream: step >= 2 * env_step_limit replies, thoughts included
+    invalid_action_message = "Invalid action: {reason}"
+
+    def __init__(self, split: str | None = None, render_mode: str | None = None, simplifications: str = "easy",
+                 env_step_limit: int = 100, map_actions: bool = True, admissible_actions: bool = True,
+                 few_shot: bool = True):
+        """``map_actions=False`` sends action text to the engine as written; with ``admissible_actions=False``
+        too, no step builds the (expensive) valid-action list."""
+        super().__init__(split=split, render_mode=render_mode)
+        self.simplifications = simplifications
+        self.env_step_limit = env_step_limit
+        self.map_actions = map_actions
+        self.admissible_actions = admissible_actions
+        self.few_shot = few_shot
+        self._game: engine.Game | None = None
+        self._gold_game: engine.Game | None = None
+        self._gold: dict[str, list[str]] = {}
+        self._candidates: list[str] | None = None
+
+    @classmethod
+    def load_tasks(cls, split: str) -> Sequence[data.Variation]:
+        return data.load(split)
+
+    def _begin(self, task: data.Variation) -> Begin:
+        if self._game is None:
+            self._game = engine.Game(self.simplifications)
+        self._game.load(task.task_name, task.variation, self.simplifications)
+        look = self._game.reset()
+        description = self._game.task_description()
+        shots = (data.few_shot_prompts() or {}).get(task.task_num) if self.few_shot else None
+        self._recent, self._failures, self._last_score = ["look around"], 0, 0
+        self._candidates = None
+        return Begin(
+            observation=prompt.first_observation(look, description, after_example=bool(shots)),
+            prompt=prompt.messages(shots),
+            admissible_actions=self._refresh_candidates() if self.admissible_actions else None,
+            extra={"task_name": task.task_name, "variation": task.variation, "engine_observation": look},
+        )
+
+    def _refresh_candidates(self) -> list[str]:
+        game = self._game
+        self._candidates = prompt.candidate_actions(game.valid_actions(), game.look(), game.inventory(), self._recent)
+        return self._candidates
+
+    def _act(self, action: str) -> Outcome:
+        reply = action.strip()
+        if prompt.thought(reply):
+            self._recent.append(prompt.history_entry(reply, prompt.THINK_OBSERVATION))
+            return self._outcome(prompt.THINK_OBSERVATION, RUNNING, extra={"engine_observation": None})
+        predicted = prompt.predicted_action(reply)
+        command, valid = predicted, True
+        if self.map_actions:
+            candidates = self._candidates if self._candidates is not None else self._refresh_candidates()
+            command, valid = prompt.map_action(predicted, candidates)
+        self._candidates = None  # the world changes with this step
+        result = self._game.step(command)
+        observation = prompt.clean(result.observation)
+        extra = {"action": command, "engine_observation": result.observation, "moves": result.moves}
+
+        status, reason = RUNNING, None
+        self._failures = self._failures + 1 if prompt.action_failed(result.observation) else 0
+        if self._failures >= prompt.MAX_FAILED_ACTIONS:  # upstream stops before reading this step's score
+            status, reason = INVALID_ACTION, "failed_actions"
+        elif result.score < 0:  # the task is lost: upstream's no_stop keeps the last score
+            status, reason = COMPLETED, "task_failed"
+        else:
+            self._last_score = result.score
+            if result.completed:
+                status, reason = COMPLETED, "task_ended"
+            elif result.moves > self.env_step_limit:
+                status, reason = TASK_LIMIT_REACHED, "env_step_limit"
+        self._recent.append(prompt.history_entry(command, observation))
+        return self._outcome(observation, status, reason, valid, extra)
+
+    def _outcome(self, observation: str, status: str, reason: str | None = None, valid: bool = True,
+                 extra: dict[str, Any] | None = None) -> Outcome:
+        if status == RUNNING and prompt.in_loop(self._recent):
+            status, reason = TASK_LIMIT_REACHED, "loop"
+        done = status != RUNNING
+        admissible = None
+        if not done and self.admissible_actions:
+            admissible = self._candidates if self._candidates is not None else self._refresh_candidates()
+        return Outcome(
+            observation=observation,
+            score=self._last_score / 100,
+            done=done,
+            status=status,
+            action_valid=valid,
+            success=self._last_score >= 100,
+            progress=self._last_score / 100,
+            admissible_actions=admissible,
+            extra={**(extra or {}), "stop_reason": reason},
+        )
+
+    def expert_replies(self, task: data.Variation) -> list[str]:
+        """The engine's gold path for ``task`` as replies this protocol keeps (see :mod:`.expert`).
+
+        Planned on a second game of the same JVM, so the episode's own game is not touched.
+        """
+        if task.id not in self._gold:
+            if self._gold_game is None:
+                self._gold_game = engine.Game(self.simplifications)
+            self._gold[task.id] = expert.plan(self._gold_game, task, self.simplifications, self.map_actions)
+        return list(self._gold[task.id])
+
+    @classmethod
+    def summarize(cls, trajectories: Sequence[Any]) -> dict[str, float]:
+        """The paper's number: mean score per task type, then the mean over task types."""
+        from agent_gym.metrics import default_summary, group_means
+
+        out = default_summary(trajectories)
+        per_task = group_means(trajectories, key=lambda t: t.task_id.split("/", 1)[0])
+        if per_task:
+            out["episode_score"] = out["score"]
+            out["score"] = sum(per_task.values()) / len(per_task)
+            out.update({f"task/{k}": v for k, v in sorted(per_task.items())})
+        return out
+
+    def close(self) -> None:
+        for game in (self._game, self._gold_game):
+            if game is not None:
+                game.close()
+        self._game = self._gold_game = None
+        super().close()

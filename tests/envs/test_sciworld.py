@@ -1,0 +1,361 @@
+"""ScienceWorld: AgentTuning's protocol on the real Java engine, one JVM per process.
+
+The pure parts (the paper's reply mapping, stop rules, variation choice) are checked without
+the engine; the rest plays real games: side by side with upstream's ``ScienceWorldEnv``, the
+expert on every task type, a JVM killed mid-episode, JVM cleanup on close / GC / exit.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import agent_gym
+from agent_gym.envs.sciworld import data, engine, prompt
+from agent_gym.envs.sciworld.env import SciWorldEnv
+from conftest import need_data
+
+gym.register_envs(agent_gym)
+scienceworld = pytest.importorskip("scienceworld", reason="pip install 'agent-gym[sciworld]'")
+
+
+# ------------------------------------------------------------------ the protocol, no engine
+def test_reply_mapping_follows_upstream():
+    candidates = ["look at air", "go to hallway", "go to kitchen", "focus on water", "focus on orange in inventory"]
+    assert prompt.map_action("go to kitchen", candidates) == ("go to kitchen", True)
+    assert prompt.map_action("go to green house", candidates + ["go to greenhouse"]) == ("go to greenhouse", True)
+    # most shared words wins; among equals the shorter (candidates come sorted by length)
+    assert prompt.map_action("walk to the kitchen", candidates) == ("go to kitchen", False)
+    assert prompt.map_action("go to", candidates) == ("go to hallway", False)
+    # no shared word: the prediction itself, stripped of punctuation
+    assert prompt.map_action("jump!", candidates) == ("jump", False)
+    assert prompt.predicted_action("Action: go to kitchen ") == "go to kitchen"
+    assert prompt.thought("Think: I need water.") and not prompt.thought("Action: Think: x")
+
+
+def test_candidate_filters_follow_upstream():
+    valid = ["look around", "close door to kitchen", "focus on agent", "focus on water", "focus on banana", "wait"]
+    look, inventory = "This room is called the kitchen. In it, you see: water", "In your inventory: nothing"
+    first = prompt.candidate_actions(valid, look, inventory, ["look around"])
+    assert "look around" not in first  # refused while "look around" is among the last three entries
+    assert "close door to kitchen" not in first and "open door to kitchen" in first
+    assert "focus on agent" not in first and "focus on water" in first and "focus on banana" not in first
+    later = prompt.candidate_actions(valid, look, inventory, ["look around", "(a, b)", "(c, d)", "(e, f)"])
+    assert "look around" in later
+    assert [len(a) for a in later] == sorted(len(a) for a in later)
+
+
+def test_repeating_a_failed_action_trips_the_loop_stop(env):
+    env.reset(options={"task": "chemistry-mix/27"})
+    for _ in range(4):
+        obs, reward, term, trunc, info = env.step("Action: zzz")
+    assert term and info["status"] == "task_limit_reached" and info["stop_reason"] == "loop" and info["turn"] == 4
+
+
+def test_stop_rules_follow_upstream():
+    assert prompt.action_failed("No known action matches that input.")
+    assert prompt.action_failed("The door is not open.") and not prompt.action_failed("You move to the kitchen.")
+    assert prompt.in_loop(["look around", "(a, x)", "(b, y)", "(a, x)", "(b, y)", "(a, x)"])
+    assert not prompt.in_loop(["(a, x)"] * 5)  # one distinct entry: upstream goes on
+    assert not prompt.in_loop(["(a, x)", "(b, y)", "(a, x)", "(b, y)"])  # fewer than five entries
+    assert prompt.clean("a\n\tb") == "a  b"
+
+
+def test_test_variations_are_the_papers():
+    tasks = data.load("test")
+    assert len(data.TASK_NAMES) == 30 and len(tasks) == 270
+    for num, name in enumerate(data.TASK_NAMES):
+        variations = list(range(*data.VARIATION_SPLITS[name][1:]))
+        random.seed(1)  # upstream's load_variation, literally
+        random.shuffle(variations)
+        limit = 5 if num == 25 else 9 if num == 15 else min(10, len(variations))
+        assert [t.variation for t in tasks if t.task_num == num] == variations[:limit]
+    assert {t.id for t in data.load("dev")}.isdisjoint(t.id for t in tasks)
+
+
+def test_summary_averages_per_task_type_then_overall():
+    from agent_gym.trajectory import Trajectory
+
+    def traj(task_id: str, score: float) -> Trajectory:
+        return Trajectory("AgentTuning/SciWorld-v0", task_id, task_id, [], "", score=score, success=score == 1)
+
+    out = SciWorldEnv.summarize([traj("boil/1", 1.0), traj("boil/2", 0.0), traj("boil/3", 0.5), traj("melt/1", 1.0)])
+    assert out["task/boil"] == 0.5 and out["task/melt"] == 1.0
+    assert out["score"] == 0.75 and out["episode_score"] == 0.625
+
+
+def test_few_shot_prompts_are_read_from_the_data_dir():
+    need_data("scienceworld")
+    shots = data.few_shot_prompts()
+    assert sorted(shots) == list(range(30))
+    assert "Your task is to boil" in shots[0][0] and shots[0][1].startswith("Think:")
+    assert "melt" in shots[data.TASK_NAMES.index("melt")][0]
+
+
+# ------------------------------------------------------------------------- the real engine
+@pytest.fixture(scope="module")
+def env():
+    """One env for the module: its game keeps the process's JVM warm between tests."""
+    e = SciWorldEnv()
+    yield e
+    e.close()
+
+
+def test_variation_table_is_the_engines(env):
+    env.reset(options={"task": "melt/21"})
+    server = env._game._server
+    for name, (train_end, dev_end, total) in data.VARIATION_SPLITS.items():
+        env._game.load(name, 0, "easy")
+        assert list(server.getVariationsTrain()) == list(range(0, train_end)), name
+        assert list(server.getVariationsDev()) == list(range(train_end, dev_end)), name
+        assert list(server.getVariationsTest()) == list(range(dev_end, total)), name
+    assert list(server.getTaskNames()) == list(data.TASK_NAMES)
+
+
+def test_reset_gives_the_papers_conversation(env):
+    need_data("scienceworld")
+    obs, info = env.reset(options={"task": "boil/27"})
+    assert obs.startswith(prompt.NEW_TASK) and "Your task is to boil" in obs and "\t" not in obs
+    assert info["prompt"][0]["content"] == prompt.INIT_PROMPT and info["prompt"][1]["content"] == "Ok."
+    assert info["prompt"][2]["content"] == data.few_shot_prompts()[0][0]
+    assert [m["role"] for m in info["prompt"][2:6]] == ["user", "assistant", "user", "assistant"]
+    assert "look around" not in info["admissible_actions"] and "open door to kitchen" in info["admissible_actions"]
+
+
+def test_thoughts_cost_no_engine_move_and_actions_are_mapped(env):
+    env.reset(options={"task": "boil/27"})
+    moves = env._game._server.getNumMoves()
+    obs, reward, term, trunc, info = env.step("Think: first I find the substance.")
+    assert obs == "OK." and reward == 0 and not (term or trunc) and env._game._server.getNumMoves() == moves
+    candidates = info["admissible_actions"]
+    obs, reward, term, trunc, info = env.step("Action: walk into the kitchen please")
+    assert info["action"] == prompt.map_action("walk into the kitchen please", candidates)[0]
+    assert info["action"].endswith("kitchen") and not info["action_valid"] and info["status"] == "running"
+    obs, reward, term, trunc, info = env.step("Action: open door to kitchen")
+    assert info["action"] == "open door to kitchen" and info["action_valid"]
+
+
+def test_bad_replies_never_crash(env):
+    env.reset(options={"task": "chemistry-mix/27"})
+    for reply in ["", "\x00\x01\x02", "Action: " + "x" * 70_000, b"\xff\xfe Action: look", "Action: 你好 ☃"]:
+        obs, reward, term, trunc, info = env.step(reply)
+        assert isinstance(obs, str) and info["status"] in ("running", "invalid_action", "completed")
+        if term or trunc:
+            env.reset(options={"task": "chemistry-mix/27"})
+    with pytest.raises(KeyError, match="unknown task id"):
+        env.reset(options={"task": "boil/9999"})
+
+
+def test_ten_failed_actions_end_the_episode(env):
+    env.reset(options={"task": "chemistry-mix/27"})
+    for i in range(10):  # different each time: repeating one would trip the loop stop first
+        assert not env._done
+        obs, reward, term, trunc, info = env.step(f"Action: zzz{i}")
+        assert obs == prompt.FAILED_ACTION
+    assert term and info["status"] == "invalid_action" and info["stop_reason"] == "failed_actions"
+
+
+def _same_text(ours: str, raw: str) -> bool:
+    """Equal, up to the order of listed objects (the engine iterates hash sets; upstream varies too)."""
+    return ours == raw or sorted(ours.splitlines()) == sorted(raw.splitlines())
+
+
+# Games whose engine output does not vary run to run. Electrical and thermal tasks do vary in the
+# upstream engine itself (e.g. power-component/17 scores 83 or 100 after the same fourth
+# "connect", in fresh JVMs and reused ones alike), and the paint tasks place their cups
+# differently from load to load, so they cannot be compared step by step.
+SIDE_BY_SIDE = ["lifespan-longest-lived/119", "chemistry-mix/27", "find-plant/261", "lifespan-shortest-lived/119"]
+DETOURS = ["Think: let me look first.", "Action: walk to the green house", "Action: zzz", "Action: inventory"]
+
+
+def test_observations_and_rewards_equal_upstream_side_by_side(env):
+    raw = scienceworld.ScienceWorldEnv("", envStepLimit=100)
+    try:
+        for task_id in SIDE_BY_SIDE:
+            task = env.tasks()[env.task_index(task_id)]
+            gold = env.expert_replies(task)
+            replies = gold[:4] + DETOURS + gold[4:12]
+            obs, info = env.reset(options={"task": task_id})
+            raw.load(task.task_name, task.variation, "easy")
+            raw_obs, raw_info = raw.reset()
+            assert _same_text(info["engine_observation"], raw_obs)
+            # upstream's reset already counts the starting score; ours pays it with the first
+            # step's reward, so that an episode's rewards add up to its score
+            total, owed = 0.0, raw_info["score"]
+            for reply in replies:
+                obs, reward, term, trunc, info = env.step(reply)
+                if reply.startswith("Think:"):
+                    assert obs == "OK." and reward == 0
+                    continue
+                raw_obs, raw_reward, raw_done, raw_info = raw.step(info["action"])
+                total += reward
+                assert _same_text(info["engine_observation"], raw_obs), (task_id, reply)
+                assert obs == prompt.clean(info["engine_observation"])
+                assert round(reward * 100) == raw_reward + owed and round(total * 100) == raw_info["score"], (task_id, reply)
+                owed = 0
+                assert term == raw_done
+                if term or trunc:
+                    break
+    finally:
+        raw.close()
+
+
+def test_check_env_passes(env):
+    check_env(env)
+    env.reset(options={"task": "find-plant/261"})
+
+
+def test_many_envs_share_one_jvm_and_play_independently_in_threads(env):
+    """Concurrent loads race inside the engine (its singletons); the JVM lock must prevent that."""
+    env.reset(options={"task": "find-plant/261"})
+    others = [SciWorldEnv(admissible_actions=False) for _ in range(3)]
+    tasks = ["lifespan-longest-lived/119", "lifespan-shortest-lived/119", "lifespan-longest-lived-then-shortest-lived/119"]
+    try:
+        for _round in range(3):
+            results: dict[int, object] = {}
+
+            def play(i: int, e: SciWorldEnv) -> None:
+                try:
+                    e.reset(options={"task": tasks[i]})
+                    for reply in e.expert_replies(e.task):
+                        *_, term, trunc, info = e.step(reply)
+                        if term or trunc:
+                            break
+                    results[i] = info["score"]
+                except Exception as exc:  # reported below, with the round
+                    results[i] = repr(exc)
+
+            threads = [threading.Thread(target=play, args=(i, e)) for i, e in enumerate(others)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+            assert results == {0: 1.0, 1: 1.0, 2: 1.0}, _round
+        assert len(engine.live_jvms()) == 1 and env._game.jvm is others[0]._game.jvm
+        assert env._game.jvm.users >= 1 + 3 + 3  # the module's game, three games, three expert games
+    finally:
+        for e in others:
+            e.close()
+
+
+def test_killed_jvm_gives_an_error_status_then_reset_recovers(env):
+    env.reset(options={"task": "power-component/17"})
+    env.step("Action: look around")
+    dead = env._game.jvm
+    os.kill(dead.proc.pid, signal.SIGKILL)
+    dead.proc.wait(timeout=10)
+    obs, reward, term, trunc, info = env.step("Action: open door to kitchen")
+    assert trunc and info["status"] == "error" and "JVM died" in obs and "reset()" in obs
+    obs, info = env.reset(options={"task": "power-component/17"})
+    assert info["status"] == "running" and env._game.jvm is not dead and env._game.jvm.alive()
+    obs, reward, term, trunc, info = env.step("Action: open door to kitchen")
+    assert info["status"] == "running" and info["action"] == "open door to kitchen" and "door" in obs
+    assert dead not in engine.live_jvms()
+
+
+# (task, variation): one test variation per task type where the expert reaches 100 under the
+# paper's protocol; a task listed in RAW_ONLY needs the engine's own parser (map_actions=False).
+EXPERT_WINS = {
+    "boil": 27, "change-the-state-of-matter-of": 26, "chemistry-mix": 27, "chemistry-mix-paint-secondary-color": 32,
+    "chemistry-mix-paint-tertiary-color": 32, "find-animal": 261, "find-living-thing": 261,
+    "find-non-living-thing": 248, "find-plant": 261, "freeze": 26, "grow-fruit": 95, "grow-plant": 95,
+    "identify-life-stages-1": 11, "identify-life-stages-2": 9, "inclined-plane-determine-angle": 159,
+    "inclined-plane-friction-named-surfaces": 1341, "inclined-plane-friction-unnamed-surfaces": 159,
+    "lifespan-longest-lived": 119, "lifespan-longest-lived-then-shortest-lived": 119,
+    "lifespan-shortest-lived": 119, "measure-melting-point-known-substance": 366,
+    "measure-melting-point-unknown-substance": 261, "melt": 26, "mendelian-genetics-known-plant": 116,
+    "mendelian-genetics-unknown-plant": 479, "power-component": 17,
+    "power-component-renewable-vs-nonrenewable-energy": 17, "test-conductivity": 834,
+    "test-conductivity-of-unknown-substances": 499, "use-thermometer": 535,
+}
+# Under the protocol no planned gold path survives here (first 10 test variations tried): the
+# objects they must handle have no usable name in the valid-action list (grow-plant: "move orange
+# seed in seed jar to flower pot 2" has no valid-list form; identify-life-stages-2: "focus on pear
+# seed" is listed only as "living thing in ...", which the focus filter drops).
+RAW_ONLY = {"grow-plant", "identify-life-stages-2"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task_name", data.TASK_NAMES)
+def test_expert_reaches_full_score_on_every_task_type(task_name):
+    test_ids = {t.id for t in data.load("test")}
+    task_id = f"{task_name}/{EXPERT_WINS[task_name]}"
+    assert task_id in test_ids
+    env = gym.make("AgentTuning/SciWorld-v0", admissible_actions=False, map_actions=task_name not in RAW_ONLY)
+    try:
+        env.reset(options={"task": task_id})
+        for reply in env.unwrapped.expert_replies(env.unwrapped.task):
+            *_, term, trunc, info = env.step(reply)
+            if term or trunc:
+                break
+        assert info["score"] == 1.0 and info["success"] and info["status"] == "completed", info
+    finally:
+        env.close()
+
+
+# ------------------------------------------------------------------------------ JVM cleanup
+_CLEANUP_SCRIPT = textwrap.dedent("""
+    import gc, sys, time
+    from agent_gym.envs.sciworld import engine
+    from agent_gym.envs.sciworld.env import SciWorldEnv
+
+    def pid_of_new_env():
+        e = SciWorldEnv(admissible_actions=False)
+        e.reset(options={"task": "melt/26"})
+        return e, e._game.jvm.proc
+
+    e, proc = pid_of_new_env(); e.close()
+    assert proc.wait(timeout=10) is not None, "close"
+    e, proc = pid_of_new_env(); del e; gc.collect()
+    assert proc.wait(timeout=10) is not None, "garbage collection"
+    e, proc = pid_of_new_env()
+    print(proc.pid, flush=True)
+    if sys.argv[1] == "hang":
+        time.sleep(600)
+""")
+
+
+def _pid_gone(pid: int, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().split(")")[-1].split()[0] == "Z":
+                    return True
+        except (ProcessLookupError, FileNotFoundError):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize("how", ["exit", "hang"])
+def test_jvms_stop_on_close_gc_exit_and_when_python_is_killed(how):
+    proc = subprocess.Popen([sys.executable, "-c", _CLEANUP_SCRIPT, how], stdout=subprocess.PIPE, text=True)
+    try:
+        java_pid = int(proc.stdout.readline())
+        if how == "hang":
+            proc.send_signal(signal.SIGKILL)  # no atexit: the JVM sees its stdin close
+        assert proc.wait(timeout=60) in (0, -signal.SIGKILL)
+        assert _pid_gone(java_pid)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_missing_java_names_the_fix(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    with pytest.raises(engine.EngineError, match="default-jre-headless"):
+        engine._require_engine()
