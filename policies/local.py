@@ -104,42 +104,59 @@ class LocalModel:
             self._decode(requests, torch)
 
     def _decode(self, requests: Sequence[Request], torch: Any) -> None:
-        from transformers import DynamicCache
-
-        n, width = len(requests), max(len(r.ids) for r in requests)
-        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        for i, r in enumerate(requests):  # left padding: every sequence ends at the last column
-            ids[i, width - len(r.ids):] = torch.tensor(r.ids)
-            mask[i, width - len(r.ids):] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits, cache, mask, positions = self._prefill(requests, torch)
         generators = [_generator(torch, r.seed) if r.temperature > 0 else None for r in requests]
-        cache = DynamicCache()
-        ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                            use_cache=True).logits[:, -1, :].float()
-        positions = positions[:, -1:]
-        active = [not r.cancelled and r.max_new_tokens > 0 for r in requests]
-        for r, a in zip(requests, active):
-            if not a:
-                r.finish_reason = "length"
-        while any(active):
-            chosen = []
-            for i, r in enumerate(requests):
-                if not active[i] or r.cancelled:
-                    active[i] = False
-                    chosen.append(self.pad_id)
+        rows = list(range(len(requests)))  # the requests still decoding, in batch order
+        while rows:
+            chosen, keep = [], []
+            for j, i in enumerate(rows):
+                r = requests[i]
+                if r.cancelled or r.max_new_tokens <= 0:
+                    r.finish_reason = r.finish_reason or "length"
                     continue
-                token = _choose(torch, logits[i], r.temperature, generators[i])
-                active[i] = self._append(r, token)
-                chosen.append(token)
-            if not any(active):
+                token = _choose(torch, logits[j], r.temperature, generators[i])
+                if self._append(r, token):
+                    keep.append(j)
+                    chosen.append(token)
+            if not keep:
                 break
-            mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=mask.device)], dim=1)
+            if len(keep) < len(rows):  # finished sequences leave the batch: no compute spent on them
+                index = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                mask, positions = mask[index], positions[index]
+                rows = [rows[j] for j in keep]
+            mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype, device=mask.device)], dim=1)
             positions = positions + 1
             step = torch.tensor(chosen, dtype=torch.long, device=self.device)[:, None]
             logits = self.model(input_ids=step, attention_mask=mask, position_ids=positions, past_key_values=cache,
                                 use_cache=True).logits[:, -1, :].float()
+
+    def _prefill(self, requests: Sequence[Request], torch: Any) -> tuple[Any, Any, Any, Any]:
+        """Run each prompt alone (no padding: prefill is compute-bound), then join the KV caches.
+
+        The joined cache is left-padded with zeros that the attention mask hides, so every sequence
+        decodes exactly as it would alone.
+        """
+        from transformers import DynamicCache
+
+        width = max(len(r.ids) for r in requests)
+        last, layers = [], []
+        for r in requests:
+            cache = DynamicCache()
+            ids = torch.tensor([r.ids], dtype=torch.long, device=self.device)
+            out = self.model(input_ids=ids, past_key_values=cache, use_cache=True)
+            last.append(out.logits[0, -1, :].float())
+            layers.append(out.past_key_values.to_legacy_cache())
+        pad = torch.nn.functional.pad
+        joined = tuple(
+            tuple(torch.cat([pad(seq[i][kv], (0, 0, width - len(r.ids), 0)) for seq, r in zip(layers, requests)])
+                  for kv in (0, 1))
+            for i in range(len(layers[0])))
+        mask = torch.zeros((len(requests), width), dtype=torch.long, device=self.device)
+        for i, r in enumerate(requests):
+            mask[i, width - len(r.ids):] = 1
+        positions = torch.tensor([[len(r.ids) - 1] for r in requests], dtype=torch.long, device=self.device)
+        return torch.stack(last), DynamicCache.from_legacy_cache(joined), mask, positions
 
     def _append(self, r: Request, token: int) -> bool:
         """Record one new token of ``r``; False when ``r`` is finished."""
