@@ -20,7 +20,7 @@ from pathlib import Path
 import gymnasium as gym
 
 import agent_gym
-from agent_gym.envs.os_interaction import engine, prompt
+from agent_gym.envs.os_interaction import bwrap, docker, engine, prompt
 
 gym.register_envs(agent_gym)
 PROBLEMS = ["1/stock-0", "2/environment-2", "4/Q19-0", "4/N41-0", "5/new-0", "6/new-2", "7/bootstrap-2", "7/bootstrap-10"]
@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=30)
     parser.add_argument("--no-docker", action="store_true")
     args = parser.parse_args()
-    rootfs = engine.default_rootfs()
+    rootfs = bwrap.default_rootfs()
     print(f"sandbox image: {rootfs or 'not built: the bwrap sandbox uses the host /usr, /etc, /var'}")
     bench_backend("bwrap", args.episodes, args.commands)
     bench_memory()
@@ -90,7 +90,7 @@ def main() -> None:
         print("\ndocker: skipped" + ("" if args.no_docker else " (build the image with docker/os/build.sh)"))
         return
     try:
-        with engine.PrivateDockerd(rootfs) as host:
+        with docker.PrivateDockerd(rootfs) as host:
             bench_backend("docker", args.episodes, args.commands, host=host)
     except engine.SandboxError as exc:
         print(f"\ndocker: skipped ({exc})")

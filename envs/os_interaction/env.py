@@ -54,18 +54,24 @@ class OSEnv(TextEnv):
 
     @classmethod
     def engine_status(cls) -> str:
-        reason = engine.BwrapSandbox.unavailable()
+        from agent_gym.envs.os_interaction.bwrap import BwrapSandbox
+
+        reason = BwrapSandbox.unavailable()
         return f"bwrap sandbox unavailable: {reason}" if reason else "bwrap sandbox ready"
 
     def _begin(self, task: data.Problem) -> Begin:
         self._prompts = self._prompts or data.prompts()
         self._close_sandbox()
         self.sandbox = engine.make_sandbox(self.backend, self.limits, **self.sandbox_options).start()
-        self.sandbox.shell  # upstream opens the agent's shell with the container, before the init scripts
-        for script in task.init:
-            self.sandbox.run(script)
-        if task.start is not None:  # typed into the agent's shell; its output is not shown (as upstream)
-            self.sandbox.execute(task.start.code)
+        try:
+            self.sandbox.shell  # upstream opens the agent's shell with the container, before the init scripts
+            for script in task.init:
+                self.sandbox.run(script)
+            if task.start is not None:  # typed into the agent's shell; its output is not shown (as upstream)
+                self.sandbox.execute(task.start.code)
+        except BaseException:
+            self._close_sandbox()
+            raise
         return Begin(observation=prompt.first_observation(task.description),
                      prompt=prompt.prompt_messages(self._prompts),
                      extra={"backend": self.backend, "kind": task.kind})
@@ -112,17 +118,29 @@ class OSEnv(TextEnv):
         return True
 
     def expert_replies(self, task: data.Problem) -> list[str] | None:
-        """The example solution: typed into the shell, then its output (computed now, in this
-        episode's sandbox, the way the checker computes it) given as the answer."""
+        """The example solution typed into the shell, then its output given as the answer.
+
+        The output is computed now, as the checker computes it: in this episode's sandbox for
+        problems that compare answers (their init data may be random), in a twin sandbox for
+        problems that check the final state (so that only the agent's own reply changes it).
+        """
         if task.match is not None:
             answer = task.match.get("answer")
             return None if answer is None else [prompt.answer_reply(answer)]
         if task.example is None or task is not self.task or self.sandbox is None:
             return None
+        if task.kind == "state":
+            with engine.make_sandbox(self.backend, self.limits, **self.sandbox_options) as twin:
+                for script in task.init:
+                    twin.run(script)
+                if task.start is not None:
+                    twin.execute(task.start.code)
+                expected = twin.run(task.example).output.strip()
+        else:
+            expected = self.sandbox.run(task.example).output.strip()
         code = task.example.code
         if task.example.language == "python":
             code = f"python3 -c {shlex.quote(code)}"
-        expected = self.sandbox.run(task.example).output.strip()
         final = prompt.answer_reply(expected) if expected else prompt.finish_reply()
         return [prompt.bash_reply(code, "I will run the solution."), final]
 

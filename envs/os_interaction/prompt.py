@@ -94,14 +94,12 @@ def match(answer: str | None, spec: dict[str, Any]) -> bool:
 
 
 _ANSI = re.compile(r"\x1b\][^\x07]*\x07|\x1b\[[0-9;?]*[A-Za-z]|\r")
+_TRAILING_PROMPT = re.compile(r"[^\n]*@[^\n]*[#$] *\Z")
 
 
-def plain(output: str, prompt: str | None = None) -> str:
+def plain(output: str) -> str:
     """The output without terminal escapes, carriage returns and the shell prompt it ends with."""
-    text = _ANSI.sub("", output)
-    if prompt and text.endswith(prompt):
-        text = text[: -len(prompt)]
-    return text
+    return _TRAILING_PROMPT.sub("", _ANSI.sub("", output))
 
 
 def bash_reply(code: str, thought: str = "I will run a command.") -> str:

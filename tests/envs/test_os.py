@@ -17,7 +17,7 @@ from gymnasium.utils.env_checker import check_env
 
 import agent_gym
 from agent_gym.core import INVALID_ACTION, TASK_LIMIT_REACHED
-from agent_gym.envs.os_interaction import data, engine, prompt
+from agent_gym.envs.os_interaction import bwrap, data, docker, engine, prompt
 from agent_gym.envs.os_interaction.env import OSEnv
 from agent_gym.rollout import plan, rollout
 from conftest import need_data
@@ -32,9 +32,11 @@ NEEDS_NETWORK = {
 }
 # Problems whose result depends on the moment it is computed: AgentBench's own nondeterminism.
 FLAKY = {
+    "7/bootstrap-6": "the machine's used-memory percentage (`free -m`) changes between the two runs",
+    "7/bootstrap-18": "adds the machine's used-memory percentage (`free`), which changes between the two runs",
     "7/bootstrap-29": "counts every entry under the cwd `/`, /proc included, which changes between the two runs",
 }
-BWRAP_MISSING = engine.BwrapSandbox.unavailable()
+BWRAP_MISSING = bwrap.BwrapSandbox.unavailable()
 needs_bwrap = pytest.mark.skipif(BWRAP_MISSING is not None, reason=f"bwrap sandbox unavailable: {BWRAP_MISSING}")
 
 
@@ -122,6 +124,18 @@ def test_shell_keeps_state_and_shows_the_terminal(env):
 
 
 @needs_bwrap
+def test_plain_output_option_strips_the_terminal():
+    need_data("agentbench_os")
+    env = gym.make("AgentTuning/OS-v0", tty_output=False)
+    try:
+        env.reset(options={"task": "4/Q19-0"})
+        obs, *_ = env.step(bash("wc -l < /root/matrix.txt"))
+        assert obs == "The output of the OS:\n\n3\n"
+    finally:
+        env.close()
+
+
+@needs_bwrap
 def test_wrong_answers_and_wrong_final_states_fail(env):
     start(env, "4/Q19-0")  # integer match
     *_, info = env.step(prompt.answer_reply("4"))
@@ -190,7 +204,7 @@ def _assert_gold(trajectories: list) -> None:
 @pytest.mark.slow
 def test_gold_replay_passes_every_problem_on_bwrap():
     need_data("agentbench_os")
-    if engine.default_rootfs() is None:
+    if bwrap.default_rootfs() is None:
         pytest.skip("the sandbox image is not built: run docker/os/build.sh (or set AGENT_GYM_OS_ROOTFS)")
     _assert_gold(_gold("bwrap"))
 
@@ -200,7 +214,7 @@ def test_gold_replay_passes_every_problem_on_bwrap():
 def sandbox():
     if BWRAP_MISSING:
         pytest.skip(f"bwrap sandbox unavailable: {BWRAP_MISSING}")
-    sb = engine.BwrapSandbox(engine.Limits(command_seconds=3, memory_mb=256, processes=64)).start()
+    sb = bwrap.BwrapSandbox(engine.Limits(command_seconds=3, memory_mb=256, processes=64)).start()
     yield sb
     sb.close()
 
@@ -210,9 +224,22 @@ def _host_pids() -> set[int]:
 
 
 def _fresh_sandbox_is_clean() -> None:
-    with engine.BwrapSandbox() as sb:
+    with bwrap.BwrapSandbox() as sb:
         out = sb.execute("ls /bin/bash /canary* 2>&1; echo ok")
         assert "/bin/bash" in out and "No such file" in out and "ok" in out
+        traces = [Path(sb._staging), *sb._cgroups]  # noqa: SLF001 - what close() must remove
+        members = {pid: _start_time(pid) for pid in sb._sandbox_pids()}  # noqa: SLF001
+    assert traces and not any(p.exists() for p in traces)  # no staging folder, no cgroup left
+    assert members and not [pid for pid, started in members.items() if _start_time(pid) == started]
+
+
+def _start_time(pid: int) -> str | None:
+    """A live process's start time (None once it is gone or a zombie), to tell it from pid reuse."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else fields[19]
 
 
 @needs_bwrap
@@ -315,10 +342,10 @@ def test_memory_limit(sandbox):
 @pytest.fixture(scope="module")
 def docker_host():
     """A private dockerd (no bridge, no iptables) with the image imported from the built rootfs."""
-    rootfs = engine.default_rootfs()
+    rootfs = bwrap.default_rootfs()
     if rootfs is None:
         pytest.skip("the sandbox image is not built: run docker/os/build.sh")
-    daemon = engine.PrivateDockerd(rootfs)
+    daemon = docker.PrivateDockerd(rootfs)
     try:
         host = daemon.__enter__()
     except engine.SandboxError as exc:
@@ -329,7 +356,7 @@ def docker_host():
 
 @pytest.mark.docker
 def test_docker_shell_state_and_isolation(docker_host):
-    with engine.DockerSandbox(engine.Limits(command_seconds=3, processes=64), host=docker_host) as sb:
+    with docker.DockerSandbox(engine.Limits(command_seconds=3, processes=64), host=docker_host) as sb:
         assert sb.run(engine.Script("bash", "echo $1 $2"), "a", "b").output == "a b\n"
         sb.execute("cd /usr; X=7")
         out = sb.execute("echo $X; pwd")
@@ -342,7 +369,7 @@ def test_docker_shell_state_and_isolation(docker_host):
         sb.reset_processes()
         assert "alive" in sb.execute("echo alive")
         sb.execute("rm -rf --no-preserve-root / 2>/dev/null")
-    with engine.DockerSandbox(host=docker_host) as sb:  # the next episode starts from the image again
+    with docker.DockerSandbox(host=docker_host) as sb:  # the next episode starts from the image again
         assert "/bin/bash" in sb.execute("ls /bin/bash")
 
 

@@ -1,0 +1,280 @@
+"""The default sandbox: bubblewrap over a private copy-on-write root (needs root).
+
+A private mount namespace (``unshare -m``) gets a size-limited tmpfs holding kernel-overlay
+copies of the image folder built by ``docker/os/build.sh`` (or, when it is not built, of the
+host's ``/usr``, ``/etc`` and ``/var``); ``bwrap`` makes that the root with a fresh ``/proc``,
+minimal ``/dev``, empty ``/root`` / ``/home`` / ``/tmp``, new pid / net / ipc / uts namespaces,
+an empty environment and Docker's default capabilities less ``mknod`` and ``net_raw``. The
+agent's shell and the scripts join it with ``nsenter`` (``setpriv`` caps them again). The
+sandbox's processes share a pids + memory cgroup; nothing written inside reaches the host, and
+it all vanishes with the namespace.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import weakref
+from pathlib import Path
+
+from agent_gym.envs.os_interaction.engine import CAPABILITIES, PATH, Limits, Sandbox, SandboxError
+
+_LAUNCH = r"""
+set -e
+D=$1; LOWER=$2; SIZE=$3; shift 3
+mount -t tmpfs -o "size=${SIZE}m,mode=755" agent-gym-os "$D"
+mkdir "$D/root" "$D/up" "$D/wk"
+if [ "$LOWER" = / ]; then
+  for d in usr etc var bin sbin lib lib32 lib64 libx32; do
+    if [ -L "/$d" ]; then ln -s "$(readlink "/$d")" "$D/root/$d"
+    elif [ -d "/$d" ]; then
+      mkdir "$D/up/$d" "$D/wk/$d" "$D/root/$d"
+      mount -t overlay overlay -o "lowerdir=/$d,upperdir=$D/up/$d,workdir=$D/wk/$d" "$D/root/$d"
+    fi
+  done
+  for d in root home tmp proc dev sys run mnt media opt srv boot; do mkdir -p "$D/root/$d"; done
+  chmod 700 "$D/root/root"; chmod 1777 "$D/root/tmp"
+  cp -a /etc/skel/. "$D/root/root/" 2>/dev/null || true
+else
+  mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$D/up,workdir=$D/wk" "$D/root"
+fi
+exec "$@"
+"""
+# host folders under /var that are nobody's business inside the sandbox
+_HIDDEN = ("/var/lib/docker", "/var/lib/containerd", "/var/lib/mysql", "/var/tmp", "/var/run", "/var/lib/apt/lists")
+
+
+def _cgroup_dirs(name: str, limits: Limits) -> list[Path]:
+    """Create the sandbox's cgroups (v1 pids + memory, or v2) and return their folders."""
+    base = Path("/sys/fs/cgroup")
+    made: list[Path] = []
+    try:
+        if (base / "pids" / "cgroup.procs").exists() and (base / "memory" / "cgroup.procs").exists():
+            for ctl, settings in (("pids", {"pids.max": str(limits.processes)}),
+                                  ("memory", {"memory.limit_in_bytes": str(limits.memory_mb << 20)})):
+                d = base / ctl / "agent-gym-os" / name
+                d.mkdir(parents=True)
+                made.append(d)
+                for key, value in settings.items():
+                    (d / key).write_text(value)
+        elif (base / "cgroup.controllers").exists():
+            d = base / f"agent-gym-os-{name}"
+            d.mkdir()
+            made.append(d)
+            (d / "pids.max").write_text(str(limits.processes))
+            (d / "memory.max").write_text(str(limits.memory_mb << 20))
+        else:
+            raise OSError("no cgroup v1 pids/memory or cgroup v2 hierarchy under /sys/fs/cgroup")
+    except OSError as exc:
+        for d in reversed(made):
+            d.rmdir()
+        raise SandboxError(
+            f"cannot create cgroups for the sandbox's process and memory limits ({exc}); run as root with "
+            "/sys/fs/cgroup writable, or pass cgroups=False to run without those two limits") from exc
+    return made
+
+
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live() -> None:
+    """bwrap's --die-with-parent ends the processes; this also removes cgroups and staging folders."""
+    for sandbox in list(_LIVE):
+        sandbox.close()
+
+
+def default_rootfs() -> Path | None:
+    """The image folder ``docker/os/build.sh`` makes: ``$AGENT_GYM_OS_ROOTFS`` or the user cache's
+    ``agent-gym/os-rootfs``; None when it is not built."""
+    env = os.environ.get("AGENT_GYM_OS_ROOTFS")
+    if env:
+        path = Path(env)
+    else:
+        import platformdirs
+
+        path = Path(platformdirs.user_cache_dir("agent-gym")) / "os-rootfs"
+    return path if (path / "bin" / "bash").exists() else None
+
+
+class BwrapSandbox(Sandbox):
+    """bubblewrap over a private copy-on-write root (see the module docstring). Needs root."""
+
+    backend = "bwrap"
+
+    def __init__(self, limits: Limits | None = None, root: str | os.PathLike | None = None, cgroups: bool = True):
+        """``root``: the folder whose copy-on-write copy is the sandbox's ``/``: the image built by
+        ``docker/os/build.sh`` (the default when it exists, see :func:`default_rootfs`) or ``"/"``
+        for the host's own ``/usr``, ``/etc`` and ``/var``."""
+        super().__init__(limits)
+        found = default_rootfs()
+        self.root = str(root) if root is not None else str(found) if found else "/"
+        self.use_cgroups = cgroups
+        self._cgroups: list[Path] = []
+        self._proc: subprocess.Popen | None = None
+        self._staging: str | None = None
+        self.init_pid = 0  # host pid of the sandbox's pid 1 (bwrap's reaper)
+        self.main_pid = 0  # host pid of its main process (``sleep infinity``), which keeps the sandbox up
+
+    @staticmethod
+    def unavailable() -> str | None:
+        """Why this backend cannot run here (None when it can)."""
+        missing = [t for t in ("bwrap", "unshare", "nsenter", "setpriv", "prlimit", "setsid") if shutil.which(t) is None]
+        if missing:
+            return f"missing {', '.join(missing)}: install Debian's bubblewrap and util-linux (apt-get install bubblewrap util-linux)"
+        if os.geteuid() != 0:
+            return "the bwrap sandbox mounts an overlay root and needs root (or use the docker backend)"
+        return None
+
+    def _prefix(self) -> list[str]:
+        """Join the cgroups and set the rlimits, then exec the rest (for every process we start)."""
+        joins = " && ".join(f"echo $$ > {shlex.quote(str(d / 'cgroup.procs'))}" for d in self._cgroups)
+        lim = self.limits
+        return ["sh", "-c", (joins + " && " if joins else "") + 'exec "$@"', "sh",
+                "prlimit", f"--cpu={lim.cpu_seconds}", f"--fsize={lim.file_mb << 20}", "--core=0", "--"]
+
+    def _launch(self) -> None:
+        reason = self.unavailable()
+        if reason:
+            raise SandboxError(f"bubblewrap sandbox unavailable: {reason}")
+        if self.root != "/" and not Path(self.root, "bin").exists():
+            raise SandboxError(f"{self.root} is not a root filesystem (no bin/); build one with docker/os/build.sh")
+        _LIVE.add(self)
+        name = f"{os.getpid()}-{self.hostname}"
+        self._cgroups = _cgroup_dirs(name, self.limits) if self.use_cgroups else []
+        self._staging = tempfile.mkdtemp(prefix="agent-gym-os-")
+        info_r, info_w = os.pipe()
+        bwrap = ["bwrap", "--bind", f"{self._staging}/root", "/", "--proc", "/proc", "--dev", "/dev",
+                 "--unshare-all", "--hostname", self.hostname, "--die-with-parent", "--cap-drop", "ALL",
+                 *[a for c in CAPABILITIES for a in ("--cap-add", f"CAP_{c.upper()}")],
+                 "--clearenv", "--setenv", "PATH", PATH, "--chdir", "/", "--info-fd", str(info_w)]
+        if self.root == "/":
+            bwrap += [a for h in _HIDDEN if os.path.isdir(h) and not os.path.islink(h) for a in ("--tmpfs", h)]
+        bwrap += ["--", "sleep", "infinity"]
+        argv = [*self._prefix(), "unshare", "-m", "--propagation", "private", "sh", "-c", _LAUNCH, "sh",
+                self._staging, self.root, str(self.limits.disk_mb), *bwrap]
+        self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      pass_fds=(info_w,), start_new_session=True)
+        os.close(info_w)
+        with os.fdopen(info_r, "rb") as info:
+            text = info.read(4096).decode()  # bwrap closes it once the sandbox is set up
+        match = re.search(r'"child-pid"\s*:\s*(\d+)', text)
+        if not match:
+            err = self._proc.stderr.read().decode(errors="replace") if self._proc.poll() is not None else ""
+            self._teardown()
+            raise SandboxError(f"bwrap did not start the sandbox: {err.strip()[-800:] or 'no child pid reported'}")
+        self.init_pid = int(match.group(1))
+        # bwrap reports the pid before it has built the root: ready once pid 1 has exec'd the main command
+        children = Path(f"/proc/{self.init_pid}/task/{self.init_pid}/children")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                for child in children.read_text().split():
+                    if Path(f"/proc/{child}/comm").read_text().strip() == "sleep":
+                        self.main_pid = int(child)
+                        return
+            except OSError:
+                pass
+            time.sleep(0.002)
+        self._teardown()
+        raise SandboxError("the bwrap sandbox did not come up within 30 s")
+
+    def _enter(self, argv: list[str], *, tty: bool, env: dict[str, str]) -> list[str]:
+        caps = ",".join(["-all", *(f"+{c}" for c in CAPABILITIES)])
+        return [*self._prefix(), "nsenter", "-t", str(self.init_pid), "-m", "-u", "-i", "-n", "-p", "-r", "-w",
+                "--", "setpriv", "--bounding-set", caps, "--inh-caps", "-all", "--",
+                "env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
+
+    def _sandbox_pids(self) -> list[int]:
+        """Host pids of the processes inside, without pid 1 and the main ``sleep``."""
+        keep = {self.init_pid, self.main_pid}
+        pids: set[int] = set()
+        if self._cgroups:
+            for d in self._cgroups:
+                try:
+                    pids |= {int(p) for p in (d / "cgroup.procs").read_text().split()}
+                except OSError:
+                    pass
+        else:  # without cgroups: every process in the sandbox's pid namespace
+            try:
+                ns = os.readlink(f"/proc/{self.init_pid}/ns/pid")
+            except OSError:
+                return []
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit():
+                    try:
+                        if os.readlink(entry / "ns" / "pid") == ns:
+                            pids.add(int(entry.name))
+                    except OSError:
+                        continue
+        outer = {self._proc.pid} if self._proc else set()
+        return sorted(pids - keep - outer)
+
+    def _kill_all(self) -> None:
+        """Stop everything first (a stopped process cannot fork, so a fork bomb cannot refill the
+        list while we go through it), then kill."""
+        stopped: set[int] = set()
+        for _ in range(200):
+            pids = set(self._sandbox_pids()) - stopped
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGSTOP)
+                except ProcessLookupError:
+                    pass
+            stopped |= pids
+        for pid in stopped | set(self._sandbox_pids()):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        # the dead hold their pid slots until pid 1 reaps them: wait, or the new shell cannot fork
+        counters = [d / "pids.current" for d in self._cgroups if (d / "pids.current").exists()]
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                busy = any(int(c.read_text()) > 4 for c in counters)
+            except (OSError, ValueError):
+                busy = False
+            if not busy and not self._sandbox_pids():
+                break
+            time.sleep(0.01)
+
+    def _teardown(self) -> None:
+        if self._proc is not None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._proc.wait()
+            self._proc.stderr.close()
+            self._proc = None
+        # pid 1 dies with bwrap (--die-with-parent), and every process of its namespace with it
+        for d in self._cgroups:
+            for _ in range(100):
+                try:
+                    d.rmdir()
+                    break
+                except OSError:
+                    for p in (d / "cgroup.procs").read_text().split() if (d / "cgroup.procs").exists() else ():
+                        try:
+                            os.kill(int(p), signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+                    time.sleep(0.02)
+        self._cgroups = []
+        if self._staging:
+            try:
+                os.rmdir(self._staging)
+            except OSError:
+                pass
+            self._staging = None
+        _LIVE.discard(self)

@@ -1,0 +1,143 @@
+"""The Docker sandbox: one ``docker run --network none`` container per episode, from a local image.
+
+The image is imported from the rootfs folder that ``docker/os/build.sh`` makes (nothing can be
+pulled from Docker Hub). pid 1 is ``bash``, as in AgentBench's containers. :class:`PrivateDockerd`
+starts a throwaway daemon for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from agent_gym.envs.os_interaction.engine import Limits, Sandbox, SandboxError
+
+DEFAULT_IMAGE = "agent-gym/os:latest"
+
+
+class DockerSandbox(Sandbox):
+    """One container per episode from a local image (``docker/os/build.sh``), ``--network none``."""
+
+    backend = "docker"
+
+    def __init__(self, limits: Limits | None = None, image: str = DEFAULT_IMAGE, host: str | None = None):
+        super().__init__(limits)
+        self.image = image
+        self.host = host or os.environ.get("DOCKER_HOST")
+        self.container: str | None = None
+
+    def _docker(self) -> list[str]:
+        return ["docker", *(["-H", self.host] if self.host else [])]
+
+    def unavailable(self) -> str | None:
+        if shutil.which("docker") is None:
+            return "no docker client: install docker.io (apt-get install docker.io) and start dockerd"
+        try:
+            probe = subprocess.run([*self._docker(), "image", "inspect", "--format", "{{.Id}}", self.image],
+                                   capture_output=True, text=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            return "the Docker daemon does not answer"
+        if probe.returncode != 0:
+            err = probe.stderr.strip()
+            if "No such image" in err or "No such object" in err:
+                return f"image {self.image} is missing: build it with docker/os/build.sh"
+            return f"Docker is not usable: {err[-300:]}"
+        return None
+
+    def _launch(self) -> None:
+        reason = self.unavailable()
+        if reason:
+            raise SandboxError(f"docker sandbox unavailable: {reason}")
+        lim = self.limits
+        run = subprocess.run(
+            [*self._docker(), "run", "-d", "-i", "-t", "--network", "none", "--hostname", self.hostname,
+             "--memory", f"{lim.memory_mb}m", "--memory-swap", f"{lim.memory_mb}m", "--pids-limit", str(lim.processes),
+             "--ulimit", f"cpu={lim.cpu_seconds}:{lim.cpu_seconds}", "--ulimit", f"fsize={lim.file_mb << 20}",
+             "--ulimit", "core=0", "--cap-drop", "MKNOD", "--cap-drop", "NET_RAW",
+             "--label", "created_by=agent-gym-os", self.image, "bash"],
+            capture_output=True, text=True, timeout=120)
+        if run.returncode != 0:
+            raise SandboxError(f"docker run failed: {run.stderr.strip()[-800:]}")
+        self.container = run.stdout.strip()
+
+    def _enter(self, argv: list[str], *, tty: bool, env: dict[str, str]) -> list[str]:
+        envs = [a for k, v in env.items() if k not in ("PATH", "HOSTNAME") for a in ("-e", f"{k}={v}")]
+        if not tty:  # docker exec cannot be killed from outside: let the container's coreutils time it out
+            argv = ["timeout", "-s", "KILL", str(int(self.limits.script_seconds) + 1), *argv]
+        return [*self._docker(), "exec", "-i", *(["-t"] if tty else []), "-w", "/", *envs, self.container, *argv]
+
+    def _kill_all(self) -> None:
+        # a restart kills every process at once (an exec could not even start under a fork bomb); files stay
+        subprocess.run([*self._docker(), "restart", "-t", "0", self.container], capture_output=True, timeout=120)
+
+    def _teardown(self) -> None:
+        if self.container:
+            subprocess.run([*self._docker(), "rm", "-f", self.container], capture_output=True, timeout=120)
+            self.container = None
+
+
+
+class PrivateDockerd:
+    """A throwaway ``dockerd`` on its own socket and data root (no bridge, no iptables), with the
+    sandbox image imported from the rootfs folder: what the tests and the benchmark use when no
+    daemon is running. ``with PrivateDockerd(rootfs) as host: DockerSandbox(host=host)``."""
+
+    def __init__(self, rootfs: str | os.PathLike, image: str = DEFAULT_IMAGE):
+        self.rootfs, self.image = Path(rootfs), image
+        shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # a memory-backed data root: fast to fill and empty
+        self.work = Path(tempfile.mkdtemp(prefix="agent-gym-dockerd-", dir=shm))
+        self.host = f"unix://{self.work}/docker.sock"
+        self._daemon: subprocess.Popen | None = None
+
+    def _ok(self) -> bool:
+        return subprocess.run(["docker", "-H", self.host, "version"], capture_output=True).returncode == 0
+
+    def __enter__(self) -> str:
+        if shutil.which("dockerd") is None or os.geteuid() != 0:
+            raise SandboxError("a private dockerd needs root and dockerd (apt-get install docker.io)")
+        with open(self.work / "dockerd.log", "wb") as log:
+            self._daemon = subprocess.Popen(
+                ["dockerd", "--data-root", str(self.work / "data"), "--exec-root", str(self.work / "exec"),
+                 "--pidfile", str(self.work / "docker.pid"), "-H", self.host, "--bridge=none", "--iptables=false",
+                 "--ip-masq=false"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        for _ in range(150):
+            if self._ok() or self._daemon.poll() is not None:
+                break
+            time.sleep(0.2)
+        if not self._ok():
+            log_text = (self.work / "dockerd.log").read_text(errors="replace")[-600:]
+            self.__exit__()
+            raise SandboxError(f"dockerd could not start here: {log_text}")
+        tar = subprocess.Popen(["tar", "-C", str(self.rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+        imported = subprocess.run(["docker", "-H", self.host, "import", "-c", 'CMD ["bash"]', "-", self.image],
+                                  stdin=tar.stdout, capture_output=True, text=True)
+        tar.wait()
+        if imported.returncode != 0:
+            self.__exit__()
+            raise SandboxError(f"docker import of {self.rootfs} failed: {imported.stderr[-400:]}")
+        return self.host
+
+    def __exit__(self, *exc: object) -> None:
+        if self._daemon is not None:
+            left = subprocess.run(["docker", "-H", self.host, "ps", "-aq"], capture_output=True, text=True).stdout.split()
+            if left:
+                subprocess.run(["docker", "-H", self.host, "rm", "-f", *left], capture_output=True)
+            os.killpg(self._daemon.pid, signal.SIGTERM)  # dockerd and the containerd it started
+            try:
+                self._daemon.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(self._daemon.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._daemon.wait()
+            self._daemon = None
+        subprocess.run(["umount", "-R", str(self.work / "exec")], capture_output=True)
+        subprocess.run(["umount", "-R", str(self.work / "data")], capture_output=True)
+        shutil.rmtree(self.work, ignore_errors=True)
