@@ -27,10 +27,15 @@ PROBLEMS = ["1/stock-0", "2/environment-2", "4/Q19-0", "4/N41-0", "5/new-0", "6/
 COMMANDS = {"echo hi": "echo hi", "ls -l /usr/bin | wc -l": "ls -l /usr/bin | wc -l", "cd + variable": "cd /tmp; X=1"}
 
 
-def mem_used_mb() -> float:
-    info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
-    kb = lambda key: int(info[key].split()[0])  # noqa: E731
-    return (kb("MemTotal") - kb("MemAvailable")) / 1024
+def pss_mb(pid: str) -> float:
+    """Proportional set size: shared pages (bash, libc) split between the processes that map them."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def bench_backend(backend: str, episodes: int, commands: int, **options: object) -> None:
@@ -42,6 +47,14 @@ def bench_backend(backend: str, episodes: int, commands: int, **options: object)
         setup.append(time.perf_counter() - t0)
     print(f"\n{backend}: episode setup (reset) median {statistics.median(setup) * 1000:.0f} ms, "
           f"max {max(setup) * 1000:.0f} ms over {episodes} episodes ({len(PROBLEMS)} problems, init scripts included)")
+    bare = []
+    for _ in range(min(episodes, 10)):
+        t0 = time.perf_counter()
+        sandbox = engine.make_sandbox(backend, **options).start()
+        sandbox.shell  # noqa: B018 - the login shell is part of the setup
+        bare.append(time.perf_counter() - t0)
+        sandbox.close()
+    print(f"  bare sandbox + login shell median {statistics.median(bare) * 1000:.0f} ms")
     for label, code in COMMANDS.items():
         env.reset(options={"task": "4/Q19-0"})
         times = []
@@ -57,21 +70,26 @@ def bench_backend(backend: str, episodes: int, commands: int, **options: object)
 
 
 def bench_memory(n: int = 8) -> None:
-    before = mem_used_mb()
     envs = [gym.make("AgentTuning/OS-v0") for _ in range(n)]
     for i, env in enumerate(envs):
         env.reset(options={"task": PROBLEMS[i % len(PROBLEMS)]})
         env.step(prompt.bash_reply("ls / > /dev/null"))
     time.sleep(0.5)
-    after = mem_used_mb()
-    cgroup = 0
+    charged = pss = 0.0
+    processes = 0
     for env in envs:
         for d in getattr(env.unwrapped.sandbox, "_cgroups", []):  # noqa: SLF001 - benchmark introspection
-            f = d / "memory.usage_in_bytes"
-            if f.exists():
-                cgroup += int(f.read_text())
-    print(f"\nmemory of {n} concurrent bwrap episodes: machine +{after - before:.0f} MB "
-          f"({(after - before) / n:.1f} MB each); their cgroups {cgroup / 2**20:.0f} MB")
+            if (d / "memory.usage_in_bytes").exists():  # cgroup v1; v2 has memory.current
+                charged += int((d / "memory.usage_in_bytes").read_text()) / 2**20
+            elif (d / "memory.current").exists():
+                charged += int((d / "memory.current").read_text()) / 2**20
+            if "memory" in d.parts or (d / "memory.current").exists():
+                pids = (d / "cgroup.procs").read_text().split()
+                processes += len(pids)
+                pss += sum(pss_mb(p) for p in pids)
+    print(f"\nmemory of {n} concurrent bwrap episodes: {pss:.0f} MB PSS over their {processes} processes "
+          f"({pss / n:.1f} MB each), {charged:.0f} MB charged to their memory cgroups "
+          f"(processes + the private writable layers) ({charged / n:.1f} MB each)")
     for env in envs:
         env.close()
 
