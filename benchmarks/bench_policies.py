@@ -15,7 +15,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -70,7 +69,7 @@ def bench_local(runs: int = 3) -> None:
 
 def bench_serve(episodes: int, max_new_tokens: int, levels: list[int]) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "policies"))
-    from conftest import serve  # the same helper the tests use: a real server process on a free port
+    from policy_servers import serve  # the tests' helper: a real server process on a free port
 
     from agent_gym.rollout import plan, rollout
 

@@ -70,7 +70,7 @@ class ReActPolicy:
         self._add("user", observation)
         max_kept: int | None = None
         while True:
-            messages, omitted = filter_messages(self._turns, self.segment_limit, max_kept)
+            messages, _ = filter_messages(self._turns, self.segment_limit, max_kept)
             if len(self._turns) > 1 and len(messages) == 1:  # the newest observation did not fit
                 raise ContextLimitExceeded(self._too_long(f"the instruction and the newest turns exceed "
                                                           f"{self.segment_limit} segments"))
@@ -127,6 +127,7 @@ def react(env: Any = None, *, backend: str = "local", model: str | None = None, 
           stream: bool = False, api_key: str | None = None, timeout: float | None = None,
           **ignored: Any) -> ReActPolicy:
     """The policy factory the rollout calls once per episode (the backend is loaded once per process)."""
+    backend = backend or "local"
     config: dict[str, Any] = {"model": model}
     if backend == "local":
         if device:

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from conftest import free_port, serve
+from policy_servers import free_port, serve
 
 from agent_gym.policies.backend import BackendError, BackendUnavailable, PromptTooLong
 from agent_gym.policies.openai_compat import OpenAIBackend
@@ -117,7 +117,7 @@ def test_overload_answers_429_and_the_backend_retries_through_it():
 def test_client_timeout_is_a_clear_error(server):
     backend = TGIBackend(server, timeout=1, retries=0)
     with pytest.raises(BackendError, match="did not answer within 1"):
-        backend.generate("Write a long story about a dragon.", max_new_tokens=400)
+        backend.generate(COUNT, max_new_tokens=1000)  # counting goes on far longer than a second
     assert requests.get(f"{server}/health", timeout=5).status_code == 200
 
 
