@@ -7,14 +7,14 @@ trajectories written, and the same greedy reply from all three.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import gymnasium as gym
 import pytest
+from chatter import ChatterEnv, RecordingBackend
 
 import agent_gym
-from agent_gym.core import AGENT_CONTEXT_LIMIT, Begin, Outcome, TextEnv
+from agent_gym.core import AGENT_CONTEXT_LIMIT
 from agent_gym.episode import run_episode
 from agent_gym.policies import POLICIES, make_policy
 from agent_gym.policies.backend import get_backend
@@ -97,53 +97,6 @@ def test_policies_made_per_episode_in_threads_share_one_backend(local_backend, r
 
 
 # --------------------------------------------------------------------------- multi-turn behaviour
-class ChatterEnv(TextEnv):
-    """A small multi-turn env: ``turns`` long observations, then done; hints in ``info`` as a task env gives them."""
-
-    task_name = "chatter"
-    max_turns = 50
-
-    def __init__(self, observation_words: int = 60, hints: dict | None = None, prompt_words: int = 5, turns: int = 6):
-        super().__init__()
-        self.turns = turns
-        self.observation_words, self.hints, self.prompt_words = observation_words, hints or {}, prompt_words
-
-    @classmethod
-    def load_tasks(cls, split: str) -> Sequence:
-        from types import SimpleNamespace
-
-        return [SimpleNamespace(id="t0")]
-
-    def _begin(self, task) -> Begin:
-        prompt = [{"role": "user", "content": "Instruction: " + "rule " * self.prompt_words},
-                  {"role": "assistant", "content": "Ok."}]
-        self.turns_played = 0
-        return Begin(observation=self._observation(), prompt=prompt, extra=dict(self.hints))
-
-    def _observation(self) -> str:
-        return f"Observation {self.turns_played}: " + "stone " * self.observation_words
-
-    def _act(self, action: str) -> Outcome:
-        self.turns_played += 1
-        return Outcome(observation=self._observation(), score=0.0, done=self.turns_played >= self.turns)
-
-
-class RecordingBackend:
-    """The real local backend, with the prompts it was given kept for inspection."""
-
-    def __init__(self, inner):
-        self.inner, self.prompts, self.calls = inner, [], []
-        self.model_name, self.context_length = inner.model_name, inner.context_length
-
-    def chat_template(self):
-        return self.inner.chat_template()
-
-    def generate(self, prompt, **kwargs):
-        self.prompts.append(prompt)
-        self.calls.append(kwargs)
-        return self.inner.generate(prompt, **kwargs)
-
-
 def test_long_history_is_cut_with_a_notice_and_the_newest_turns_kept(local_backend):
     backend = RecordingBackend(local_backend)
     policy = ReActPolicy(backend, max_new_tokens=3, segment_limit=300)

@@ -11,10 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from chatter import ChatterEnv
 from policy_servers import free_port, serve
 
+from agent_gym.episode import run_episode
 from agent_gym.policies.backend import BackendError, BackendUnavailable, PromptTooLong
 from agent_gym.policies.openai_compat import OpenAIBackend
+from agent_gym.policies.react import ReActPolicy
 from agent_gym.policies.tgi import TGIBackend
 
 text_generation = pytest.importorskip("text_generation")
@@ -139,6 +142,9 @@ def test_server_killed_mid_run_and_nobody_listening_are_unavailable():
         worker.join(30)
         assert not worker.is_alive() and isinstance(errors[0], BackendUnavailable), errors
         assert "unreachable" in str(errors[0])
+        # an episode whose server is gone is recorded as an error, not raised
+        traj = run_episode(ChatterEnv(turns=1), ReActPolicy(backend, max_new_tokens=2), seed=0)
+        assert traj.status == "error" and "unreachable" in traj.error
     with pytest.raises(BackendUnavailable, match="is the server up"):
         TGIBackend(f"http://127.0.0.1:{free_port()}", retries=1, backoff=0.01)
     with pytest.raises(BackendUnavailable):
