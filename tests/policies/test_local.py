@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -16,10 +17,10 @@ ASK = [{"role": "user", "content": "What is the capital of France?"}]
 
 def test_embedded_model_converts_once_and_declares_its_tokens(local_backend):
     folder = models.resolve(None)
-    assert (models.cache_dir() in __import__("pathlib").Path(folder).parents)
+    assert models.cache_dir() in Path(folder).parents
     assert models.resolve(None) == folder  # cached: no second conversion
     tok = local_backend.model.tokenizer
-    assert tok.eos_token == "<|im_end|>" and not tok("hi").input_ids[0] == tok.bos_token_id  # as the GGUF says
+    assert tok.eos_token == "<|im_end|>" and tok("hi").input_ids[0] != tok.bos_token_id  # as the GGUF says
     assert local_backend.model_name == "SmolLM2-135M-Instruct" and local_backend.context_length == 8192
 
 
