@@ -47,6 +47,15 @@ else
 fi
 exec "$@"
 """
+# Root inside may write any file its mode allows: keep the kernel's knobs read-only (/proc/sys is
+# global, /proc/sysrq-trigger can reboot the machine) and hide what Docker hides. The sources are
+# the host's /proc, whose sysctls answer for the namespaces of the process that reads them.
+_PROC_GUARDS = (
+    *("--ro-bind", "/proc/sys", "/proc/sys"),
+    *[a for p in ("sysrq-trigger",) if os.path.exists(f"/proc/{p}") for a in ("--ro-bind", f"/proc/{p}", f"/proc/{p}")],
+    *[a for p in ("kcore", "keys", "timer_list", "sched_debug", "latency_stats", "kallsyms")
+      if os.path.exists(f"/proc/{p}") for a in ("--ro-bind", "/dev/null", f"/proc/{p}")],
+)
 # host folders under /var that are nobody's business inside the sandbox
 _HIDDEN = ("/var/lib/docker", "/var/lib/containerd", "/var/lib/mysql", "/var/tmp", "/var/run", "/var/lib/apt/lists")
 
@@ -151,7 +160,7 @@ class BwrapSandbox(Sandbox):
         self._cgroups = _cgroup_dirs(name, self.limits) if self.use_cgroups else []
         self._staging = tempfile.mkdtemp(prefix="agent-gym-os-")
         info_r, info_w = os.pipe()
-        bwrap = ["bwrap", "--bind", f"{self._staging}/root", "/", "--proc", "/proc", "--dev", "/dev",
+        bwrap = ["bwrap", "--bind", f"{self._staging}/root", "/", "--proc", "/proc", *_PROC_GUARDS, "--dev", "/dev",
                  "--unshare-all", "--hostname", self.hostname, "--die-with-parent", "--cap-drop", "ALL",
                  *[a for c in CAPABILITIES for a in ("--cap-add", f"CAP_{c.upper()}")],
                  "--clearenv", "--setenv", "PATH", PATH, "--chdir", "/", "--info-fd", str(info_w)]
@@ -182,9 +191,12 @@ class BwrapSandbox(Sandbox):
                         return
             except OSError:
                 pass
+            if self._proc.poll() is not None:
+                break
             time.sleep(0.002)
+        err = self._proc.stderr.read().decode(errors="replace").strip() if self._proc.poll() is not None else ""
         self._teardown()
-        raise SandboxError("the bwrap sandbox did not come up within 30 s")
+        raise SandboxError(f"the bwrap sandbox did not come up: {err[-800:] or 'no main process within 30 s'}")
 
     def _enter(self, argv: list[str], *, tty: bool, env: dict[str, str]) -> list[str]:
         caps = ",".join(["-all", *(f"+{c}" for c in CAPABILITIES)])

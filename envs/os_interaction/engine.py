@@ -234,7 +234,10 @@ class Sandbox:
         """Type ``command`` into the agent's shell; a command past its time limit is interrupted
         (Ctrl-C), and if the shell does not come back, the sandbox's processes are reset."""
         output, stuck = self.shell.execute(command, self.limits.command_seconds)
-        if stuck or not self.shell_alive:
+        if not self.shell_alive:  # `exit`, `exec`, killed: the next command gets a new login shell
+            self._shell.close()
+            self._shell = None
+        elif stuck:
             self.reset_processes()
         return output
 

@@ -33,6 +33,7 @@ NEEDS_NETWORK = {
 # Problems whose result depends on the moment it is computed: AgentBench's own nondeterminism.
 FLAKY = {
     "7/bootstrap-6": "the machine's used-memory percentage (`free -m`) changes between the two runs",
+    "7/bootstrap-8": "`find $TARGET_DIR` with the variable unset (the init script exported it to itself): counts `/`, /proc included",
     "7/bootstrap-18": "adds the machine's used-memory percentage (`free`), which changes between the two runs",
     "7/bootstrap-29": "counts every entry under the cwd `/`, /proc included, which changes between the two runs",
 }
@@ -273,6 +274,21 @@ def test_rm_rf_root_and_writes_stay_inside(sandbox):
 
 
 @needs_bwrap
+def test_kernel_knobs_are_out_of_reach(sandbox):
+    """Root inside is Docker's root: no global sysctls, mounts, clock, modules or raw devices."""
+    out = sandbox.run(engine.Script("bash", (
+        "echo 3 > /proc/sys/vm/drop_caches && echo sysctl-written; "
+        "mount -t tmpfs x /mnt && echo mounted; "
+        "date -s 2020-01-01 >/dev/null && echo clock-set; "
+        "mknod /tmp/sda b 8 0 && echo mknod-done; "
+        "ls /dev/sd* /dev/vd* /dev/nvme* /dev/mem 2>/dev/null; "
+        "echo x > /proc/sysrq-trigger && echo trigger-written; true"))).output
+    for escaped in ("sysctl-written", "mounted", "clock-set", "mknod-done", "/dev/", "trigger-written"):
+        assert escaped not in out, out
+    assert "Read-only file system" in out
+
+
+@needs_bwrap
 def test_host_home_and_environment_are_invisible(sandbox, monkeypatch):
     secret = "agent-gym-secret-" + os.urandom(6).hex()
     home_file = Path.home() / f".agent-gym-canary-{secret[-6:]}"
@@ -306,6 +322,15 @@ def test_endless_commands_are_stopped(sandbox):
     assert sandbox.resets == 1
     assert "back" in sandbox.execute("echo back")
     assert time.monotonic() - t < 20
+
+
+@needs_bwrap
+def test_an_exited_shell_is_replaced(sandbox):
+    sandbox.execute("sleep 300 & cd /usr")
+    sandbox.execute("exit")
+    out = sandbox.execute("pwd; pgrep -c sleep")
+    assert "/\r\n2\r\n" in out  # a new login shell in /; the background job (and the main sleep) live on
+    assert sandbox.resets == 0
 
 
 @needs_bwrap
