@@ -199,6 +199,9 @@ def _assert_gold(trajectories: list) -> None:
     failed = {t.task_id: (t.status, t.error) for t in trajectories if not t.success}
     assert set(NEEDS_NETWORK) <= set(failed) <= set(NEEDS_NETWORK) | set(FLAKY), failed
     assert all(t.status != "error" for t in trajectories)
+    summary = OSEnv.summarize(trajectories)  # upstream's overall.acc and the accuracy per file
+    assert summary["score"] == pytest.approx((144 - len(failed)) / 144)
+    assert summary["acc/1/stock"] == 1.0 and summary["acc/6/new"] == pytest.approx(6 / 9)
 
 
 @needs_bwrap
@@ -381,8 +384,10 @@ def docker_host():
 
 
 @pytest.mark.docker
-def test_docker_shell_state_and_isolation(docker_host):
+def test_docker_shell_state_and_isolation(docker_host, monkeypatch):
+    monkeypatch.setenv("AGENT_GYM_TEST_SECRET", "docker-secret-1234")
     with docker.DockerSandbox(engine.Limits(command_seconds=3, processes=64), host=docker_host) as sb:
+        assert "docker-secret-1234" not in sb.execute("env; ls -a /root /home")
         assert sb.run(engine.Script("bash", "echo $1 $2"), "a", "b").output == "a b\n"
         sb.execute("cd /usr; X=7")
         out = sb.execute("echo $X; pwd")
