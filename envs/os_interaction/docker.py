@@ -46,7 +46,7 @@ class DockerSandbox(Sandbox):
             err = probe.stderr.strip()
             if "No such image" in err or "No such object" in err:
                 return f"image {self.image} is missing: build it with docker/os/build.sh"
-            return f"Docker is not usable: {err[-300:]}"
+            return f"Docker is not usable ({err[-300:]}): start dockerd, or pass host=... / set DOCKER_HOST"
         return None
 
     def _launch(self) -> None:

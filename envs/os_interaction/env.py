@@ -33,7 +33,6 @@ class OSEnv(TextEnv):
     task_name = "os"
     splits = ("std",)
     max_turns = 8
-    invalid_action_message = "Invalid action: {reason}"
 
     def __init__(self, split: str | None = None, render_mode: str | None = None, backend: str = "bwrap",
                  limits: engine.Limits | None = None, tty_output: bool = True, **sandbox_options: Any):
