@@ -7,7 +7,9 @@ word-closest action instead ("focus on orange in inventory": a wrong focus loses
 "look around" is refused during the first three replies; repeated waits trip the loop stop.
 So the gold path is replayed once on a scratch game, and each gold action becomes the
 valid-list action with the same template and objects, preceded by "Think:" turns where the
-protocol's recent-action filter or loop stop would otherwise interfere.
+protocol's recent-action filter or loop stop would otherwise interfere. The loop stop looks at
+observations, which vary between the scratch game and the episode (plants grow at random), so
+thoughts go wherever five turns would hold at most two distinct commands.
 """
 
 from __future__ import annotations
@@ -85,6 +87,11 @@ def equivalent(action: str, game: Game, candidates: Sequence[str]) -> str | None
     return best
 
 
+def _risky(commands: Sequence[str]) -> bool:
+    """Could the loop stop fire, whatever the observations? (at most two distinct commands in five)"""
+    return len(commands) >= prompt.LOOP_WINDOW and len(set(commands[-prompt.LOOP_WINDOW:])) <= 2
+
+
 def replies(game: Game, gold: Sequence[str], map_actions: bool = True) -> list[str]:
     """The expert's replies for a game freshly loaded and reset on the same variation as the episode's.
 
@@ -92,6 +99,7 @@ def replies(game: Game, gold: Sequence[str], map_actions: bool = True) -> list[s
     exists), so the replay stays in step with the episode.
     """
     recent = ["look around"]
+    commands = ["look around"]  # the same turns without observations: the episode's may differ from ours
     out: list[str] = []
     thought = 0
 
@@ -101,6 +109,7 @@ def replies(game: Game, gold: Sequence[str], map_actions: bool = True) -> list[s
         text = f"Think: I follow the plan; step {thought} comes next."
         out.append(text)
         recent.append(prompt.history_entry(text, prompt.THINK_OBSERVATION))
+        commands.append(text)
 
     for action in gold:
         command = executed = action
@@ -121,11 +130,12 @@ def replies(game: Game, gold: Sequence[str], map_actions: bool = True) -> list[s
         result = game.step(executed)
         entry = prompt.history_entry(executed, prompt.clean(result.observation))
         for _ in range(_MAX_THOUGHTS):
-            if not prompt.in_loop([*recent, entry]):
+            if not (prompt.in_loop([*recent, entry]) or _risky([*commands, executed])):
                 break
             think()
         out.append(f"Action: {command}")
         recent.append(entry)
+        commands.append(executed)
         if result.completed or result.score < 0:
             break
     return out
