@@ -82,6 +82,7 @@ class Shell:
         os.close(slave)
         os.set_blocking(master, False)
         self.fd = master
+        self.ended = False  # the terminal reported end of file: the shell is gone
         self.banner, ready = self._read(time.monotonic() + 30)
         if not ready:
             self.close()
@@ -89,7 +90,7 @@ class Shell:
 
     @property
     def alive(self) -> bool:
-        return self.fd >= 0 and self.proc.poll() is None
+        return self.fd >= 0 and not self.ended and self.proc.poll() is None
 
     def execute(self, command: str, timeout: float) -> tuple[str, bool]:
         """Type ``command``; return (its output as the terminal shows it, whether it was cut off)."""
@@ -146,6 +147,9 @@ class Shell:
                 except OSError:
                     return bytes(head), False
             if not readable:
+                if self.proc.poll() is not None:  # the shell exited; a background job may still hold the terminal
+                    self.ended = True
+                    return bytes(head), False
                 continue
             try:
                 chunk = os.read(self.fd, 65536)
@@ -153,9 +157,11 @@ class Shell:
                 continue
             except OSError as exc:  # EIO: the shell is gone
                 if exc.errno == errno.EIO:
+                    self.ended = True
                     return bytes(head), False
                 raise
             if not chunk:
+                self.ended = True
                 return bytes(head), False
             last_data = time.monotonic()
             room = cap - len(head)
