@@ -8,13 +8,14 @@ last score counts, upstream's ``no_stop``), after 10 failed actions in a row, wh
 turns repeat two entries, or after 200 replies. Score: the engine's 0..100 score / 100 at the end
 (partial credit kept); ``summarize`` averages per task type, then over task types (the paper).
 
-Deliberate differences from upstream: ties between equally good mappings are broken by the
-engine's action order instead of Python's set order (which varied run to run); the gold path
-is planned only when the expert asks for it (upstream planned it at every load, up to 5 s);
-observations are cleaned for the conversation as upstream did, and the engine's own text is in
-``info["engine_observation"]``; a task's starting score (some start above 0) comes with the first
-action's reward, so that rewards add up to the score (upstream's reset already counted it). The engine itself orders some object lists differently from run
-to run (its hash sets), as upstream's did.
+Deliberate differences from upstream: scienceworld 1.2.3 (the paper pinned 1.1.3; same tasks,
+order and variation splits); ties between equally good mappings go to the engine's action order,
+not Python's set order (which varied run to run); the gold path is planned only when the expert
+asks (upstream planned it at every load, up to 5 s); a task's starting score (some start above
+0) comes with the first action's reward, so that rewards add up to the score (upstream's reset
+already counted it). Observations are cleaned for the conversation as upstream did; the
+engine's own text is in ``info["engine_observation"]``. The engine itself is not deterministic
+(hash-set listing order, plant growth, circuit timing), upstream alike.
 """
 
 from __future__ import annotations

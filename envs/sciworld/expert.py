@@ -111,7 +111,7 @@ def replies(game: Game, gold: Sequence[str], map_actions: bool = True) -> list[s
         recent.append(prompt.history_entry(text, prompt.THINK_OBSERVATION))
         commands.append(text)
 
-    for action in gold:
+    for step, action in enumerate(gold):
         command = executed = action
         if map_actions:
             look, inventory = game.look(), game.inventory()
@@ -137,6 +137,8 @@ def replies(game: Game, gold: Sequence[str], map_actions: bool = True) -> list[s
         recent.append(entry)
         commands.append(executed)
         if result.completed or result.score < 0:
+            # the episode's game may need the rest (a circuit closing a tick later): send it as is
+            out.extend(f"Action: {a}" for a in gold[step + 1:])
             break
     return out
 
