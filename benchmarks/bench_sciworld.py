@@ -1,9 +1,10 @@
 """ScienceWorld step time and memory, side by side: ours vs upstream's ``ScienceWorldEnv``.
 
-    python benchmarks/bench_sciworld.py [--steps 300] [--envs 8]
+    python benchmarks/bench_sciworld.py [--steps 320] [--envs 8] [--games 27]
 
 Targets (issue 5): a step at most 1.1x upstream's ``ScienceWorldEnv.step`` on the same actions,
 and 8 concurrent envs in under 1 GB in total (upstream starts one JVM per env, about 1.1 GB).
+Also reset time against AgentTuning's eval.py, which planned the gold path at every load.
 Step time: the same 8-action cycle on the same game, played in alternating blocks so that load
 from other processes hits both sides alike; medians of per-step times. Our env is timed in its
 default (the paper's mapping, admissible actions in ``info``) and its raw mode
@@ -72,6 +73,29 @@ def step_times(steps: int, block: int = 40) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def reset_times(games: int) -> dict[str, float]:
+    """Median reset: ours vs upstream's eval.py (``load(..., generateGoldPath=True)`` then ``reset``)."""
+    from scienceworld import ScienceWorldEnv
+
+    from agent_gym.envs.sciworld import data
+    from agent_gym.envs.sciworld.env import SciWorldEnv
+
+    tasks = list(data.load("test"))[::10][:games]
+    ours, raw = SciWorldEnv(), ScienceWorldEnv("", envStepLimit=100)
+    times: dict[str, list[float]] = {"upstream eval.py (load with gold path + reset)": [], "ours": []}
+    for t in tasks:
+        start = time.perf_counter()
+        raw.load(t.task_name, t.variation, "easy", generateGoldPath=True)
+        raw.reset()
+        times["upstream eval.py (load with gold path + reset)"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        ours.reset(options={"task": t.id})
+        times["ours"].append(time.perf_counter() - start)
+    ours.close()
+    raw.close()
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 _MEMORY_CHILD = """
 import json, sys, psutil
 from agent_gym.envs.sciworld import data
@@ -106,6 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=320)
     parser.add_argument("--envs", type=int, default=8)
+    parser.add_argument("--games", type=int, default=27)
     args = parser.parse_args()
 
     medians = step_times(args.steps)
@@ -113,6 +138,12 @@ def main() -> None:
     print(f"step time, median of {args.steps} steps on {TASK[0]}/{TASK[1]}:")
     for name, t in medians.items():
         print(f"  {name:38s} {t * 1000:7.2f} ms   ratio to upstream {t / base:5.2f}x")
+
+    resets = reset_times(args.games)
+    base = resets["upstream eval.py (load with gold path + reset)"]
+    print(f"reset time, median over {args.games} test games (every 10th of the 270):")
+    for name, t in resets.items():
+        print(f"  {name:48s} {t * 1000:8.1f} ms   ratio to upstream {t / base:5.2f}x")
 
     print(f"memory of {args.envs} concurrent envs (PSS of the Python process and its JVMs):")
     mem = {side: memory(side, args.envs) for side in ("ours", "upstream")}
