@@ -3,7 +3,7 @@
 When ``AGENT_GYM_DATA`` is not set, the suite imports ``../shared/data`` (the developers'
 read-only copy of the upstream data) into a private data directory, exactly as a user runs
 ``agent-gym data import``. Tests that need data a machine lacks are skipped, unless
-``AGENT_GYM_REQUIRE_DATA=1`` (set by CI), where they fail.
+``AGENT_GYM_REQUIRE_DATA=1`` (set by CI), where they fail (``agent_gym.testing.need_data``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+from agent_gym.testing import need_data
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -27,18 +29,7 @@ if not os.environ.get("AGENT_GYM_DATA"):
         import_local(SHARED_DATA, data_dir=_tmp, link=True, verify=False)
 
 
-def need_data(name: str) -> None:
-    """Skip (or, in CI, fail) when a dataset is missing from the data directory."""
-    from agent_gym.data import dataset
-
-    ds = dataset(name)
-    if not ds.is_present():
-        msg = f"dataset {name!r} missing: run `agent-gym data import ../shared/data` or `agent-gym data fetch {name}`"
-        if os.environ.get("AGENT_GYM_REQUIRE_DATA") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
-
-
 @pytest.fixture
 def require_data():
+    """``need_data`` as a fixture: ``require_data("gsm8k")``."""
     return need_data

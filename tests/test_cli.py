@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import need_data
+from agent_gym.testing import need_data
 
 CLI = [sys.executable, "-m", "agent_gym.cli"]
 

@@ -126,7 +126,7 @@ def test_import_copies_verifies_and_reports(tmp_path):
 
 
 def test_import_of_the_shared_data_via_the_cli(tmp_path, monkeypatch, capsys):
-    from conftest import SHARED_DATA
+    SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
     if not SHARED_DATA.is_dir():
         pytest.skip("no ../shared/data on this machine")

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, need_data
+from agent_gym.testing import need_data
+
+ROOT = Path(__file__).resolve().parents[1]
 
 EXAMPLES = ROOT / "examples"
 

@@ -8,7 +8,7 @@ from gymnasium.error import ResetNeeded
 
 import agent_gym
 from agent_gym.data import DataMissingError
-from conftest import need_data
+from agent_gym.testing import need_data
 
 gym.register_envs(agent_gym)
 

@@ -10,7 +10,7 @@ from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit
 import agent_gym
 from agent_gym import STATUSES, AnyText
 from agent_gym.registration import entries
-from conftest import need_data
+from agent_gym.testing import need_data
 
 gym.register_envs(agent_gym)
 ALL_IDS = [e.id for e in entries()]

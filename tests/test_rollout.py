@@ -17,7 +17,7 @@ from agent_gym.policy import ContextLimitExceeded
 from agent_gym.policies.simple import ReplayPolicy
 from agent_gym.rollout import finished_ids, plan, rollout
 from agent_gym.trajectory import read_jsonl
-from conftest import need_data
+from agent_gym.testing import need_data
 
 RUNNER = textwrap.dedent("""
     import sys, time

@@ -10,7 +10,7 @@ from agent_gym.episode import run_episode
 from agent_gym.export import keep, write_agentinstruct
 from agent_gym.policies.simple import ReplayPolicy
 from agent_gym.trajectory import Step, Trajectory, read_jsonl, repair_tail, write_jsonl
-from conftest import need_data
+from agent_gym.testing import need_data
 
 
 def _traj(score=1.0, status="completed", steps=2) -> Trajectory:

@@ -15,7 +15,7 @@ from gymnasium.utils.env_checker import check_env
 import agent_gym
 from agent_gym.data import DataMissingError
 from agent_gym.envs.alfworld import data, prompt
-from conftest import need_data
+from agent_gym.testing import need_data
 
 pytest.importorskip("textworld", reason="the alfworld extra is not installed: pip install 'agent-gym[alfworld]'")
 gym.register_envs(agent_gym)

@@ -25,7 +25,7 @@ import agent_gym
 from agent_gym.core import INVALID_ACTION, TASK_LIMIT_REACHED
 from agent_gym.envs.db import data, engine as engines, mariadb, prompt, sqlite
 from agent_gym.envs.db.env import MAX_ROUNDS, DBEnv
-from conftest import need_data
+from agent_gym.testing import need_data
 
 gym.register_envs(agent_gym)
 

@@ -12,7 +12,7 @@ from agent_gym.envs.mmlu.prompt import parse_letter
 from agent_gym.metrics import format_table, report_rows
 from agent_gym.policies.simple import ReplayPolicy
 from agent_gym.rollout import plan, rollout
-from conftest import need_data
+from agent_gym.testing import need_data
 
 gym.register_envs(agent_gym)
 

@@ -20,7 +20,7 @@ from agent_gym.core import INVALID_ACTION, TASK_LIMIT_REACHED
 from agent_gym.envs.os_interaction import bwrap, data, docker, engine, prompt
 from agent_gym.envs.os_interaction.env import OSEnv
 from agent_gym.rollout import plan, rollout
-from conftest import need_data
+from agent_gym.testing import need_data
 
 gym.register_envs(agent_gym)
 

@@ -24,7 +24,7 @@ from gymnasium.utils.env_checker import check_env
 import agent_gym
 from agent_gym.envs.sciworld import data, engine, prompt
 from agent_gym.envs.sciworld.env import SciWorldEnv
-from conftest import need_data
+from agent_gym.testing import need_data
 
 gym.register_envs(agent_gym)
 scienceworld = pytest.importorskip("scienceworld", reason="pip install 'agent-gym[sciworld]'")
