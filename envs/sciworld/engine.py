@@ -24,6 +24,7 @@ import atexit
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import threading
@@ -32,8 +33,8 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-# Smaller JVM: one GC thread set and a capped heap suit a process hosting a few dozen small games.
-JAVA_OPTIONS = ("-XX:+UseSerialGC", "-Xmx2g", "-Xss8m")
+# The serial collector keeps a JVM hosting a few dozen small games lean (no parallel GC threads and regions).
+JAVA_OPTIONS = ("-XX:+UseSerialGC",)
 
 
 class EngineError(RuntimeError):
@@ -80,6 +81,7 @@ class Jvm:
         except (OSError, ValueError) as exc:
             raise EngineError(f"could not start ScienceWorld's JVM ({exc}); it needs Java 17+ "
                               "(install default-jre-headless)") from exc
+        self.port = port
         self.gateway = JavaGateway(gateway_parameters=GatewayParameters(auto_field=True, port=port),
                                    java_process=self.proc)
 
@@ -99,6 +101,7 @@ class Jvm:
         """Stop the JVM; safe to call twice, and a no-op in a forked child."""
         if self.pid != os.getpid():
             return
+        _stopped_ports.add(self.port)
         with contextlib.suppress(Exception):
             if self.proc.poll() is None:
                 self.gateway.shutdown()
@@ -113,6 +116,19 @@ class Jvm:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
 
+
+class _DeadJvmNoise(logging.Filter):
+    """py4j logs a traceback for every call to a JVM that died; our EngineError already says it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("An error occurred while trying to connect to the Java server"):
+            return True
+        gone = _stopped_ports | {jvm.port for jvm in list(_started) if not jvm.alive()}
+        return not any(f":{port})" in str(record.msg) for port in gone)
+
+
+logging.getLogger("py4j.java_gateway").addFilter(_DeadJvmNoise())
+_stopped_ports: set[int] = set()
 
 _lock = threading.Lock()
 _shared: dict[str, Jvm] = {}  # simplification string -> this process's JVM for it
