@@ -320,7 +320,8 @@ def test_no_network(sandbox):
 def test_endless_commands_are_stopped(sandbox):
     t = time.monotonic()
     out = sandbox.execute("sleep 1000")
-    assert time.monotonic() - t < 3 + 3 and "^C" in out and "# " in out[-10:]
+    # Ctrl-C brought the shell back (whether its prompt text arrived before the read ended is timing)
+    assert time.monotonic() - t < 3 + 3 and "^C" in out and sandbox.shell_alive and sandbox.resets == 0
     out = sandbox.execute("trap '' INT; while :; do :; done")  # deaf to Ctrl-C: the processes are reset
     assert sandbox.resets == 1
     assert "back" in sandbox.execute("echo back")
