@@ -25,6 +25,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
             for sp in cls.splits:
                 try:
                     counts[sp] = len(cls.load_tasks(sp))
+                except data_layer.DataMissingError:
+                    counts[sp] = "no data"
                 except Exception as exc:  # noqa: BLE001 - the listing must not fail on one env
                     counts[sp] = f"error: {type(exc).__name__}"
         try:
@@ -37,10 +39,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'id':30} {'suite':9} {'steps':>5}  {'data':8} {'tasks':28} engine")
+    print(f"{'id':26} {'suite':9} {'steps':>5}  {'data':8} {'engine':32} tasks per split")
     for r in rows:
         tasks = ", ".join(f"{k}: {v}" for k, v in r["tasks"].items()) or f"run: agent-gym data fetch {r['dataset']}"
-        print(f"{r['id']:30} {r['suite']:9} {str(r['max_steps']):>5}  {r['data']:8} {tasks:28} {r['engine']}")
+        print(f"{r['id']:26} {r['suite']:9} {str(r['max_steps']):>5}  {r['data']:8} {r['engine'][:32]:32} {tasks}")
     return 0
 
 

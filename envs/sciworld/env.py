@@ -53,6 +53,14 @@ class SciWorldEnv(TextEnv):
     def load_tasks(cls, split: str) -> Sequence[data.Variation]:
         return data.load(split)
 
+    @classmethod
+    def engine_status(cls) -> str:
+        try:
+            engine._require_engine()
+        except Exception as exc:  # noqa: BLE001 - the listing shows the fix
+            return f"missing: {exc}"
+        return "scienceworld (Java) ready"
+
     def _begin(self, task: data.Variation) -> Begin:
         if self._game is None:
             self._game = engine.Game(self.simplifications)
