@@ -78,7 +78,10 @@ class Shell:
         self.limits = limits
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-        self.proc = subprocess.Popen(["setsid", "-c", *argv], stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+        # A parent that ignores SIGINT (a job started with `&`, nohup) would pass that on to every
+        # command of the agent and make Ctrl-C useless: the shell starts with default dispositions.
+        self.proc = subprocess.Popen(["env", "--default-signal=INT,QUIT", "setsid", "-c", *argv],
+                                     stdin=slave, stdout=slave, stderr=slave, close_fds=True)
         os.close(slave)
         os.set_blocking(master, False)
         self.fd = master

@@ -329,6 +329,23 @@ def test_endless_commands_are_stopped(sandbox):
 
 
 @needs_bwrap
+def test_ctrl_c_works_even_when_the_host_process_ignores_sigint():
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a job started with `&` or nohup
+    try:
+        sb = bwrap.BwrapSandbox(engine.Limits(command_seconds=2, memory_mb=256, processes=64)).start()
+        sb.execute("true")  # the shell starts while SIGINT is ignored here
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        out = sb.execute("sleep 1000")
+        assert "^C" in out and sb.shell_alive and sb.resets == 0
+    finally:
+        sb.close()
+
+
+@needs_bwrap
 def test_an_exited_shell_is_replaced(sandbox):
     sandbox.execute("cd /usr; touch /root/kept")
     sandbox.execute("exit")
