@@ -231,7 +231,7 @@ class TextEnv(gym.Env[str, str]):
         self._turn = 0
         self._score = 0.0
         self._done = False
-        self._transcript = [("system", m["content"]) if m["role"] == "system" else (m["role"], m["content"]) for m in begin.prompt]
+        self._transcript = [(m["role"], m["content"]) for m in begin.prompt]
         self._transcript.append(("user", begin.observation))
         self._info = {
             "task_id": self._task.id,

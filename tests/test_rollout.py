@@ -11,7 +11,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
 
 from agent_gym.policy import ContextLimitExceeded
 from agent_gym.policies.simple import ReplayPolicy

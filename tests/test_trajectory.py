@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from agent_gym.episode import run_episode
 from agent_gym.export import keep, write_agentinstruct

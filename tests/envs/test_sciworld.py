@@ -7,7 +7,6 @@ expert on every task type, a JVM killed mid-episode, JVM cleanup on close / GC /
 
 from __future__ import annotations
 
-import gc
 import os
 import random
 import signal
