@@ -45,6 +45,7 @@ class Trajectory:
     score: float = 0.0
     success: bool = False
     status: str = "running"
+    end_reason: str | None = None  # why it ended: one of agent_gym.core.END_REASONS
     policy: str = ""
     model: str | None = None
     seed: int | None = None
@@ -53,6 +54,8 @@ class Trajectory:
     seconds: float = 0.0
     error: str | None = None
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: what produced the score: {"env": the env's info["provenance"], "policy": the policy's provenance}
+    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def total_reward(self) -> float:
