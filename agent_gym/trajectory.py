@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 # info keys that are the same at every step or large; kept once per trajectory instead
-_STEP_INFO_SKIP = ("prompt", "admissible_actions")
+_STEP_INFO_SKIP = ("prompt", "admissible_actions", "provenance", "system_prompt", "choice_scoring")
 
 
 @dataclasses.dataclass
