@@ -51,8 +51,8 @@ def _cmd_data(args: argparse.Namespace) -> int:
         print(data_layer.data_dir_path())
     elif args.data_cmd == "list":
         for ds in data_layer.datasets():
-            state = "present" if ds.is_present() else "missing"
-            print(f"{ds.name:14} {state:8} {ds.description}")
+            state = data_layer.dataset_state(ds.name)["state"] if ds.is_present() else "missing"
+            print(f"{ds.name:20} {state:10} {ds.description}")
     elif args.data_cmd == "fetch":
         from tqdm.auto import tqdm
 
@@ -66,14 +66,20 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
             try:
                 where = data_layer.fetch(name, force=args.force, progress=progress)
+            except (data_layer.FetchError, data_layer.ChecksumError) as exc:
+                for bar in bars.values():
+                    bar.leave = False
+                    bar.close()
+                print(f"agent-gym: error: {name}: {exc}", file=sys.stderr)
+                return 1
             finally:
                 for bar in bars.values():
                     bar.close()
             print(f"{name}: ok ({where})")
     elif args.data_cmd == "import":
-        result = data_layer.import_local(Path(args.path), link=args.link)
+        result = data_layer.import_local(Path(args.path), link=args.link, verify=not args.no_verify)
         for name, state in result.items():
-            print(f"{name:14} {state}")
+            print(f"{name:20} {state}")
         print(f"data directory: {data_layer.data_dir_path()}")
     return 0
 
@@ -171,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     i = dsub.add_parser("import", help="take datasets from a local folder laid out like the data directory")
     i.add_argument("path")
     i.add_argument("--link", action="store_true", help="symlink instead of copying")
+    i.add_argument("--no-verify", action="store_true",
+                   help="take a deliberately edited copy whose sha256 differs; marked 'modified' in list and trajectories")
 
     s = sub.add_parser("run", help="play episodes with a policy; append trajectories to a JSONL file (resumable)")
     s.add_argument("envs", nargs="+", help="env ids, short names (gsm8k) or suites (general, held-in, held-out, all)")

@@ -15,6 +15,12 @@ from agent_gym import data
 from agent_gym.data import ChecksumError, DataFile, DataMissingError, Dataset
 
 PAYLOAD = b"line one\nline two\n" * 1000
+SCRIPT = b'PROMPT = "Answer the question."\nprint(PROMPT)\n'
+
+
+def upper_prompt(source: bytes) -> bytes:
+    """A derive function (the data layer imports it by name): the prompt string of an upstream script."""
+    return source.split(b'"')[1].upper()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -49,7 +55,8 @@ def server():
         info = tarfile.TarInfo("release/sub/a.txt")
         info.size = len(PAYLOAD)
         tf.addfile(info, io.BytesIO(PAYLOAD))
-    _Handler.files = {"/a.txt": PAYLOAD, "/cut/a.txt": PAYLOAD, "/rel.tar.gz": buf.getvalue()}
+    _Handler.files = {"/a.txt": PAYLOAD, "/cut/a.txt": PAYLOAD, "/rel.tar.gz": buf.getvalue(), "/eval.py": SCRIPT,
+                      "/dev.txt": b"dev\n"}
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -66,7 +73,10 @@ def _register(name: str, *files: DataFile) -> Dataset:
 
 
 def _leftovers(folder: Path) -> list[str]:
-    return [p.name for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+    """Files under ``folder``, less the data layer's own bookkeeping (state marker, digest cache)."""
+    if not folder.exists():
+        return []
+    return sorted(p.name for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".agent-gym-"))
 
 
 def test_fetch_downloads_and_verifies(server, tmp_path):
@@ -136,3 +146,109 @@ def test_import_of_the_shared_data_via_the_cli(tmp_path, monkeypatch, capsys):
     assert main(["data", "import", str(SHARED_DATA), "--link"]) == 0
     assert "gsm8k" in capsys.readouterr().out
     assert data.dataset("gsm8k").is_present() and data.dataset("mmlu").is_present()
+
+
+def test_optional_files_are_not_needed_but_fetched_and_imported(server, tmp_path, monkeypatch):
+    ds = _register("t-opt", DataFile("a.txt", url=f"{server}/a.txt", sha256=SHA),
+                   DataFile("dev/dev.txt", url=f"{server}/dev.txt", optional=True))
+    (tmp_path / "src" / "t-opt").mkdir(parents=True)
+    (tmp_path / "src" / "t-opt" / "a.txt").write_bytes(PAYLOAD)
+    assert ds.missing(tmp_path / "src") == [] and ds.is_present(tmp_path / "src")
+    assert data.import_local(tmp_path / "src", data_dir=tmp_path / "dd", names=["t-opt"]) == {"t-opt": "imported"}
+    monkeypatch.setenv("AGENT_GYM_DATA", str(tmp_path / "dd"))
+    assert data.require("t-opt")  # the default split's files are there
+    with pytest.raises(DataMissingError, match="dev/dev.txt.*agent-gym data fetch t-opt"):
+        data.require("t-opt", "dev/dev.txt")
+    (tmp_path / "src" / "t-opt" / "dev").mkdir()
+    (tmp_path / "src" / "t-opt" / "dev" / "dev.txt").write_bytes(b"dev\n")
+    data.import_local(tmp_path / "src", names=["t-opt"])
+    assert (data.require("t-opt", "dev/dev.txt") / "dev" / "dev.txt").read_bytes() == b"dev\n"
+    where = data.fetch("t-opt", data_dir=tmp_path / "fresh")
+    assert (where / "dev" / "dev.txt").read_bytes() == b"dev\n"
+
+
+def test_derived_file_is_computed_from_the_checked_upstream_source(server, tmp_path):
+    sha = hashlib.sha256(SCRIPT).hexdigest()
+    _register("t-derive", DataFile("prompt.txt", url=f"{server}/eval.py", sha256=sha, derive=f"{__name__}:upper_prompt"))
+    where = data.fetch("t-derive", data_dir=tmp_path)
+    assert (where / "prompt.txt").read_bytes() == b"ANSWER THE QUESTION."
+    assert _leftovers(tmp_path) == ["prompt.txt"]  # neither the source nor a temporary file stays
+    # the derived file is not checked against the source's sha256: importing it verifies
+    assert data.import_local(tmp_path, data_dir=tmp_path / "dd", names=["t-derive"]) == {"t-derive": "imported"}
+    _register("t-derive-bad", DataFile("prompt.txt", url=f"{server}/eval.py", sha256="1" * 64,
+                                       derive=f"{__name__}:upper_prompt"))
+    with pytest.raises(ChecksumError):
+        data.fetch("t-derive-bad", data_dir=tmp_path / "bad")
+    assert not (tmp_path / "bad" / "t-derive-bad").exists()
+
+
+def test_fetch_offline_names_the_url_and_the_import_way_and_leaves_no_folder(tmp_path, capsys, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: the connection is refused as offline
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/a.txt"
+    _register("t-offline", DataFile("sub/a.txt", url=url, sha256=SHA))
+    with pytest.raises(data.FetchError, match=rf"{url}.*agent-gym data import PATH"):
+        data.fetch("t-offline", data_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    from agent_gym.cli import main
+
+    monkeypatch.setenv("AGENT_GYM_DATA", str(tmp_path))
+    assert main(["data", "fetch", "t-offline"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and url in err[0] and "data import" in err[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dataset_state_verified_modified_unverified_fetched(server, tmp_path, monkeypatch, capsys):
+    src = tmp_path / "src"
+    (src / "t-state").mkdir(parents=True)
+    (src / "t-state" / "a.txt").write_bytes(PAYLOAD)
+    _register("t-state", DataFile("a.txt", sha256=SHA))
+    dd = tmp_path / "dd"
+    data.import_local(src, data_dir=dd, names=["t-state"])
+    state = data.dataset_state("t-state", data_dir=dd)
+    assert state == {"name": "t-state", "state": "verified", "files": {"a.txt": SHA}, "source": "import"}
+
+    (src / "t-state" / "a.txt").write_bytes(b"edited on purpose\n")
+    with pytest.raises(ChecksumError, match="--no-verify"):
+        data.import_local(src, data_dir=dd, names=["t-state"])
+    assert data.dataset_state("t-state", data_dir=dd)["state"] == "verified"  # the refused copy changed nothing
+    monkeypatch.setenv("AGENT_GYM_DATA", str(dd))
+    from agent_gym.cli import main
+
+    assert main(["data", "import", "--no-verify", str(src)]) == 0
+    state = data.dataset_state("t-state")
+    assert state["state"] == "modified" and state["files"]["a.txt"] == hashlib.sha256(b"edited on purpose\n").hexdigest()
+    assert (dd / "t-state" / data.MARKER).is_file()
+    capsys.readouterr()
+    assert main(["data", "list"]) == 0
+    assert any(line.startswith("t-state") and "modified" in line for line in capsys.readouterr().out.splitlines())
+
+    _register("t-archive", DataFile("sub/a.txt", url=f"{server}/rel.tar.gz", extract=True, strip="release"))
+    data.fetch("t-archive", data_dir=dd)
+    assert data.dataset_state("t-archive", data_dir=dd)["state"] == "fetched"
+    (src / "t-archive" / "sub").mkdir(parents=True)
+    (src / "t-archive" / "sub" / "a.txt").write_bytes(PAYLOAD)
+    data.import_local(src, data_dir=dd, names=["t-archive"])
+    assert data.dataset_state("t-archive", data_dir=dd)["state"] == "unverified"
+
+
+def test_dataset_state_catches_an_edit_after_import_and_caches_digests(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    (src / "t-edit").mkdir(parents=True)
+    (src / "t-edit" / "a.txt").write_bytes(PAYLOAD)
+    _register("t-edit", DataFile("a.txt", sha256=SHA))
+    dd = tmp_path / "dd"
+    data.import_local(src, data_dir=dd, names=["t-edit"])
+    assert data.dataset_state("t-edit", data_dir=dd)["state"] == "verified"
+    calls = []
+    monkeypatch.setattr(data, "sha256_of", lambda p: calls.append(p) or hashlib.sha256(Path(p).read_bytes()).hexdigest())
+    for _ in range(3):
+        data.dataset_state("t-edit", data_dir=dd)
+    assert calls == []  # size and mtime unchanged: the cached digest
+    (dd / "t-edit" / "a.txt").write_bytes(b"x" * len(PAYLOAD))
+    state = data.dataset_state("t-edit", data_dir=dd)
+    assert state["state"] == "modified" and state["differing"] == ["a.txt"] and len(calls) == 1
