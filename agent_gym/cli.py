@@ -77,7 +77,8 @@ def _cmd_data(args: argparse.Namespace) -> int:
                     bar.close()
             print(f"{name}: ok ({where})")
     elif args.data_cmd == "import":
-        result = data_layer.import_local(Path(args.path), link=args.link, verify=not args.no_verify)
+        result = data_layer.import_local(Path(args.path), link=args.link, verify=not args.no_verify,
+                                        modified=args.no_verify)
         for name, state in result.items():
             print(f"{name:20} {state}")
         print(f"data directory: {data_layer.data_dir_path()}")

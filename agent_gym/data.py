@@ -301,14 +301,17 @@ def _remove_empty_folders(base: Path, stop: Path) -> None:
 
 
 def import_local(source: Path, data_dir: Path | None = None, names: Iterable[str] | None = None,
-                 link: bool = False, verify: bool = True) -> dict[str, str]:
+                 link: bool = False, verify: bool = True, modified: bool = False) -> dict[str, str]:
     """Take datasets from a local folder laid out like the data directory.
 
     Every dataset whose root folder is in ``source`` is copied (or symlinked with ``link``),
     optional files included when present. With ``verify`` (the default) a file whose declared
-    sha256 differs raises :class:`ChecksumError` before anything is copied; ``verify=False``
-    takes a deliberately edited copy and marks it ``modified`` (see :func:`dataset_state`).
-    Returns ``{name: "imported" | "imported (modified)" | "already here" | "absent" | "incomplete: ..."}``.
+    sha256 differs raises :class:`ChecksumError` before anything is copied. ``verify=False``
+    skips that refusal; a copy that differs is then marked ``modified`` (see :func:`dataset_state`),
+    and ``modified=True`` marks it so in any case (a deliberately edited copy: the CLI's
+    ``--no-verify``; files without a declared checksum may have been edited too).
+    Returns ``{name: "imported" | "already here" | "absent" | "incomplete: ..."}``, with
+    `` (modified)`` after a copy marked modified.
     """
     source = Path(source).expanduser().resolve()
     if not source.is_dir():
@@ -346,9 +349,9 @@ def import_local(source: Path, data_dir: Path | None = None, names: Iterable[str
             status = "imported"
         else:
             status = "imported" if ds.root in copied else "already here"
-        _write_marker(ds, dest_root, {"source": "import", "verified": verify, "from": str(src),
-                                      **({"modified": differing or True} if not verify else {})})
-        result[ds.name] = status + (" (modified)" if not verify else "")
+        is_modified = bool(modified or differing)
+        _write_marker(ds, dest_root, {"source": "import", "from": str(src), "modified": is_modified})
+        result[ds.name] = status + (" (modified)" if is_modified else "")
     return result
 
 
@@ -426,7 +429,8 @@ def dataset_state(name: str, data_dir: Path | None = None) -> dict:
     files present (cheap: digests are cached by size and mtime). ``state``:
 
     - ``"modified"``: a file's sha256 differs from the declared one, or the copy was imported
-      with ``--no-verify`` (the user said it was edited; files without a checksum may differ);
+      as deliberately edited (``agent-gym data import --no-verify``: files without a checksum
+      may differ too);
     - ``"verified"``: every file present that declares a sha256 matches it, and each file of the
       dataset declares one;
     - ``"fetched"``: downloaded by ``agent-gym data fetch`` (archives are checked on download,
@@ -443,7 +447,7 @@ def dataset_state(name: str, data_dir: Path | None = None) -> dict:
     marker = _read_markers(ds, data_dir).get(name, {})
     if ds.missing(data_dir):
         state = "missing"
-    elif differing or marker.get("verified") is False:
+    elif differing or marker.get("modified"):
         state = "modified"
     elif all(f.checks_stored_file() for f in ds.files if f.path in files):
         state = "verified"

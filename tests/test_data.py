@@ -211,6 +211,8 @@ def test_dataset_state_verified_modified_unverified_fetched(server, tmp_path, mo
     data.import_local(src, data_dir=dd, names=["t-state"])
     state = data.dataset_state("t-state", data_dir=dd)
     assert state == {"name": "t-state", "state": "verified", "files": {"a.txt": SHA}, "source": "import"}
+    data.import_local(src, data_dir=dd, names=["t-state"], verify=False)  # unchecked, yet the digests match
+    assert data.dataset_state("t-state", data_dir=dd)["state"] == "verified"
 
     (src / "t-state" / "a.txt").write_bytes(b"edited on purpose\n")
     with pytest.raises(ChecksumError, match="--no-verify"):
