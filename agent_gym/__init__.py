@@ -11,8 +11,11 @@ Importing registers the ids; no engine, model or data is loaded until an env is 
 from agent_gym.core import (
     AGENT_CONTEXT_LIMIT,
     COMPLETED,
+    CUSTOM_SPLIT,
+    END_REASONS,
     ERROR,
     INVALID_ACTION,
+    LLAMA2_SYSTEM,
     RUNNING,
     STATUSES,
     TASK_LIMIT_REACHED,
@@ -30,6 +33,7 @@ from agent_gym.envs import ENVS as _ENVS  # noqa: E402  (the env table imports t
 register_all(_ENVS)
 
 __all__ = [
-    "AGENT_CONTEXT_LIMIT", "COMPLETED", "ERROR", "INVALID_ACTION", "RUNNING", "STATUSES",
+    "AGENT_CONTEXT_LIMIT", "COMPLETED", "CUSTOM_SPLIT", "END_REASONS", "ERROR", "INVALID_ACTION", "LLAMA2_SYSTEM",
+    "RUNNING", "STATUSES",
     "TASK_LIMIT_REACHED", "AnyText", "Begin", "EnvEntry", "Outcome", "TextEnv", "resolve_ids", "suites",
 ]

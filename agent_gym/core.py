@@ -5,16 +5,22 @@ the agent, the action is the agent's whole reply (thought and action in the task
 Rewards of an episode add up to the task's own score for it, normalised to 0..1, so the same
 number serves evaluation and trajectory filtering.
 
-A task env implements five small hooks (``load_tasks``, ``_begin``, ``_act`` and optionally
-``_reject``, ``expert_replies``); the base class owns everything that must be uniform:
-task choice, input hygiene, turn limits, reward bookkeeping, the ``info`` keys and rendering.
+A task env implements a few small hooks (``load_tasks``, ``_begin``, ``_act`` and optionally
+``load_tasks_file``, ``_reject``, ``expert_replies``, ``engine_info``, ``options``) and declares the
+paper's protocol as class attributes (``splits``, ``max_turns``, ``decoding``, ``system_prompt``,
+``paper_options``); the base class owns everything that must be uniform: task choice, input
+hygiene, turn limits, reward bookkeeping, the ``info`` keys, provenance and rendering.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
+import hashlib
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, SupportsFloat
 
 import gymnasium as gym
@@ -30,6 +36,27 @@ INVALID_ACTION = "invalid_action"
 AGENT_CONTEXT_LIMIT = "agent_context_limit"
 ERROR = "error"
 STATUSES = (RUNNING, COMPLETED, TASK_LIMIT_REACHED, INVALID_ACTION, AGENT_CONTEXT_LIMIT, ERROR)
+
+# Why an episode ended (``info["end_reason"]``; ``None`` while it runs). One word per cause in every env.
+ANSWERED = "answered"                  # the agent gave its final answer / finish action
+GOAL_REACHED = "goal_reached"          # the engine says the task is done (game won, task completed)
+TASK_FAILED = "task_failed"            # the engine says the task is lost
+INVALID_ACTION_END = "invalid_action"  # an invalid reply ended the episode (the task's own rule)
+FAILED_ACTIONS = "failed_actions"      # too many failed actions in a row (SciWorld: 10)
+REPEATED_ACTION = "repeated_action"    # the agent repeated itself (ALFWorld: 3 same replies; SciWorld: a loop)
+ROUND_LIMIT = "round_limit"            # the paper's limit on agent replies (``max_turns``) was reached
+ENV_STEP_LIMIT = "env_step_limit"      # the engine's own limit on moves
+ENV_ERROR = "env_error"                # the engine failed (status ``error``)
+CONTEXT_LIMIT = "context_limit"        # the policy could not fit the conversation (set on the trajectory)
+END_REASONS = (ANSWERED, GOAL_REACHED, TASK_FAILED, INVALID_ACTION_END, FAILED_ACTIONS, REPEATED_ACTION,
+               ROUND_LIMIT, ENV_STEP_LIMIT, ENV_ERROR, CONTEXT_LIMIT)
+
+#: Llama-2-chat's short default system message, which AgentTuning's general and held-out scripts sent
+#: (FastChat ``llama-2`` conversation with this system message: eval_gsm8k_tgi.py, science-world/eval.py).
+LLAMA2_SYSTEM = "You are a helpful, respectful and honest assistant."
+
+#: The split name of an env made with ``tasks_file=``.
+CUSTOM_SPLIT = "custom"
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": ...}
 
@@ -55,7 +82,9 @@ class Outcome:
     """What a task env returns for one agent reply.
 
     ``score`` is the new running task score on the 0..1 scale (``None``: unchanged);
-    ``done`` means the task reached its end (gymnasium's ``terminated``).
+    ``done`` means the task reached its end (gymnasium's ``terminated``); ``end_reason`` says why
+    (one of :data:`END_REASONS`; the core fills ``round_limit`` and ``env_error`` itself, and
+    ``answered`` / ``invalid_action`` for a task end the env left unnamed).
     """
 
     observation: str
@@ -66,6 +95,7 @@ class Outcome:
     success: bool | None = None
     progress: float | None = None
     admissible_actions: list[str] | None = None
+    end_reason: str | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -91,6 +121,11 @@ def clean_text(action: Any) -> str:
 class TextEnv(gym.Env[str, str]):
     """Base class of every agent-gym env.
 
+    ``__init__(split=None, render_mode=None, tasks_file=None)``: ``split`` is one of
+    :attr:`splits` (or an upstream name in :attr:`split_aliases`); ``tasks_file`` a file of the
+    user's own tasks in the task's upstream format (read by :meth:`load_tasks_file`; the split is
+    then ``"custom"`` and the file's path and sha256 go into every episode's provenance).
+
     ``reset(seed=None, options=None)``: ``options["task"]`` picks a task by id or index,
     ``options["split"]`` a split; otherwise the seeded ``np_random`` picks one, so the same
     seed gives the same task. Returns the first observation (the task's instruction
@@ -98,36 +133,59 @@ class TextEnv(gym.Env[str, str]):
 
     ``step(reply)``: the reply is parsed with the task's own rules. ``terminated`` is true when
     the task ended (answer given, goal reached, fatal invalid action); ``truncated`` when the
-    paper's round limit is reached or the engine failed.
+    paper's round limit (:attr:`max_turns`, enforced here rather than by gymnasium's
+    ``TimeLimit``, so an answer on the last allowed turn is not also truncated) cut the episode,
+    or the engine failed.
 
     ``info`` always has: ``task_id``, ``prompt`` (the chat messages the paper's evaluation put
     before the first observation), ``action_valid``, ``success``, ``score`` (running, 0..1),
-    ``progress`` (0..1), ``status`` (one of :data:`STATUSES`), ``turn``; and
-    ``admissible_actions`` where the engine knows them.
+    ``progress`` (0..1), ``status`` (one of :data:`STATUSES`), ``end_reason`` (one of
+    :data:`END_REASONS`, ``None`` while running), ``turn``; the paper's decoding for the task
+    (``max_new_tokens``, ``temperature``, and ``top_p`` / ``stop`` where the paper set them) and
+    ``system_prompt`` (``""``: the paper sent none); ``provenance`` (package, dataset, engine
+    versions, protocol options) from ``reset``; and ``admissible_actions`` where the engine knows them.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "render_fps": 1}
 
     #: Name of the task in reports (the paper's column name).
     task_name: ClassVar[str] = ""
-    #: Splits of the task's data; the first is the default (the paper's test set).
+    #: Splits of the task's data; the first is the default and is always ``"test"`` (the paper's test set).
     splits: ClassVar[tuple[str, ...]] = ("test",)
+    #: Upstream's names for splits (``{"std": "test"}``), accepted wherever a split is named.
+    split_aliases: ClassVar[dict[str, str]] = {}
     #: The paper's round limit (agent replies per episode); ``None`` for no limit.
     max_turns: ClassVar[int | None] = None
+    #: The paper's decoding for the task, given to policies through ``info`` (AgentBench.old's
+    #: held-in scripts: greedy, 128 new tokens; see ../shared/UPSTREAM_SCORING.md per task).
+    decoding: ClassVar[dict[str, Any]] = {"max_new_tokens": 128, "temperature": 0.0}
+    #: The system message the paper's harness sent: ``""`` for none (AgentBench's held-in harness),
+    #: ``None`` to leave it to the policy.
+    system_prompt: ClassVar[str | None] = None
+    #: The protocol options (see :meth:`options`) that reproduce the paper.
+    paper_options: ClassVar[dict[str, Any]] = {}
     #: Replies longer than this are refused as invalid actions rather than parsed.
     max_action_chars: ClassVar[int] = 64 * 1024
     #: The invalid-action message; tasks override with the paper's wording.
     invalid_action_message: ClassVar[str] = "Invalid action: {reason}"
 
-    def __init__(self, split: str | None = None, render_mode: str | None = None):
+    def __init__(self, split: str | None = None, render_mode: str | None = None,
+                 tasks_file: str | Path | None = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
         self.observation_space = AnyText()
         self.action_space = AnyText()
-        self.split = self._check_split(split or self.splits[0])
         self._tasks_by_split: dict[str, Sequence[Task]] = {}
         self._index_by_split: dict[str, dict[str, int]] = {}
+        self.tasks_file: Path | None = None
+        if tasks_file is not None:
+            self.tasks_file = Path(tasks_file).expanduser().resolve()
+            if not self.tasks_file.is_file():
+                raise FileNotFoundError(f"tasks_file {tasks_file} does not exist")
+            self.split = CUSTOM_SPLIT
+        else:
+            self.split = self.resolve_split(split or self.splits[0])
         self._task: Task | None = None
         self._prompt: list[Message] = []
         self._transcript: list[tuple[str, str]] = []
@@ -147,6 +205,19 @@ class TextEnv(gym.Env[str, str]):
     def _act(self, action: str) -> Outcome:
         """Parse and execute one reply of the agent."""
         raise NotImplementedError
+
+    @classmethod
+    def load_tasks_file(cls, path: Path) -> Sequence[Task]:
+        """The tasks of a user's file in the task's upstream format (``tasks_file=``)."""
+        raise NotImplementedError(f"{cls.__name__} does not read a tasks_file yet")
+
+    def engine_info(self) -> dict[str, str]:
+        """Versions of the engines behind the env (``{"mariadb": "10.11.6"}``), for provenance."""
+        return {}
+
+    def options(self) -> dict[str, Any]:
+        """The protocol options this env runs with (compare :attr:`paper_options`), for provenance."""
+        return {}
 
     def _reject(self, reason: str) -> Outcome:
         """The outcome of a reply refused before parsing (too long). Multi-turn tasks go on."""
@@ -176,18 +247,29 @@ class TextEnv(gym.Env[str, str]):
         return default_summary(trajectories)
 
     # --------------------------------------------------------------- task lookup
-    def _check_split(self, split: str) -> str:
-        if split not in self.splits:
-            raise ValueError(f"{type(self).__name__} has splits {list(self.splits)}, not {split!r}")
+    @classmethod
+    def resolve_split(cls, split: str) -> str:
+        """The split's own name (``std`` -> ``test`` where upstream said ``std``); a clear error
+        for an unknown one."""
+        split = cls.split_aliases.get(split, split)
+        if split not in cls.splits:
+            aliases = f" (aliases: {', '.join(f'{a}={b}' for a, b in cls.split_aliases.items())})" if cls.split_aliases else ""
+            raise ValueError(f"{cls.__name__} has splits {list(cls.splits)}{aliases}, not {split!r}")
         return split
+
+    def _check_split(self, split: str) -> str:
+        if split == CUSTOM_SPLIT and self.tasks_file is not None:
+            return split
+        return self.resolve_split(split)
 
     def tasks(self, split: str | None = None) -> Sequence[Task]:
         """The tasks of ``split`` (default: the env's split), loaded once per env."""
         split = self._check_split(split or self.split)
         if split not in self._tasks_by_split:
-            tasks = self.load_tasks(split)
+            tasks = self.load_tasks_file(self.tasks_file) if split == CUSTOM_SPLIT else self.load_tasks(split)
             if not tasks:
-                raise ValueError(f"{type(self).__name__}: split {split!r} has no tasks")
+                where = f"tasks_file {self.tasks_file}" if split == CUSTOM_SPLIT else f"split {split!r}"
+                raise ValueError(f"{type(self).__name__}: {where} has no tasks")
             self._tasks_by_split[split] = tasks
             self._index_by_split[split] = {t.id: i for i, t in enumerate(tasks)}
         return self._tasks_by_split[split]
@@ -200,7 +282,7 @@ class TextEnv(gym.Env[str, str]):
                 raise IndexError(f"task index {task} out of range: split has {len(tasks)} tasks")
             return task % len(tasks)
         if isinstance(task, str):
-            index = self._index_by_split[split or self.split].get(task)
+            index = self._index_by_split[self._check_split(split or self.split)].get(task)
             if index is None and task.isdigit():
                 return self.task_index(int(task), split)
             if index is None:
@@ -241,12 +323,16 @@ class TextEnv(gym.Env[str, str]):
             "score": 0.0,
             "progress": 0.0,
             "status": RUNNING,
+            "end_reason": None,
             "turn": 0,
+            **self.decoding,
+            "system_prompt": self.system_prompt,
+            "provenance": self.provenance(),
         }
         if begin.admissible_actions is not None:
             self._info["admissible_actions"] = begin.admissible_actions
         self._info.update(begin.extra)
-        return begin.observation, dict(self._info)
+        return begin.observation, _fresh(self._info)
 
     def step(self, action: str) -> tuple[str, SupportsFloat, bool, bool, dict[str, Any]]:
         if self._done:
@@ -263,6 +349,7 @@ class TextEnv(gym.Env[str, str]):
                 observation=f"Environment error: {type(exc).__name__}: {exc}",
                 status=ERROR,
                 action_valid=False,
+                end_reason=ENV_ERROR,
                 extra={"error": "".join(traceback.format_exception_only(type(exc), exc)).strip()},
             )
         terminated = outcome.done
@@ -270,8 +357,11 @@ class TextEnv(gym.Env[str, str]):
         status = outcome.status
         if terminated and status == RUNNING:
             status = COMPLETED
+        end_reason = outcome.end_reason
         if not (terminated or truncated) and self.max_turns is not None and self._turn >= self.max_turns:
             truncated, status = True, TASK_LIMIT_REACHED
+        if terminated or truncated:
+            end_reason = end_reason or _DEFAULT_END_REASON.get(status, ANSWERED)
 
         old_score = self._score
         if outcome.score is not None:
@@ -286,6 +376,7 @@ class TextEnv(gym.Env[str, str]):
         elif terminated:
             info["progress"] = 1.0 if info["success"] else info["progress"]
         info["status"] = status
+        info["end_reason"] = end_reason if (terminated or truncated) else None
         info["turn"] = self._turn
         if outcome.admissible_actions is not None:
             info["admissible_actions"] = outcome.admissible_actions
@@ -296,7 +387,29 @@ class TextEnv(gym.Env[str, str]):
         self._transcript.append(("user", outcome.observation))
         if self.render_mode == "human":
             print(self._render_turn(-2) + "\n" + self._render_turn(-1), flush=True)
-        return outcome.observation, self._score - old_score, terminated, truncated, dict(info)
+        return outcome.observation, self._score - old_score, terminated, truncated, _fresh(info)
+
+    def provenance(self) -> dict[str, Any]:
+        """What produced this episode's score: the package, the task data and its checksum
+        state, the engines' versions and the protocol options (with the paper's, to compare)."""
+        from agent_gym import data as data_layer
+
+        prov: dict[str, Any] = {"agent_gym": package_version(), "git": git_revision()}
+        if self.tasks_file is not None:
+            prov["tasks_file"] = {"path": str(self.tasks_file), "sha256": _file_sha256(self.tasks_file)}
+        else:
+            name = dataset_of(type(self))
+            if name is not None:
+                state = getattr(data_layer, "dataset_state", None)
+                try:
+                    prov["dataset"] = state(name) if state else {"name": name}
+                except Exception as exc:  # noqa: BLE001 - provenance must never break a reset
+                    prov["dataset"] = {"name": name, "state": f"unknown ({exc})"}
+        prov["split"] = self.split
+        prov["engine"] = self.engine_info()
+        prov["options"] = self.options()
+        prov["paper_options"] = dict(self.paper_options)
+        return prov
 
     def render(self) -> str | None:
         """``ansi``: the episode's transcript as text; ``human``: printed as it happens."""
@@ -307,3 +420,61 @@ class TextEnv(gym.Env[str, str]):
     def _render_turn(self, i: int) -> str:
         role, text = self._transcript[i]
         return f"--- {role} ---\n{text}"
+
+
+# Why an episode ended, when the env did not say: by its end status.
+_DEFAULT_END_REASON = {TASK_LIMIT_REACHED: ROUND_LIMIT, ERROR: ENV_ERROR, INVALID_ACTION: INVALID_ACTION_END,
+                       AGENT_CONTEXT_LIMIT: CONTEXT_LIMIT, COMPLETED: ANSWERED}
+
+
+def _fresh(info: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``info`` that shares no dict with earlier ones (callers keep and may change them)."""
+    return {k: copy.deepcopy(v) if isinstance(v, dict) else v for k, v in info.items()}
+
+
+def dataset_of(env_cls: type) -> str | None:
+    """The dataset name registered for an env class (``None`` for an unregistered class)."""
+    from agent_gym.registration import entries
+
+    target = f"{env_cls.__module__}:{env_cls.__name__}"
+    return next((e.dataset for e in entries() if e.entry_point == target), None)
+
+
+@functools.lru_cache(maxsize=1)
+def package_version() -> str:
+    from agent_gym import __version__
+
+    return __version__
+
+
+@functools.lru_cache(maxsize=1)
+def git_revision() -> str | None:
+    """The commit of the source tree agent_gym runs from (an editable install), else ``None``;
+    a ``+dirty`` suffix when tracked files differ from it."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return rev + ("+dirty" if dirty else "")
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256_cached(path: str, mtime_ns: int, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    st = path.stat()
+    return _file_sha256_cached(str(path), st.st_mtime_ns, st.st_size)

@@ -8,7 +8,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from agent_gym.core import AGENT_CONTEXT_LIMIT, ERROR
+from agent_gym.core import AGENT_CONTEXT_LIMIT, CONTEXT_LIMIT, ENV_ERROR, ERROR, ROUND_LIMIT
 from agent_gym.policy import ContextLimitExceeded, Policy, policy_name
 from agent_gym.trajectory import Step, Trajectory, step_info
 
@@ -34,15 +34,18 @@ def run_episode(env: gym.Env, policy: Policy, *, env_id: str | None = None, task
         obs, info = env.reset(seed=seed, options=options or None)
         traj.task_id, traj.prompt, traj.first_observation = info["task_id"], info.get("prompt", []), obs
         traj.episode_id = traj.episode_id or f"{env_id}|{traj.task_id}"
-        traj.meta = {k: v for k, v in info.items() if k not in ("prompt", "admissible_actions") and k not in _STANDARD}
+        traj.meta = {k: v for k, v in info.items()
+                     if k not in ("prompt", "admissible_actions", "provenance") and k not in _STANDARD}
+        traj.provenance = {"env": info.get("provenance", {})}
         policy.reset(info)
+        traj.provenance["policy"] = _policy_provenance(policy)
         done = False
         while not done:
             t0 = time.perf_counter()
             try:
                 action = policy.act(obs, info)
             except ContextLimitExceeded as exc:
-                traj.status, traj.error = AGENT_CONTEXT_LIMIT, str(exc)
+                traj.status, traj.error, traj.end_reason = AGENT_CONTEXT_LIMIT, str(exc), CONTEXT_LIMIT
                 break
             usage = getattr(policy, "last_usage", None) or {}
             obs, reward, terminated, truncated, info = env.step(action)
@@ -52,17 +55,33 @@ def run_episode(env: gym.Env, policy: Policy, *, env_id: str | None = None, task
                                    completion_tokens=usage.get("completion_tokens")))
             done = terminated or truncated
             traj.status = info.get("status", traj.status)
+            traj.end_reason = info.get("end_reason", traj.end_reason)
             if info.get("status") == ERROR:
                 traj.error = info.get("error")
         traj.score = float(info.get("score", 0.0))
         traj.success = bool(info.get("success", False))
         if traj.status == "running":  # stopped by a wrapper (TimeLimit) rather than the env itself
-            traj.status = "task_limit_reached" if traj.steps and traj.steps[-1].truncated else traj.status
+            if traj.steps and traj.steps[-1].truncated:
+                traj.status, traj.end_reason = "task_limit_reached", ROUND_LIMIT
+        traj.provenance["policy"] = _policy_provenance(policy)  # as used (a policy may settle options on its first call)
     except Exception as exc:  # recorded, never raised: a run of many episodes goes on
-        traj.status = ERROR
+        traj.status, traj.end_reason = ERROR, ENV_ERROR
         traj.error = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]
     traj.seconds = time.time() - started
     return traj
 
 
-_STANDARD = {"task_id", "action_valid", "success", "score", "progress", "status", "turn"}
+_STANDARD = {"task_id", "action_valid", "success", "score", "progress", "status", "end_reason", "turn"}
+
+
+def _policy_provenance(policy: Policy) -> dict[str, Any]:
+    """The policy's own account of itself (``policy.provenance``: backend, model, decoding), or its name."""
+    prov = getattr(policy, "provenance", None)
+    if callable(prov):
+        prov = prov()
+    out = dict(prov) if isinstance(prov, dict) else {}
+    out.setdefault("policy", policy_name(policy))
+    model = getattr(policy, "model_name", None)
+    if model is not None:
+        out.setdefault("model", model)
+    return out

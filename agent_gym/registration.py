@@ -15,7 +15,12 @@ NAMESPACE = "AgentTuning"
 
 @dataclasses.dataclass(frozen=True)
 class EnvEntry:
-    """One env id: where its class lives, the paper's round limit, its suite and dataset."""
+    """One env id: where its class lives, the paper's round limit, its suite and dataset.
+
+    ``max_episode_steps`` is the paper's round limit as ``agent-gym list`` shows it; the env
+    enforces it itself (``TextEnv.max_turns``), so it is not given to gymnasium, whose
+    ``TimeLimit`` would mark an answer on the last allowed turn as truncated too.
+    """
 
     id: str
     entry_point: str
@@ -33,7 +38,7 @@ def register_all(entries: list[EnvEntry]) -> None:
         gym.register(
             id=e.id,
             entry_point=e.entry_point,
-            max_episode_steps=e.max_episode_steps,
+            max_episode_steps=None,  # the env ends the episode at its own round limit (see EnvEntry)
             kwargs=dict(e.kwargs),
             disable_env_checker=False,
         )

@@ -9,12 +9,15 @@ from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit
 
 import agent_gym
 from agent_gym import STATUSES, AnyText
+from agent_gym.core import END_REASONS
 from agent_gym.registration import entries
+from agent_gym.rollout import env_class
 from agent_gym.testing import need_data
 
 gym.register_envs(agent_gym)
 ALL_IDS = [e.id for e in entries()]
-STANDARD_KEYS = {"task_id", "prompt", "action_valid", "success", "score", "progress", "status", "turn"}
+STANDARD_KEYS = {"task_id", "prompt", "action_valid", "success", "score", "progress", "status", "end_reason", "turn",
+                 "max_new_tokens", "temperature", "system_prompt", "provenance"}
 
 
 def make(env_id: str, **kw) -> gym.Env:
@@ -40,14 +43,24 @@ def test_reset_and_step_carry_the_standard_info(env_id):
         obs, info = env.reset(seed=3)
         assert isinstance(obs, str) and obs
         assert STANDARD_KEYS <= info.keys()
-        assert info["status"] == "running" and info["score"] == 0.0
+        assert info["status"] == "running" and info["score"] == 0.0 and info["end_reason"] is None
         assert all(set(m) == {"role", "content"} for m in info["prompt"])
+        assert isinstance(info["max_new_tokens"], int) and info["max_new_tokens"] > 0
+        assert isinstance(info["temperature"], float)
+        assert info["system_prompt"] is None or isinstance(info["system_prompt"], str)
+        prov = info["provenance"]
+        assert {"agent_gym", "engine", "options", "paper_options", "split"} <= prov.keys()
+        assert prov["split"] == "test" and "dataset" in prov
         obs2, info2 = env.reset(seed=3)
         assert (obs2, info2["task_id"]) == (obs, info["task_id"]), "the seed must pick the task reproducibly"
         obs, reward, terminated, truncated, info = env.step("")
         assert isinstance(obs, str) and STANDARD_KEYS <= info.keys()
         assert info["status"] in STATUSES
         assert isinstance(reward, float)
+        if terminated or truncated:
+            assert info["end_reason"] in END_REASONS
+        else:
+            assert info["end_reason"] is None
     finally:
         env.close()
 
@@ -106,8 +119,21 @@ def test_standard_wrappers_apply():
     assert info["episode"]["r"] == 1.0 and info["episode"]["l"] == 1
 
 
-def test_registered_limit_is_the_papers_round_limit():
-    assert gym.spec("AgentTuning/GSM8K-v0").max_episode_steps == 1
+def test_the_env_enforces_the_papers_round_limit_not_gymnasiums_time_limit():
+    """gymnasium's TimeLimit would mark an answer on the last allowed turn as truncated too."""
+    for e in entries():
+        assert gym.spec(e.id).max_episode_steps is None
+        assert env_class(e.id).max_turns == e.max_episode_steps
+
+
+def test_a_single_turn_answer_is_terminated_not_truncated():
+    need_data("gsm8k")
+    env = gym.make("AgentTuning/GSM8K-v0")
+    env.reset(options={"task": 0})
+    _, _, terminated, truncated, info = env.step("The answer is 18")
+    assert (terminated, truncated) == (True, False)
+    assert info["status"] == "completed" and info["end_reason"] == "answered"
+    env.close()
 
 
 def test_render_ansi_prints_the_transcript():

@@ -1,0 +1,114 @@
+"""The core's own rules on a task env written for the test: splits and their aliases, your own
+tasks file, the round limit and end reasons, the decoding hints and provenance in ``info``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from agent_gym.core import (ANSWERED, CUSTOM_SPLIT, END_REASONS, ENV_ERROR, ROUND_LIMIT, Begin, Outcome,
+                            TextEnv)
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    id: str
+    answer: str
+
+
+class EchoEnv(TextEnv):
+    """Guess the word: ``answer X`` ends the episode; ``boom`` makes the engine fail."""
+
+    task_name = "echo"
+    splits = ("test", "dev")
+    split_aliases = {"std": "test"}
+    max_turns = 3
+    decoding = {"max_new_tokens": 64, "temperature": 1.0, "top_p": 0.9}
+    system_prompt = ""
+    paper_options = {"strict": True}
+
+    def __init__(self, split=None, render_mode=None, tasks_file=None, strict: bool = True):
+        super().__init__(split, render_mode, tasks_file)
+        self.strict = strict
+
+    @classmethod
+    def load_tasks(cls, split):
+        return [Item(f"{split}/{i}", w) for i, w in enumerate(["apple", "pear"])]
+
+    @classmethod
+    def load_tasks_file(cls, path: Path):
+        return [Item(r["id"], r["answer"]) for r in map(json.loads, path.read_text().splitlines())]
+
+    def engine_info(self):
+        return {"echo": "1.0"}
+
+    def options(self):
+        return {"strict": self.strict}
+
+    def _begin(self, task):
+        return Begin(observation="Guess the word.")
+
+    def _act(self, action):
+        if action == "boom":
+            raise RuntimeError("engine died")
+        if action.startswith("answer "):
+            ok = action[7:] == self.task.answer
+            return Outcome("Right." if ok else "Wrong.", score=float(ok), success=ok, done=True)
+        return Outcome("Go on.")
+
+
+def test_split_aliases_name_the_same_split():
+    env = EchoEnv(split="std")
+    assert env.split == "test"
+    _, info = env.reset(options={"task": "test/1", "split": "std"})
+    assert info["task_id"] == "test/1"
+    with pytest.raises(ValueError, match=r"splits \['test', 'dev'\] \(aliases: std=test\), not 'train'"):
+        EchoEnv(split="train")
+
+
+def test_tasks_file_plays_the_users_tasks_and_records_the_file(tmp_path):
+    f = tmp_path / "mine.jsonl"
+    f.write_text('{"id": "a", "answer": "kiwi"}\n{"id": "b", "answer": "fig"}\n')
+    env = EchoEnv(tasks_file=f)
+    assert env.split == CUSTOM_SPLIT and [t.id for t in env.tasks()] == ["a", "b"]
+    _, info = env.reset(options={"task": "b"})
+    prov = info["provenance"]
+    assert prov["split"] == "custom" and prov["tasks_file"]["path"] == str(f.resolve())
+    import hashlib
+
+    assert prov["tasks_file"]["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
+    _, reward, terminated, _, _ = env.step("answer fig")
+    assert reward == 1.0 and terminated
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        EchoEnv(tasks_file=tmp_path / "nope.jsonl")
+
+
+def test_info_carries_decoding_system_prompt_and_provenance():
+    env = EchoEnv(strict=False)
+    _, info = env.reset(options={"task": 0})
+    assert (info["max_new_tokens"], info["temperature"], info["top_p"]) == (64, 1.0, 0.9)
+    assert info["system_prompt"] == ""
+    prov = info["provenance"]
+    assert prov["engine"] == {"echo": "1.0"}
+    assert prov["options"] == {"strict": False} and prov["paper_options"] == {"strict": True}
+    assert prov["split"] == "test" and prov["agent_gym"]
+
+
+@pytest.mark.parametrize("replies, status, end_reason, truncated", [
+    (["answer apple"], "completed", ANSWERED, False),
+    (["hm", "hm", "answer apple"], "completed", ANSWERED, False),  # an answer on the last turn is not truncated
+    (["hm", "hm", "hm"], "task_limit_reached", ROUND_LIMIT, True),
+    (["boom"], "error", ENV_ERROR, True),
+])
+def test_end_reason_names_why_the_episode_ended(replies, status, end_reason, truncated):
+    env = EchoEnv()
+    env.reset(options={"task": 0})
+    for i, reply in enumerate(replies):
+        _, _, term, trunc, info = env.step(reply)
+        if i < len(replies) - 1:
+            assert info["end_reason"] is None and not (term or trunc)
+    assert (info["status"], info["end_reason"], trunc) == (status, end_reason, truncated)
+    assert end_reason in END_REASONS
