@@ -112,3 +112,36 @@ def test_end_reason_names_why_the_episode_ended(replies, status, end_reason, tru
             assert info["end_reason"] is None and not (term or trunc)
     assert (info["status"], info["end_reason"], trunc) == (status, end_reason, truncated)
     assert end_reason in END_REASONS
+
+
+class _Scripted:
+    name = "scripted"
+    model_name = "m-1"
+
+    def __init__(self, replies, fail_at=None):
+        self.replies, self.fail_at = list(replies), fail_at
+        self.provenance = {"backend": "none", "max_new_tokens": 7}
+
+    def reset(self, info):
+        self.seen_info = info
+
+    def act(self, observation, info):
+        from agent_gym.policy import ContextLimitExceeded
+
+        if self.fail_at is not None and len(self.replies) == self.fail_at:
+            raise ContextLimitExceeded("too long")
+        return self.replies.pop(0)
+
+
+def test_a_trajectory_records_end_reason_and_provenance_of_env_and_policy():
+    from agent_gym.episode import run_episode
+
+    traj = run_episode(EchoEnv(strict=False), _Scripted(["hm", "answer apple"]), env_id="Echo", task=0)
+    assert (traj.status, traj.end_reason, traj.score) == ("completed", "answered", 1.0)
+    assert traj.provenance["env"]["options"] == {"strict": False}
+    assert traj.provenance["env"]["engine"] == {"echo": "1.0"}
+    assert traj.provenance["policy"] == {"backend": "none", "max_new_tokens": 7, "policy": "scripted", "model": "m-1"}
+    assert "provenance" not in traj.steps[0].info and "provenance" not in traj.meta
+
+    traj = run_episode(EchoEnv(), _Scripted(["hm", "x"], fail_at=1), env_id="Echo", task=0)
+    assert (traj.status, traj.end_reason) == ("agent_context_limit", "context_limit")
