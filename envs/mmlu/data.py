@@ -40,20 +40,39 @@ class Question:
 
 
 def subject_title(subject: str) -> str:
-    return subject.replace("_", " ")
+    """``"high_school_us_history"`` -> ``"high school us history"`` (upstream's ``format_subject``)."""
+    return " ".join(subject.split("_")).strip()
 
 
-def _read_csv(path: Path, subject: str) -> list[Question]:
+def subject_of(path: Path) -> str:
+    """``.../anatomy_test.csv`` -> ``"anatomy"`` (the subject names the file, as in ``data.tar``)."""
+    stem = path.name[:-4] if path.name.endswith(".csv") else path.name
+    for split in ("_test", "_dev", "_val"):
+        if stem.endswith(split):
+            return stem[: -len(split)]
+    return stem
+
+
+def load_file(path: str | Path) -> list[Question]:
+    """The questions of one subject file in MMLU's format, ``<subject>_test.csv``: rows
+    ``question,A,B,C,D,answer`` with no header and the answer a letter (Hendrycks' ``data.tar``),
+    or the HF dump's header ``question,choice0..choice3,answer`` and an index 0-3.
+    Ids are ``"<subject>/<row>"``. Raises ``ValueError`` naming the row that is not of that shape."""
+    path = Path(path)
+    subject = subject_of(path)
     with open(path, encoding="utf-8", newline="") as fh:
         rows = list(csv.reader(fh))
     if rows and rows[0][:2] == ["question", "choice0"]:
         rows = rows[1:]
     out = []
     for i, row in enumerate(rows):
+        if len(row) != 6:
+            raise ValueError(f"{path}: row {i} has {len(row)} fields, expected 6 (question, 4 choices, answer)")
         q, *choices, ans = row
-        if len(choices) != 4:
-            raise ValueError(f"{path}: row {i} has {len(choices)} choices, expected 4")
-        letter = LETTERS[int(ans)] if ans.strip().isdigit() else ans.strip().upper()
+        ans = ans.strip()
+        letter = LETTERS[int(ans)] if ans in ("0", "1", "2", "3") else ans.upper()
+        if letter not in LETTERS:
+            raise ValueError(f"{path}: row {i} has answer {ans!r}, expected A-D or 0-3")
         out.append(Question(f"{subject}/{i}", subject, q, tuple(choices), letter))
     return out
 
@@ -64,7 +83,7 @@ def load(split: str) -> tuple[Question, ...]:
     folder = require("mmlu", f"{split}/abstract_algebra_{split}.csv") / split
     questions: list[Question] = []
     for path in sorted(folder.glob(f"*_{split}.csv")):
-        questions.extend(_read_csv(path, path.name[: -len(f"_{split}.csv")]))
+        questions.extend(load_file(path))
     return tuple(questions)
 
 
@@ -75,3 +94,42 @@ def shots_by_subject() -> dict[str, tuple[Question, ...]]:
     for q in load("dev"):
         shots.setdefault(q.subject, []).append(q)
     return {s: tuple(qs[:5]) for s, qs in shots.items()}
+
+
+def shots_near(tasks_file: Path, subject: str) -> tuple[Question, ...] | None:
+    """Few-shot examples for a user's ``<subject>_test.csv``: a ``<subject>_dev.csv`` beside it or in
+    ``../dev/`` (``data.tar``'s layout); ``None`` when there is none."""
+    for candidate in (tasks_file.parent / f"{subject}_dev.csv", tasks_file.parent.parent / "dev" / f"{subject}_dev.csv"):
+        if candidate.is_file():
+            return tuple(load_file(candidate)[:5])
+    return None
+
+
+#: Hendrycks et al.'s subject -> category table (hendrycks/test ``categories.py``: subcategories
+#: grouped into STEM, humanities, social sciences and other). AgentTuning's eval_mmlu_hf.py has its
+#: own copy that differs in one subject: it counts ``anatomy`` as STEM (Hendrycks: other / health).
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "STEM": (
+        "abstract_algebra", "astronomy", "college_biology", "college_chemistry", "college_computer_science",
+        "college_mathematics", "college_physics", "computer_security", "conceptual_physics",
+        "electrical_engineering", "elementary_mathematics", "high_school_biology", "high_school_chemistry",
+        "high_school_computer_science", "high_school_mathematics", "high_school_physics",
+        "high_school_statistics", "machine_learning",
+    ),
+    "humanities": (
+        "formal_logic", "high_school_european_history", "high_school_us_history", "high_school_world_history",
+        "international_law", "jurisprudence", "logical_fallacies", "moral_disputes", "moral_scenarios",
+        "philosophy", "prehistory", "professional_law", "world_religions",
+    ),
+    "social sciences": (
+        "econometrics", "high_school_geography", "high_school_government_and_politics",
+        "high_school_macroeconomics", "high_school_microeconomics", "high_school_psychology", "human_sexuality",
+        "professional_psychology", "public_relations", "security_studies", "sociology", "us_foreign_policy",
+    ),
+    "other": (
+        "anatomy", "business_ethics", "clinical_knowledge", "college_medicine", "global_facts", "human_aging",
+        "management", "marketing", "medical_genetics", "miscellaneous", "nutrition", "professional_accounting",
+        "professional_medicine", "virology",
+    ),
+}
+CATEGORY_OF: dict[str, str] = {s: c for c, subjects in CATEGORIES.items() for s in subjects}
