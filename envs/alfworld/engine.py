@@ -13,6 +13,11 @@ string (a pure function of the string, redone for every admissible command on ev
 upstream) memoised and the derivation contexts copied shallowly. Feedback and admissible
 commands are the same strings as upstream (the tests play the same actions side by side).
 
+Wording: ALFWorld 0.4 reworded its games (place command ``move X to Y``, "You arrive at drawer 2.",
+a ``help`` command). :func:`reword` gives a game the wording of alfworld 0.3.x, which AgentBench
+played for the paper, by rewriting those few templates of the game's grammar and domain before
+compiling; the compiled-game cache is keyed by the wording.
+
 Differences in what is computed, none visible in play: the optimised second translation, which
 only TextWorld's re-planner uses, is not made (ALFWorld's env never re-plans); and copies of Fast
 Downward's library are pooled and reused rather than unloaded (see ``_FREE_LIBS``).
@@ -27,6 +32,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import sys
 import tempfile
 import threading
@@ -179,6 +185,69 @@ class FastGrammar(textgen.ContextSensitiveGrammar):
         return "".join(map(str, derived))
 
 
+# ---------------------------------------------------------------- wording
+#: The game wordings ALFWorld has had. The games we load (ALFWorld 0.4's release archive) carry
+#: 0.4's; AgentBench (2023), whose numbers the paper reports and on whose trajectories AgentLM was
+#: trained, played alfworld 0.3.x's.
+WORDINGS = ("alfworld-0.3", "alfworld-0.4")
+PAPER_WORDING = "alfworld-0.3"
+RELEASE_WORDING = "alfworld-0.4"
+
+# What alfworld 0.3.x's grammar and domain (alfworld/data/alfred.twl2 and alfred.pddl of the
+# alfworld 0.3.5 wheel) say where the games of the 0.4 release say otherwise: (0.4 text, 0.3 text).
+# Go-to feedback names the location ("You arrive at loc 5.", which AgentBench's observation cleaning
+# strips) rather than the receptacle; the place command and its feedback say "put ... in/on".
+_GRAMMAR_0_3 = (
+    ('"You arrive at {r.name}. #examineReceptacle.feedback#"', '"You arrive at {lend.name}. #examineReceptacle.feedback#"'),
+    ('"You move the {o.name} to the {r.name}."', '"You put the {o.name} in/on the {r.name}."'),
+    ('template :: "move {o} to {r}";', 'template :: "put {o} in/on {r}";'),
+)
+# 0.3 had no `help` command (grammar action and PDDL operator), and its CleanObject accepted only a
+# SinkBasin (the SinkType alternative is commented out there; no valid_unseen game has a SinkType receptacle).
+_HELP_ACTION = re.compile(r"\n*action help \{.*?\n\}", re.S)
+_HELP_OPERATOR = re.compile(r"\n*\(:action help\b.*?\n\)", re.S)
+_SINK_TYPE = re.compile(r"(?m)^(\s*)\(receptacleType \?r SinkType\)")
+_MOVE_COMMAND = re.compile(r"move (.+?) to (.+)")
+
+
+def check_wording(wording: str) -> str:
+    if wording not in WORDINGS:
+        raise ValueError(f"ALFWorld wording must be one of {list(WORDINGS)} "
+                         f"({PAPER_WORDING!r} is the paper's), not {wording!r}")
+    return wording
+
+
+def reword(game: dict[str, Any], wording: str) -> dict[str, Any]:
+    """A game file's content (``pddl_domain``, ``grammar``, ``walkthrough``, ...) in ``wording``.
+
+    ``"alfworld-0.4"`` is the file as it is; ``"alfworld-0.3"`` rewrites the templates above and
+    maps the walkthrough (:func:`command_in`). A file that already has 0.3's wording passes
+    unchanged; one with neither raises ``ValueError``.
+    """
+    if check_wording(wording) == RELEASE_WORDING:
+        return game
+    grammar = game["grammar"]
+    for new, old in _GRAMMAR_0_3:
+        grammar = grammar.replace(new, old)
+    grammar = _HELP_ACTION.sub("", grammar)
+    if 'template :: "put {o} in/on {r}";' not in grammar or 'template :: "move {o} to {r}";' in grammar:
+        raise ValueError("this ALFWorld game's grammar has neither alfworld 0.3's nor 0.4's place command; "
+                         "play it with wording='alfworld-0.4' (as the file says)")
+    domain = _SINK_TYPE.sub(r"\1;(receptacleType ?r SinkType)", _HELP_OPERATOR.sub("", game["pddl_domain"]))
+    walkthrough = [command_in(c, wording) for c in game.get("walkthrough") or []]
+    return {**game, "grammar": grammar, "pddl_domain": domain, "walkthrough": walkthrough}
+
+
+def command_in(command: str, wording: str) -> str:
+    """A command of the release's games (0.4's wording) as a game in ``wording`` spells it:
+    ``move X to Y`` is ``put X in/on Y`` in 0.3; every other command is the same in both."""
+    if check_wording(wording) == PAPER_WORDING:
+        match = _MOVE_COMMAND.fullmatch(command)
+        if match:
+            return f"put {match.group(1)} in/on {match.group(2)}"
+    return command
+
+
 # ---------------------------------------------------------------- compiled games
 @dataclasses.dataclass
 class CompiledGame:
@@ -203,6 +272,12 @@ class CompiledGame:
         state = dict(self.__dict__)
         state.pop("init_facts", None)
         return state
+
+
+@functools.cache
+def versions() -> dict[str, str]:
+    """The installed engine packages' versions (for provenance): TextWorld, ALFWorld, Fast Downward."""
+    return {p: version(p) for p in ("textworld", "alfworld", "fast-downward-textworld")}
 
 
 def engine_versions() -> str:
@@ -287,21 +362,24 @@ _MEMORY: OrderedDict[str, CompiledGame] = OrderedDict()
 _COMPILE_LOCK = threading.Lock()
 
 
-def compile_game(path: Path, use_disk_cache: bool = True) -> CompiledGame:
-    """The compiled game for ``path``: from memory, else the disk cache, else compiled (and cached)."""
+def compile_game(path: Path, use_disk_cache: bool = True, wording: str = PAPER_WORDING) -> CompiledGame:
+    """The compiled game for ``path`` in ``wording`` (see :func:`reword`): from memory, else the
+    disk cache, else compiled (and cached). The cache key is the game file's sha256, the engine
+    versions and the wording."""
+    check_wording(wording)
     raw = Path(path).read_bytes()
-    key = f"{hashlib.sha256(raw).hexdigest()}-{engine_versions()}"
+    key = f"{hashlib.sha256(raw).hexdigest()}-{engine_versions()}-{wording}"
     with _COMPILE_LOCK:
         game = _MEMORY.get(key)
         if game is None:
-            game = _MEMORY[key] = _load_or_compile(raw, key, use_disk_cache)
+            game = _MEMORY[key] = _load_or_compile(raw, key, use_disk_cache, wording)
             while len(_MEMORY) > MEMORY_GAMES:
                 _MEMORY.popitem(last=False)
         _MEMORY.move_to_end(key)
     return game
 
 
-def _load_or_compile(raw: bytes, key: str, use_disk_cache: bool) -> CompiledGame:
+def _load_or_compile(raw: bytes, key: str, use_disk_cache: bool, wording: str) -> CompiledGame:
     cached = cache_dir() / f"{key}.pkl.z"
     game = None
     if use_disk_cache and cached.exists():
@@ -310,7 +388,7 @@ def _load_or_compile(raw: bytes, key: str, use_disk_cache: bool) -> CompiledGame
         except Exception:  # a truncated or stale file is recompiled, never fatal
             game = None
     if game is None:
-        game = _compile(json.loads(raw), key.split("-", 1)[0])
+        game = _compile(reword(json.loads(raw), wording), key.split("-", 1)[0])
         if use_disk_cache:
             # SAS text is most of it and compresses about 13x: 0.1 MB a game, 3 ms to unpack
             _write_atomically(cached, zlib.compress(pickle.dumps(game, protocol=pickle.HIGHEST_PROTOCOL), 1))
@@ -381,8 +459,9 @@ class AlfredGame(PddlEnv):
         self.downward_lib = _take_lib()
         self._game: CompiledGame | None = None
 
-    def load(self, path: str | Path, use_disk_cache: bool = True) -> None:  # type: ignore[override]
-        game = compile_game(Path(path), use_disk_cache)
+    def load(self, path: str | Path, use_disk_cache: bool = True,  # type: ignore[override]
+             wording: str = PAPER_WORDING) -> None:
+        game = compile_game(Path(path), use_disk_cache, wording)
         self._game = game
         self._game_file = str(path)
         self._game_data = None

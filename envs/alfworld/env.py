@@ -2,10 +2,16 @@
 
 One episode is one game: the agent's reply is parsed for ``ACTION:``, mapped to an admissible
 command as AgentBench does, and played on TextWorld's PDDL engine (invalid commands get
-TextWorld's "Nothing happens."). Score 1 when the game is won, else 0; the metric is the success
-rate. 35 replies at most; more than 3 replies whose last 3 are identical end the episode as a
-failure (checked before the win, as upstream). ``info["admissible_actions"]`` has the engine's
-admissible commands (AgentBench never shows them to the agent: its prompt has no list).
+TextWorld's "Nothing happens."). Score 1 when the game is won (``end_reason`` "goal_reached"),
+else 0; the metric is the success rate. 35 replies at most; more than 3 replies whose last 3 are
+identical end the episode as a failure ("repeated_action", checked before the win, as upstream).
+``info["admissible_actions"]`` has the engine's admissible commands (AgentBench never shows them
+to the agent: its prompt has no list). AgentBench sent no system message; greedy, 128 new tokens.
+
+Option ``wording``: ``"alfworld-0.3"`` (default, the paper's: ``put X in/on Y``, go-to feedback
+"You arrive at loc N." which the observation cleaning strips, no ``help``) or ``"alfworld-0.4"``
+(the release's games as they are: ``move X to Y``, "You arrive at drawer 2." left in). See
+:func:`.engine.reword`.
 
 Differences from upstream, on purpose: resets use games compiled once and cached on disk (see
 :mod:`.engine`), with the same observations; an episode whose engine fails ends with status
@@ -17,22 +23,29 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
-from agent_gym.core import Begin, Outcome, TextEnv
+from agent_gym.core import GOAL_REACHED, REPEATED_ACTION, TASK_FAILED, Begin, Outcome, TextEnv
 from agent_gym.envs.alfworld import data, prompt
 
 
 class AlfworldEnv(TextEnv):
     task_name = "alfworld"
-    splits = ("test",) + data.FOLDER_SPLITS
+    splits = data.SPLITS
     max_turns = 35
     invalid_action_message = "Nothing happens."
+    # AgentBench.old's harness: no system message, greedy decoding, 128 new tokens.
+    system_prompt: ClassVar[str | None] = ""
+    decoding: ClassVar[dict[str, Any]] = {"max_new_tokens": 128, "temperature": 0.0}
+    paper_options: ClassVar[dict[str, Any]] = {"wording": "alfworld-0.3"}
 
-    def __init__(self, split: str | None = None, render_mode: str | None = None, use_disk_cache: bool = True):
-        super().__init__(split=split, render_mode=render_mode)
+    def __init__(self, split: str | None = None, render_mode: str | None = None,
+                 tasks_file: str | Path | None = None, wording: str = "alfworld-0.3", use_disk_cache: bool = True):
         from agent_gym.envs.alfworld import engine  # needs the alfworld extra; fail at construction, clearly
 
+        self.wording = engine.check_wording(wording)
+        super().__init__(split=split, render_mode=render_mode, tasks_file=tasks_file)
         self._engine_module = engine
         self._game = engine.AlfredGame()
         self._use_disk_cache = use_disk_cache
@@ -44,6 +57,17 @@ class AlfworldEnv(TextEnv):
     @classmethod
     def load_tasks(cls, split: str) -> Sequence[data.Game]:
         return data.load(split)
+
+    @classmethod
+    def load_tasks_file(cls, path: Path) -> Sequence[data.Game]:
+        """A game list in AgentBench's format (see :func:`.data.load_file`)."""
+        return data.load_file(path)
+
+    def engine_info(self) -> dict[str, str]:
+        return dict(self._engine_module.versions())
+
+    def options(self) -> dict[str, Any]:
+        return {"wording": self.wording}
 
     @classmethod
     def engine_status(cls) -> str:
@@ -58,7 +82,7 @@ class AlfworldEnv(TextEnv):
     def _begin(self, task: data.Game) -> Begin:
         if self._examples is None:
             self._examples = data.react_examples()
-        self._game.load(task.path, use_disk_cache=self._use_disk_cache)
+        self._game.load(task.path, use_disk_cache=self._use_disk_cache, wording=self.wording)
         state = self._game.reset()
         self._replies, self._reached = [], 0
         self._admissible = list(state["admissible_commands"])
@@ -78,10 +102,9 @@ class AlfworldEnv(TextEnv):
         self._admissible = list(state["admissible_commands"])
         reached, total = self._engine_module.subgoals_reached(self.task.task_type, self.task.targets, state["_facts"], won)
         self._reached = max(self._reached, reached)
-        extra: dict[str, Any] = {"command": command}
+        end_reason = (GOAL_REACHED if won else TASK_FAILED) if done else None
         if prompt.repeated(self._replies):
-            done, won = True, False
-            extra["end_reason"] = "repeated_reply"
+            done, won, end_reason = True, False, REPEATED_ACTION
         return Outcome(
             observation=prompt.observation(state.feedback),
             score=1.0 if won else 0.0,
@@ -90,11 +113,12 @@ class AlfworldEnv(TextEnv):
             success=won,
             progress=1.0 if won else self._reached / total,
             admissible_actions=list(self._admissible),
-            extra=extra,
+            end_reason=end_reason,
+            extra={"command": command},
         )
 
     def expert_replies(self, task: data.Game) -> list[str]:
-        return [prompt.expert_reply(c) for c in data.walkthrough(task)]
+        return [prompt.expert_reply(self._engine_module.command_in(c, self.wording)) for c in data.walkthrough(task)]
 
     @classmethod
     def summarize(cls, trajectories: Sequence[Any]) -> dict[str, float]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import gymnasium as gym
 import pytest
@@ -20,13 +23,27 @@ from agent_gym.testing import need_data
 pytest.importorskip("textworld", reason="the alfworld extra is not installed: pip install 'agent-gym[alfworld]'")
 gym.register_envs(agent_gym)
 ENV_ID = "AgentTuning/Alfworld-v0"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "alfworld"
+TEST_GAME_0 = "pick_and_place_simple-Pencil-None-Shelf-308/trial_T20190908_121952_610012"
+
+
+def make(**kwargs):
+    need_data("alfworld")
+    need_data("alfworld-agentbench")
+    return gym.make(ENV_ID, **kwargs)
 
 
 @pytest.fixture
 def alf():
-    need_data("alfworld")
-    need_data("alfworld-agentbench")
-    env = gym.make(ENV_ID)
+    env = make()
+    yield env
+    env.close()
+
+
+@pytest.fixture
+def alf04():
+    """The release's own wording (alfworld 0.4), as ALFWorld's env plays the games."""
+    env = make(wording="alfworld-0.4")
     yield env
     env.close()
 
@@ -127,6 +144,7 @@ def test_expert_wins_with_rising_progress_and_one_reward(alf):
         progress.append(info["progress"])
         total += reward
     assert terminated and not truncated and info["success"] and info["status"] == "completed" and total == 1.0
+    assert info["end_reason"] == "goal_reached"
     assert progress == sorted(progress) and progress[-1] == 1.0
     assert {0.5, 0.75} <= set(progress), f"picked (2/4) and heated (3/4) sub-goals should show: {progress}"
 
@@ -146,7 +164,7 @@ def test_the_same_reply_four_times_ends_the_episode_as_a_failure(alf):
     results = [alf.step("ACTION: look") for _ in range(4)]
     assert not any(r[2] for r in results[:3])
     obs, reward, terminated, truncated, info = results[3]
-    assert terminated and not info["success"] and info["end_reason"] == "repeated_reply" and reward == 0.0
+    assert terminated and not info["success"] and info["end_reason"] == "repeated_action" and reward == 0.0
 
 
 def test_35_replies_without_winning_truncate(alf):
@@ -154,6 +172,7 @@ def test_35_replies_without_winning_truncate(alf):
     for i in range(35):
         obs, reward, terminated, truncated, info = alf.step(f"ACTION: examine thing {i % 2}")
     assert truncated and not terminated and info["status"] == "task_limit_reached" and info["turn"] == 35
+    assert info["end_reason"] == "round_limit"
 
 
 def test_summary_is_the_success_rate_without_errored_games():
@@ -184,31 +203,216 @@ def test_concurrent_episodes_in_threads_play_correctly(tmp_path):
         [t.error for t in result.trajectories if t.error]
 
 
+# ----------------------------------------------------------------- the paper's wording (alfworld 0.3.x)
+def test_paper_wording_go_to_feedback_loses_the_arrival_sentence_on_test_game_0(alf):
+    obs, info = alf.reset(options={"task": 0})
+    assert info["task_id"] == TEST_GAME_0 and "help" not in info["admissible_actions"]
+    obs, *_ = alf.step("ACTION: go to drawer 2")
+    assert obs == "On the drawer 2, you see nothing."
+
+
+def test_paper_wording_place_command_and_its_feedback_on_test_game_0(alf):
+    alf.reset(options={"task": 0})
+    for reply in ["ACTION: go to desk 2", "ACTION: take pencil 2 from desk 2", "ACTION: go to shelf 5"]:
+        obs, reward, terminated, truncated, info = alf.step(reply)
+    assert "put pencil 2 in/on shelf 5" in info["admissible_actions"]
+    assert not any(c.startswith("move ") for c in info["admissible_actions"])
+    obs, reward, terminated, truncated, info = alf.step("THOUGHT: done.\n ACTION: put pencil 2 in/on shelf 5\n")
+    assert obs == "You put the pencil 2 in/on the shelf 5."
+    assert terminated and reward == 1.0 and info["success"] and info["end_reason"] == "goal_reached"
+
+
+def test_release_wording_is_an_option(alf04):
+    obs, info = alf04.reset(options={"task": 0})
+    assert "help" in info["admissible_actions"]
+    obs, *_ = alf04.step("ACTION: go to drawer 2")
+    assert obs == "You arrive at drawer 2. On the drawer 2, you see nothing."
+    for reply in ["ACTION: go to desk 2", "ACTION: take pencil 2 from desk 2", "ACTION: go to shelf 5"]:
+        obs, reward, terminated, truncated, info = alf04.step(reply)
+    assert "move pencil 2 to shelf 5" in info["admissible_actions"]
+    obs, reward, terminated, truncated, info = alf04.step("ACTION: move pencil 2 to shelf 5")
+    assert obs == "You move the pencil 2 to the shelf 5." and info["success"]
+    assert info["provenance"]["options"] == {"wording": "alfworld-0.4"}
+    assert info["provenance"]["paper_options"] == {"wording": "alfworld-0.3"}
+
+
+def test_reword_rewrites_the_few_templates_and_the_walkthrough_and_nothing_else():
+    from agent_gym.envs.alfworld import engine
+
+    need_data("alfworld-agentbench")
+    need_data("alfworld")
+    game = json.loads(data.load("test")[0].path.read_text())
+    old = engine.reword(game, "alfworld-0.3")
+    assert engine.reword(game, "alfworld-0.4") is game
+    assert old["walkthrough"] == ["go to desk 2", "take pencil 2 from desk 2", "go to shelf 5", "put pencil 2 in/on shelf 5"]
+    assert old["grammar"].count('template :: "put {o} in/on {r}";') == 2 and "move {o} to {r}" not in old["grammar"]
+    assert '"You arrive at {lend.name}. #examineReceptacle.feedback#"' in old["grammar"]
+    assert '"You put the {o.name} in/on the {r.name}."' in old["grammar"]
+    assert "action help" not in old["grammar"] and "(:action help" not in old["pddl_domain"]
+    assert ";(receptacleType ?r SinkType)" in old["pddl_domain"]
+    assert old["pddl_problem"] == game["pddl_problem"]
+    assert engine.reword(old, "alfworld-0.3") == old, "a game already in 0.3's wording is left as it is"
+    with pytest.raises(ValueError, match="wording"):
+        engine.reword({**game, "grammar": game["grammar"].replace("move {o} to {r}", "drop {o} on {r}")}, "alfworld-0.3")
+    with pytest.raises(ValueError, match="alfworld-0.3"):
+        make(wording="alfworld-0.2")
+    assert engine.command_in("move potato 1 to countertop 2", "alfworld-0.3") == "put potato 1 in/on countertop 2"
+    assert engine.command_in("move potato 1 to countertop 2", "alfworld-0.4") == "move potato 1 to countertop 2"
+    assert engine.command_in("go to toaster 1", "alfworld-0.3") == "go to toaster 1"
+
+
+def test_held_in_protocol_hints_and_provenance(alf):
+    obs, info = alf.reset(options={"task": 0})
+    assert info["system_prompt"] == "" and info["max_new_tokens"] == 128 and info["temperature"] == 0.0
+    assert info["end_reason"] is None
+    prov = info["provenance"]
+    assert prov["options"] == prov["paper_options"] == {"wording": "alfworld-0.3"}
+    from importlib.metadata import version
+
+    assert prov["engine"]["textworld"] == version("textworld") and prov["engine"]["alfworld"] == version("alfworld")
+
+
+# ----------------------------------------------------------------- splits and your own game lists
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    """A data directory with the real valid_unseen games and AgentBench files, and the fixture lists
+    as AgentBench's dev list and training pool (the upstream files are not in the test data)."""
+    need_data("alfworld")
+    need_data("alfworld-agentbench")
+    real_alf, real_ab = data.DATASET.path(), data.AGENTBENCH_DATASET.path()
+    alf, ab = tmp_path / "alfworld", tmp_path / "agentbench"
+    (alf / "json_2.1.1").mkdir(parents=True)
+    (alf / "json_2.1.1" / "valid_unseen").symlink_to(real_alf / "json_2.1.1" / "valid_unseen")
+    (alf / "logic").symlink_to(real_alf / "logic")
+    (ab / "data" / "alfworld").mkdir(parents=True)
+    (ab / data.TEST_LIST).symlink_to(real_ab / data.TEST_LIST)
+    (ab / "alfworld_prompts").symlink_to(real_ab / "alfworld_prompts")
+    monkeypatch.setenv("AGENT_GYM_DATA", str(tmp_path))
+    return tmp_path
+
+
+def test_dev_split_reads_agentbenchs_dev_list_and_names_the_fetch_command_when_absent(data_dir):
+    with pytest.raises(DataMissingError, match="agent-gym data fetch alfworld-agentbench"):
+        data.load("dev")
+    shutil.copy(FIXTURES / "dev.json", data_dir / "agentbench" / data.DEV_LIST)
+    games = data.load("dev")
+    assert [g.id for g in games] == [
+        "pick_and_place_simple-Mug-None-Desk-308/trial_T20190908_125200_737896",
+        "look_at_obj_in_light-AlarmClock-None-DeskLamp-308/trial_T20190908_222917_366542",
+        "pick_two_obj_and_place-CD-None-Safe-308/trial_T20190907_051013_060265",
+    ]
+    env = gym.make(ENV_ID, split="dev")
+    try:
+        obs, info = env.reset(options={"task": 2})
+        assert obs.endswith("Your task is to: find two cd and put them in safe.") and info["provenance"]["split"] == "dev"
+        for reply in env.unwrapped.expert_replies(games[2]):
+            obs, reward, terminated, truncated, info = env.step(reply)
+        assert info["success"] and info["end_reason"] == "goal_reached"
+    finally:
+        env.close()
+
+
+def test_train_split_is_agentbenchs_training_pool_and_says_no_data_without_the_train_games(data_dir):
+    with pytest.raises(DataMissingError, match="agent-gym data fetch alfworld-agentbench"):
+        data.load("train")
+    shutil.copytree(FIXTURES, data_dir / "agentbench" / "extra_main_branch", dirs_exist_ok=True)
+    (data_dir / "agentbench" / "extra_main_branch" / "train_valid.json").rename(data_dir / "agentbench" / data.TRAIN_LIST)
+    with pytest.raises(DataMissingError, match="agent-gym data fetch alfworld"):
+        data.load("train")
+    out = subprocess.run([sys.executable, "-m", "agent_gym.cli", "list", "--json"], capture_output=True, text=True,
+                         env=dict(os.environ))
+    if out.returncode == 0:  # the listing says so too
+        (row,) = [r for r in json.loads(out.stdout) if r["id"] == ENV_ID]
+        assert row["tasks"]["train"] == "no data" and row["tasks"]["test"] == 50
+    listing = json.loads((data_dir / "agentbench" / data.TRAIN_LIST).read_text())
+    for rel in (r for rels in listing.values() for r in rels):  # the release's train games, played from copies
+        target = data_dir / "alfworld" / rel
+        target.parent.mkdir(parents=True)
+        shutil.copy(data.DATASET.path().parent / "alfworld" / rel.replace("/train/", "/valid_unseen/"), target)
+    games = data.load("train")
+    assert [g.task_type for g in games] == ["pick_and_place_simple", "pick_heat_then_place_in_recep"]
+    assert all("/json_2.1.1/train/" in str(g.path) for g in games)
+    env = gym.make(ENV_ID, split="train")
+    try:
+        env.reset(options={"task": 1})
+        for reply in env.unwrapped.expert_replies(games[1]):
+            obs, reward, terminated, truncated, info = env.step(reply)
+        assert info["success"]
+    finally:
+        env.close()
+
+
+def test_a_users_game_list_in_agentbenchs_format_is_a_tasks_file(tmp_path):
+    need_data("alfworld")
+    need_data("alfworld-agentbench")
+    listing = json.loads((FIXTURES / "dev.json").read_text())
+    listing["look_at_obj"] = [str(data.DATASET.path() / listing["look_at_obj"][0])]  # absolute paths stay as they are
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(listing))
+    env = make(tasks_file=path)
+    try:
+        assert [g.task_type for g in env.unwrapped.tasks()] == [
+            "pick_and_place_simple", "look_at_obj_in_light", "pick_two_obj_and_place"]
+        obs, info = env.reset(options={"task": 1})
+        assert info["task_id"] == "look_at_obj_in_light-AlarmClock-None-DeskLamp-308/trial_T20190908_222917_366542"
+        assert info["provenance"]["split"] == "custom"
+        assert info["provenance"]["tasks_file"] == {"path": str(path.resolve()),
+                                                   "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    finally:
+        env.close()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"put": "not a list of paths", "x": [3]}))
+    with pytest.raises(ValueError, match="AgentBench's format"):
+        data.load_file(bad)
+    gone = tmp_path / "gone.json"
+    gone.write_text(json.dumps({"put": ["json_2.1.1/valid_unseen/nope/trial_x/game.tw-pddl"]}))
+    with pytest.raises(DataMissingError, match="1 of the 1 ALFWorld games listed"):
+        data.load_file(gone)
+
+
+def test_dev_list_of_agentbench_when_present_is_its_20_valid_unseen_games():
+    need_data("alfworld")
+    if not (data.AGENTBENCH_DATASET.path() / data.DEV_LIST).exists():
+        pytest.skip("AgentBench's dev list is not in the data directory: `agent-gym data fetch alfworld-agentbench`")
+    games = data.load("dev")
+    assert len(games) == 20 and all("/valid_unseen/" in str(g.path) for g in games)
+
+
 # ----------------------------------------------------------------- the compiled-game cache
-def test_a_game_compiled_in_one_process_plays_the_same_in_another(tmp_path):
+def test_a_game_compiled_in_one_process_plays_the_same_in_another_and_the_cache_is_keyed_by_wording(tmp_path):
+    from agent_gym.envs.alfworld import engine
+
     need_data("alfworld")
     game = data.load("valid_unseen")[7]
     code = (
         "import sys, json; from agent_gym.envs.alfworld import engine\n"
-        "g = engine.AlfredGame(); g.load(sys.argv[1]); s = g.reset(); out = [s.feedback, s['admissible_commands']]\n"
-        "for c in json.loads(sys.argv[2]): s, r, d = g.step(c); out.append([s.feedback, r, d, s['admissible_commands']])\n"
+        "w = sys.argv[3]; g = engine.AlfredGame(); g.load(sys.argv[1], wording=w); s = g.reset()\n"
+        "out = [s.feedback, s['admissible_commands']]\n"
+        "for c in json.loads(sys.argv[2]):\n"
+        "    s, r, d = g.step(engine.command_in(c, w)); out.append([s.feedback, r, d, s['admissible_commands']])\n"
         "print(json.dumps(out))\n"
     )
     commands = json.dumps(data.walkthrough(game) + ["look"])
     env = dict(os.environ, AGENT_GYM_ALFWORLD_CACHE=str(tmp_path))
 
-    def run():
-        out = subprocess.run([sys.executable, "-c", code, str(game.path), commands], env=env,
+    def run(wording):
+        out = subprocess.run([sys.executable, "-c", code, str(game.path), commands, wording], env=env,
                              capture_output=True, text=True, check=True)
         return json.loads(out.stdout)
 
-    cold = run()
-    (cached,) = tmp_path.glob("*.pkl.z")
-    assert cached.name.startswith(__import__("hashlib").sha256(game.path.read_bytes()).hexdigest())
-    assert run() == cold, "a warm (unpickled) game must play exactly like a freshly compiled one"
-    cached.write_bytes(b"corrupt")
-    assert run() == cold, "a corrupt cache file is recompiled"
-    assert any(step[2] for step in cold[2:]), "the walkthrough wins"
+    cold = {w: run(w) for w in engine.WORDINGS}
+    sha = hashlib.sha256(game.path.read_bytes()).hexdigest()
+    cached = {w: next(tmp_path.glob(f"{sha}-*-{w}.pkl.z")) for w in engine.WORDINGS}
+    assert len(set(tmp_path.glob("*.pkl.z"))) == 2, "one compiled game per wording"
+    for wording in engine.WORDINGS:
+        assert run(wording) == cold[wording], "a warm (unpickled) game must play exactly like a freshly compiled one"
+        cached[wording].write_bytes(b"corrupt")
+        assert run(wording) == cold[wording], "a corrupt cache file is recompiled"
+        assert any(step[2] for step in cold[wording][2:]), "the walkthrough wins"
+    commands_seen = {w: {c for step in cold[w] for c in step[-1]} for w in engine.WORDINGS}
+    assert not any(c.startswith("move ") for c in commands_seen["alfworld-0.3"])
+    assert any(" in/on " in c for c in commands_seen["alfworld-0.3"])
+    assert not any(" in/on " in c for c in commands_seen["alfworld-0.4"])
 
 
 # ----------------------------------------------------------------- side by side with upstream
@@ -225,9 +429,10 @@ def _upstream_env(game_file: str):
 
 
 @pytest.mark.parametrize("task_type", sorted({k for k, _ in prompt.EXAMPLE_KEYS}))
-def test_observations_and_rewards_equal_alfworlds_own_env(alf, task_type):
-    """The same replies through our env and through ALFWorld's env with AgentBench's loop give the
-    same observations, admissible commands, rewards and ends."""
+def test_observations_and_rewards_equal_alfworlds_own_env(alf04, task_type):
+    """The same replies through our env (the release's wording) and through ALFWorld's env with
+    AgentBench's loop give the same observations, admissible commands, rewards and ends."""
+    alf = alf04
     game = next(g for g in alf.unwrapped.tasks() if g.id.startswith(task_type))
     upstream = _upstream_env(str(game.path))
     try:
@@ -258,7 +463,8 @@ def test_observations_and_rewards_equal_alfworlds_own_env(alf, task_type):
 
 # ----------------------------------------------------------------- the expert on every game
 @pytest.mark.slow
-def test_expert_wins_all_134_valid_unseen_games_through_gym_make(tmp_path):
+@pytest.mark.parametrize("wording", ["alfworld-0.3", "alfworld-0.4"])
+def test_expert_wins_all_134_valid_unseen_games_through_gym_make(tmp_path, wording):
     """The expert through the rollout pipeline (gym.make, two threads), then the task's metric."""
     from agent_gym.metrics import report_rows
     from agent_gym.rollout import plan, rollout
@@ -266,7 +472,8 @@ def test_expert_wins_all_134_valid_unseen_games_through_gym_make(tmp_path):
     need_data("alfworld")
     need_data("alfworld-agentbench")
     out = tmp_path / "expert.jsonl"
-    result = rollout(plan([ENV_ID], split="valid_unseen"), "expert", output=out, concurrency=2, progress=False)
+    result = rollout(plan([ENV_ID], split="valid_unseen"), "expert", output=out, concurrency=2, progress=False,
+                     env_kwargs={"wording": wording})
     assert len(result.trajectories) == 134
     failures = [(t.task_id, t.status, t.error or (t.steps[-1].observation if t.steps else ""))
                 for t in result.trajectories
