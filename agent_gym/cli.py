@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from agent_gym import data as data_layer
+
+# Exit statuses of `agent-gym` (documented in --help and the README).
+EXIT_OK = 0            # done; every episode of a run ended without error
+EXIT_ERRORS = 1        # a run finished but some episodes ended in error (resume plays them again); a fetch failed
+EXIT_SETUP = 2         # bad input or a setup that cannot work (unknown env / task / split / option, policy not
+                       # buildable: model missing, server unreachable); nothing was played
+EXIT_INTERRUPTED = 130  # stopped by Ctrl-C; the finished episodes are kept
+
+EXIT_CODES_HELP = """exit status:
+  0    done; every episode of a run ended without error
+  1    a run finished with episodes in error (the count and first cause are printed; resuming
+       with the same -o plays them again), or a download failed
+  2    bad input or a setup that cannot work (unknown env, task, split, option or backend; a
+       policy that cannot be built: model missing, server unreachable); nothing was played
+  130  stopped by Ctrl-C; finished episodes are kept, resume with the same -o"""
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -20,6 +36,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for e in entries():
         cls = env_class(e.id)
         present = data_layer.dataset(e.dataset).is_present() if e.dataset else True
+        # "modified": an edited copy (import --no-verify, or a file unlike its sha256): scores are not the paper's data
+        state = data_layer.dataset_state(e.dataset)["state"] if present and e.dataset else None
         counts = {}
         if present:
             for sp in cls.splits:
@@ -34,7 +52,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
         except Exception as exc:  # noqa: BLE001
             engine = f"error: {exc}"
         rows.append({"id": e.id, "suite": e.suite, "max_steps": e.max_episode_steps, "dataset": e.dataset,
-                     "data": "present" if present else "missing", "tasks": counts,
+                     "data": ("modified" if state == "modified" else "present") if present else "missing",
+                     "data_state": state, "tasks": counts,
                      "engine": engine})
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -108,24 +127,62 @@ def _parse_value(v: str) -> Any:
 def _cmd_run(args: argparse.Namespace) -> int:
     from agent_gym.metrics import format_table, report_rows
     from agent_gym.registration import resolve_ids
-    from agent_gym.rollout import plan, rollout
+    from agent_gym.rollout import check_env_kwargs, plan, rollout
 
+    # every check that can fail on bad input runs here, before any env, model or episode
     env_ids = resolve_ids(args.envs)
-    tasks = args.task or None
-    episodes = plan(env_ids, episodes=args.episodes, split=args.split, repeats=args.repeats, seed=args.seed,
-                    sample=args.sample, tasks=tasks)
-    output = Path(args.output) if args.output else Path("runs") / time.strftime("run-%Y%m%d-%H%M%S.jsonl", time.gmtime())
     env_kwargs = {k.replace("-", "_"): _parse_value(v) for k, _, v in (a.partition("=") for a in args.env_arg)}
+    for env_id in env_ids:
+        check_env_kwargs(env_id, env_kwargs)
+    if args.backend is not None:
+        from agent_gym.policies.backend import BACKENDS
+
+        if args.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {args.backend!r}; known: {', '.join(BACKENDS)}")
+    tasks_file = env_kwargs.get("tasks_file")
+    if tasks_file is not None and args.split is not None:
+        raise ValueError("--split and --env-arg tasks_file=... exclude each other (a tasks_file is its own split)")
+    episodes = plan(env_ids, episodes=args.episodes, split=args.split, repeats=args.repeats, seed=args.seed,
+                    sample=args.sample, tasks=args.task or None, tasks_file=tasks_file)
+    output = Path(args.output) if args.output else Path("runs") / time.strftime("run-%Y%m%d-%H%M%S.jsonl", time.gmtime())
+    resume = _resume_command(args.argv, output)
+    if not args.output:
+        print(f"agent-gym: recording to {output}; to resume this run: {resume}", file=sys.stderr)
     result = rollout(episodes, args.policy, output=output, concurrency=args.concurrency,
-                     policy_options=_policy_options(args), env_kwargs=env_kwargs, progress=not args.no_progress)
-    errors = [t for t in result.trajectories if t.status == "error"]
-    print(f"{len(result.trajectories)} episodes in {result.seconds:.1f}s "
+                     policy_options=_policy_options(args), env_kwargs=env_kwargs, progress=not args.no_progress,
+                     retry_errors=not args.no_retry_errors)
+    if result.interrupted:
+        print(f"agent-gym: stopped: {len(result.trajectories)} episodes finished and kept in {output}, "
+              f"{result.abandoned} cancelled; to resume: {resume}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    retried = f", {result.retried} of them errors played again" if result.retried else ""
+    print(f"{len(result.trajectories)} episodes in {result.seconds:.1f}s{retried} "
           f"({result.skipped} already in {output}); trajectories: {output}", file=sys.stderr)
+    print(format_table(report_rows([output])))
+    errors = result.errors
     if errors:
         first = (errors[0].error or "").strip().splitlines()
-        print(f"{len(errors)} episodes ended in error; first: {first[-1] if first else '?'}", file=sys.stderr)
-    print(format_table(report_rows([output])))
-    return 0
+        kept = f" ({len(result.kept_errors)} kept from before by --no-retry-errors)" if result.kept_errors else ""
+        print(f"agent-gym: {len(errors)} episodes ended in error{kept}; first: {first[-1] if first else '?'}; "
+              f"fix the cause and resume (errors are played again): {resume}", file=sys.stderr)
+        return EXIT_ERRORS
+    return EXIT_OK
+
+
+def _resume_command(argv: list[str], output: Path) -> str:
+    """The command line that resumes this run: the same arguments, with ``-o`` naming the file."""
+    rest, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in ("-o", "--output"):
+            skip = True
+            continue
+        if a.startswith("--output=") or (a.startswith("-o") and len(a) > 2):
+            continue
+        rest.append(a)
+    return shlex.join(["agent-gym", *rest, "-o", str(output)])
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -145,10 +202,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from agent_gym.export import select, write_agentinstruct
     from agent_gym.metrics import load_runs
 
-    trajs = [t for ts in load_runs(args.files).values() for t in ts]
+    stats: dict[str, int] = {}
+    trajs = [t for ts in load_runs(args.files, stats).values() for t in ts]
     kept = list(select(trajs, args.min_score))
     n = write_agentinstruct(kept, args.output)
-    print(f"kept {n} of {len(trajs)} trajectories -> {args.output}")
+    superseded = f" ({stats['superseded']} older records superseded by newer ones left out)" if stats["superseded"] else ""
+    print(f"kept {n} of {len(trajs)} trajectories -> {args.output}{superseded}")
     return 0
 
 
@@ -161,8 +220,22 @@ def _cmd_serve(args: argparse.Namespace, rest: list[str]) -> int:
     return serve.main(rest)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="agent-gym", description="The AgentTuning agent tasks as Gymnasium text envs.")
+    from agent_gym import __version__
+
+    p = argparse.ArgumentParser(prog="agent-gym", description="The AgentTuning agent tasks as Gymnasium text envs.",
+                                epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"agent-gym {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("list", help="env ids, task counts, splits, data and engine status")
@@ -181,17 +254,22 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--no-verify", action="store_true",
                    help="take a deliberately edited copy whose sha256 differs; marked 'modified' in list and trajectories")
 
-    s = sub.add_parser("run", help="play episodes with a policy; append trajectories to a JSONL file (resumable)")
+    s = sub.add_parser("run", help="play episodes with a policy; append trajectories to a JSONL file (resumable)",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("envs", nargs="+", help="env ids, short names (gsm8k) or suites (general, held-in, held-out, all)")
-    s.add_argument("--policy", default="react", help="react (default), expert, random, human, ...")
-    s.add_argument("--episodes", "-n", type=int, default=None, help="episodes per env (default: the whole split)")
+    s.add_argument("--policy", default="react",
+                   help="react (default), expert, random, human, or your own as module:factory")
+    s.add_argument("--episodes", "-n", type=_positive_int, default=None, help="episodes per env (default: the whole split)")
     s.add_argument("--task", action="append", default=[], help="a task id to play (repeatable)")
     s.add_argument("--split", default=None)
-    s.add_argument("--repeats", type=int, default=1)
+    s.add_argument("--repeats", type=_positive_int, default=1)
     s.add_argument("--sample", action="store_true", help="a seeded random sample of tasks instead of the first N")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--concurrency", "-c", type=int, default=1)
-    s.add_argument("--output", "-o", default=None, help="JSONL file; an existing one is resumed")
+    s.add_argument("--concurrency", "-c", type=_positive_int, default=1)
+    s.add_argument("--output", "-o", default=None,
+                   help="JSONL file; an existing one is resumed (default: a new file under runs/, named when the run starts)")
+    s.add_argument("--no-retry-errors", action="store_true",
+                   help="on resume, keep episodes recorded as error instead of playing them again")
     s.add_argument("--backend", default=None, help="LLM backend: local (default), tgi, openai")
     s.add_argument("--model", default=None, help="model id or path (default: the bundled SmolLM2-135M-Instruct)")
     s.add_argument("--url", default=None, help="server URL for the tgi / openai backends")
@@ -199,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-new-tokens", type=int, default=None)
     s.add_argument("--chat-template", default=None, help="llama2 or auto (the tokenizer's own)")
     s.add_argument("--policy-arg", action="append", default=[], metavar="KEY=VALUE", help="extra policy option")
-    s.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="gym.make keyword")
+    s.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="gym.make keyword (checked against the env's options), e.g. tasks_file=PATH for your own tasks")
     s.add_argument("--no-progress", action="store_true")
 
     s = sub.add_parser("report", help="the per-env metric table of run files")
@@ -222,14 +301,24 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:
         return _cmd_serve(argparse.Namespace(), argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not argv:
+        parser.print_help()
+        return EXIT_OK
+    args = parser.parse_args(argv)
+    args.argv = argv
+    from agent_gym.rollout import RunSetupError
+
     handlers = {"list": _cmd_list, "data": _cmd_data, "run": _cmd_run, "report": _cmd_report, "export": _cmd_export}
     try:
         return handlers[args.cmd](args)
-    except (KeyError, FileNotFoundError, ValueError) as exc:
+    except (KeyError, FileNotFoundError, ValueError, RunSetupError, NotImplementedError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"agent-gym: error: {msg}", file=sys.stderr)
-        return 2
+        return EXIT_SETUP
+    except KeyboardInterrupt:  # outside a rollout (which handles Ctrl-C itself): loading, listing
+        print("agent-gym: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent_gym.trajectory import Trajectory, read_jsonl
+from agent_gym import paper
+from agent_gym.trajectory import Trajectory, newest, read_jsonl
 
 
 def default_summary(trajs: Sequence[Trajectory]) -> dict[str, float]:
@@ -38,21 +39,22 @@ def group_means(trajs: Iterable[Trajectory], key: Callable[[Trajectory], str]) -
     return {k: sum(v) / len(v) for k, v in groups.items()}
 
 
-def load_runs(paths: Iterable[str | Path]) -> dict[tuple[str, str], list[Trajectory]]:
+def load_runs(paths: Iterable[str | Path], stats: dict[str, int] | None = None) -> dict[tuple[str, str], list[Trajectory]]:
     """Trajectories of run files by (env id, agent), where the agent is "policy" or
-    "policy:model"; an episode recorded twice for the same agent counts once (the last)."""
-    by_key: dict[tuple[str, str, str], Trajectory] = {}
-    for p in paths:
-        for t in read_jsonl(p):
-            by_key[(t.env_id, agent_name(t), t.episode_id)] = t
+    "policy:model". Files are append-only: an episode recorded more than once for the same agent
+    (an error played again on resume) counts once, by its newest record; ``stats["superseded"]``
+    gets how many older records were left out, per (env id, agent) under ``stats[(env, agent)]``."""
+    latest, superseded = newest(t for p in paths for t in read_jsonl(p))
     out: dict[tuple[str, str], list[Trajectory]] = defaultdict(list)
-    for (env_id, agent, _), t in by_key.items():
-        out[(env_id, agent)].append(t)
+    for t in latest:
+        out[(t.env_id, t.agent)].append(t)
+    if stats is not None:
+        stats["superseded"] = superseded
     return dict(out)
 
 
 def agent_name(t: Trajectory) -> str:
-    return f"{t.policy}:{t.model}" if t.model else t.policy
+    return t.agent
 
 
 def summarize(env_id: str, trajs: Sequence[Trajectory]) -> dict[str, float]:
@@ -70,26 +72,91 @@ def summarize(env_id: str, trajs: Sequence[Trajectory]) -> dict[str, float]:
 
 
 def report_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """One row per (env, agent): the env's summary (``score`` 0..1, ...), ``errors``, the paper's
+    AgentLM scores for the task (``paper``, percent), the protocol options the episodes ran with
+    (``options``) and those that differ from the paper's (``options_differ``: ``{key: [ours,
+    paper]}``), the dataset's checksum state (``data``), and ``superseded`` (older records of
+    episodes played again, left out; the same number on every row)."""
+    from agent_gym.rollout import env_class
+
+    stats: dict[str, int] = {}
+    groups = load_runs(paths, stats)
     rows = []
-    for (env_id, agent), trajs in sorted(load_runs(paths).items()):
+    for (env_id, agent), trajs in sorted(groups.items()):
         summary = summarize(env_id, trajs)
-        errors = sum(t.status == "error" for t in trajs)
-        rows.append({"env": env_id, "policy": agent, "errors": errors, **summary})
+        try:
+            task = getattr(env_class(env_id), "task_name", "")
+        except Exception:  # noqa: BLE001 - an env this install lacks still gets its row
+            task = ""
+        options, differ = _options(trajs)
+        rows.append({"env": env_id, "policy": agent, "errors": sum(t.status == "error" for t in trajs), **summary,
+                     "paper": paper.scores(task, paper.AGENTLM), "options": options, "options_differ": differ,
+                     "data": _data_states(trajs), "superseded": stats.get("superseded", 0)})
     return rows
 
 
+def _options(trajs: Sequence[Trajectory]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """The env options of the episodes (a list where episodes differ) and those unlike the paper's."""
+    seen: dict[str, list[Any]] = defaultdict(list)
+    paper_opts: dict[str, Any] = {}
+    for t in trajs:
+        env_prov = (t.provenance or {}).get("env") or {}
+        for k, v in (env_prov.get("options") or {}).items():
+            if v not in seen[k]:
+                seen[k].append(v)
+        paper_opts.update(env_prov.get("paper_options") or {})
+    options = {k: v[0] if len(v) == 1 else v for k, v in seen.items()}
+    differ = {k: [options[k], paper_opts[k]] for k in options if k in paper_opts and seen[k] != [paper_opts[k]]}
+    return options, differ
+
+
+def _data_states(trajs: Sequence[Trajectory]) -> list[str]:
+    """``name: state`` of the datasets (or ``tasks_file: path``) the episodes read."""
+    out: list[str] = []
+    for t in trajs:
+        env_prov = (t.provenance or {}).get("env") or {}
+        ds, tf = env_prov.get("dataset"), env_prov.get("tasks_file")
+        label = (f"tasks_file {tf.get('path')} (sha256 {str(tf.get('sha256'))[:12]})" if isinstance(tf, dict)
+                 else f"{ds.get('name')}: {ds.get('state')}" if isinstance(ds, dict) else None)
+        if label and label not in out:
+            out.append(label)
+    return out
+
+
 def format_table(rows: list[dict[str, Any]], details: bool = False) -> str:
-    """A plain-text table: env, episodes, score % (the paper's scale), success %, turns, errors."""
-    header = ["env", "policy", "episodes", "score %", "success %", "avg turns", "errors"]
+    """A plain-text table: env, agent, episodes, score % (the paper's scale) beside the paper's
+    AgentLM-7B/13B/70B, success %, turns, errors; then the options that differ from the
+    paper's, data that is not upstream's, and superseded records."""
+    names = paper.model_names()
+    ref_header = "paper % (" + "/".join(names[m].removeprefix("AgentLM-") for m in paper.AGENTLM) + " AgentLM)"
+    header = ["env", "policy", "episodes", "score %", ref_header, "success %", "avg turns", "errors"]
     lines = [header]
     for r in rows:
+        ref = r.get("paper") or {}
         lines.append([
             r["env"], r["policy"], str(int(r.get("episodes", 0))),
-            f"{100 * r.get('score', 0):.1f}", f"{100 * r.get('success_rate', 0):.1f}",
-            f"{r.get('avg_turns', 0):.2f}", str(r["errors"]),
+            f"{100 * r.get('score', 0):.1f}", "/".join(f"{ref[m]:g}" if m in ref else "-" for m in paper.AGENTLM),
+            f"{100 * r.get('success_rate', 0):.1f}", f"{r.get('avg_turns', 0):.2f}", str(r["errors"]),
         ])
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     text = "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines)
+    notes = []
+    for r in rows:
+        opts = r.get("options") or {}
+        differ = r.get("options_differ") or {}
+        if opts:
+            shown = ", ".join(f"{k}={v}" + (f" (paper: {differ[k][1]})" if k in differ else "") for k, v in opts.items())
+            flag = "differ from the paper's" if differ else "as in the paper"
+            notes.append(f"options of {r['env']} ({r['policy']}), {flag}: {shown}")
+        unusual = [d for d in r.get("data") or [] if not d.endswith((": verified", ": fetched", ": unverified"))]
+        if unusual:
+            notes.append(f"data of {r['env']}: {'; '.join(unusual)}")
+    superseded = rows[0].get("superseded", 0) if rows else 0
+    if superseded:
+        notes.append(f"{superseded} older records superseded by newer ones (episodes played again): "
+                     "each episode counts once, by its newest record")
+    if notes:
+        text += "\n\n" + "\n".join(notes)
     if details:
         for r in rows:
             extra = {k: v for k, v in r.items() if "/" in k}

@@ -1,23 +1,41 @@
-"""Rollouts: many episodes of one or many envs, several at once, resumable.
+"""Rollouts: many episodes of one or many envs, several at once, resumable, stoppable.
 
-Each finished trajectory is appended to the output JSONL file as one line, written in one
-call and flushed, the moment its episode ends. A rerun with the same output skips the
-episodes already in the file, so a run killed at any point loses at most the episodes in
-flight and never records one twice.
+Each finished trajectory is appended to the output JSONL file as one line, written by one
+``os.write`` of the whole line, the moment its episode ends. A rerun with the same output
+skips the episodes already recorded and plays again those whose newest record is an
+``error`` (a model that was missing, a server that was down; ``retry_errors=False`` keeps
+them). The file stays append-only: every reader takes the newest record of each episode
+(:func:`agent_gym.trajectory.newest`). So a run killed at any point loses at most the
+episodes in flight, and an error is never frozen into the score.
 
-Episodes run on a thread pool: one env per worker thread and env id (envs are not
-thread-safe; engines are reused across episodes), one policy per episode from the factory.
-Threads suit policies that wait on a server: ``concurrency`` requests stay in flight.
+Before the first episode the rollout makes one env per env id and one policy, in the calling
+thread: a policy that cannot be built (model not installed, server unreachable) stops the
+run with :class:`RunSetupError` and nothing recorded. A file recorded by another policy or
+model is refused (:class:`RunSetupError`) rather than silently skipped.
+
+Episodes run on daemon worker threads: envs are taken from a pool (one env is used by one
+thread at a time; engines are reused across episodes), one policy per episode from the
+factory. Threads suit policies that wait on a server: ``concurrency`` requests stay in flight.
+
+Ctrl-C (SIGINT, when the rollout runs in the main thread): the first one says it is
+stopping, keeps what finished (already written), abandons the episodes in flight (they are
+not recorded: a resume plays them), closes the engines and returns with ``interrupted``
+set; a second one ends the process at once (exit status 130). Lines are written whole, so
+neither corrupts the file (a torn last line is cut off on resume anyway).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
+import queue
+import signal
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +44,20 @@ import numpy as np
 
 import agent_gym  # noqa: F401  (registers the ids)
 from agent_gym.episode import run_episode
-from agent_gym.policy import Policy
-from agent_gym.trajectory import Trajectory, dumps, read_jsonl, repair_tail
+from agent_gym.policy import Policy, policy_name
+from agent_gym.trajectory import Trajectory, dumps, newest, read_jsonl, repair_tail
 
 PolicyFactory = Callable[..., Policy]
+
+#: ``gym.make``'s own keywords, accepted beside an env's ``__init__`` parameters.
+_MAKE_KWARGS = ("max_episode_steps", "disable_env_checker")
+#: How long closing the engines may take after Ctrl-C before the rollout gives up on them.
+CLOSE_TIMEOUT_S = 30.0
+
+
+class RunSetupError(RuntimeError):
+    """The run cannot start: the policy or an env cannot be made, or the output file holds
+    another agent's episodes. Raised before the first episode; nothing is recorded."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,18 +81,59 @@ def env_class(env_id: str) -> type:
     return gym.envs.registration.load_env_creator(entry) if isinstance(entry, str) else entry
 
 
+def env_options(cls: type) -> list[str]:
+    """The keywords ``gym.make`` accepts for an env class: its ``__init__`` parameters, following
+    ``**kwargs`` up the class hierarchy, and gymnasium's own (``max_episode_steps``, ...)."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        if init is None or klass is object:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names += [p.name for p in params if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return list(dict.fromkeys([*names, *_MAKE_KWARGS]))
+
+
+def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> None:
+    """A clear ``ValueError`` for a keyword the env does not take (a mistyped ``--env-arg``)."""
+    known = env_options(env_class(env_id))
+    for name in env_kwargs:
+        if name not in known:
+            raise ValueError(f"{env_id} has no option {name!r}; its options: {', '.join(known)}")
+
+
 def plan(env_ids: Sequence[str], episodes: int | None = None, split: str | None = None, repeats: int = 1,
-         seed: int = 0, sample: bool = False, tasks: Sequence[str] | None = None) -> list[EpisodeSpec]:
+         seed: int = 0, sample: bool = False, tasks: Sequence[str] | None = None,
+         tasks_file: str | Path | None = None) -> list[EpisodeSpec]:
     """The episodes of a run: per env the first ``episodes`` tasks of the split (the paper's
-    order), or a seeded random sample of them; ``tasks`` picks ids explicitly."""
+    order), or a seeded random sample of them; ``tasks`` picks ids (or indices) explicitly;
+    ``tasks_file`` takes the tasks of a user's file (split ``"custom"``).
+
+    Raises ``ValueError`` for an unknown split or task and a non-positive count, and
+    :class:`agent_gym.data.DataMissingError` (naming the command) when the data is absent.
+    """
+    if episodes is not None and episodes < 1:
+        raise ValueError(f"--episodes must be at least 1, got {episodes} (leave it out for the whole split)")
+    if repeats < 1:
+        raise ValueError(f"--repeats must be at least 1, got {repeats}")
     specs: list[EpisodeSpec] = []
     for env_id in env_ids:
         cls = env_class(env_id)
-        sp = split or cls.splits[0]
-        if tasks:
-            ids = list(tasks)
+        if tasks_file is not None:
+            sp = "custom"
+            all_ids = [t.id for t in cls.load_tasks_file(Path(tasks_file).expanduser().resolve())]
         else:
-            ids = [t.id for t in cls.load_tasks(sp)]
+            resolve = getattr(cls, "resolve_split", None)
+            sp = (resolve(split) if resolve else split) if split else cls.splits[0]
+            if sp not in cls.splits:
+                raise ValueError(f"{env_id} has splits {list(cls.splits)}, not {split!r}")
+            all_ids = [t.id for t in cls.load_tasks(sp)]
+        if tasks:
+            ids = [_task_id(env_id, sp, t, all_ids) for t in tasks]
+        else:
+            ids = all_ids
             if sample:
                 rng = np.random.default_rng(seed)
                 ids = [ids[i] for i in rng.permutation(len(ids))]
@@ -76,139 +145,320 @@ def plan(env_ids: Sequence[str], episodes: int | None = None, split: str | None 
     return specs
 
 
-def finished_ids(output: Path) -> set[str]:
-    """Episode ids already recorded in ``output`` (a torn last line is cut off first)."""
+def _task_id(env_id: str, split: str, task: str, all_ids: list[str]) -> str:
+    """The id of ``task`` (an id, or an index into the split as the env accepts)."""
+    task = str(task)
+    if task in all_ids:
+        return task
+    if task.isdigit() and int(task) < len(all_ids):
+        return all_ids[int(task)]
+    raise ValueError(f"{env_id} split {split!r} has no task {task!r} ({len(all_ids)} tasks, ids like "
+                     f"{', '.join(repr(i) for i in all_ids[:3])}; an index 0..{len(all_ids) - 1} works too)")
+
+
+def recorded(output: Path) -> tuple[dict[str, Trajectory], int]:
+    """The newest record of each episode in ``output`` (by episode id; a torn last line is cut
+    off first), and how many older records they supersede."""
     if not output.exists():
-        return set()
+        return {}, 0
     repair_tail(output)
-    return {t.episode_id for t in read_jsonl(output)}
+    latest, superseded = newest(read_jsonl(output), key=lambda t: t.episode_id)
+    return {t.episode_id: t for t in latest}, superseded
+
+
+def finished_ids(output: Path) -> set[str]:
+    """Episode ids recorded in ``output`` with any status."""
+    return set(recorded(output)[0])
 
 
 class _Writer:
-    """Appends one trajectory per line: a single write of the whole line, then flush."""
+    """Appends one trajectory per line with a single ``os.write`` of the whole line."""
 
-    def __init__(self, path: Path | None, fsync: bool = False):
+    def __init__(self, path: Path, fsync: bool = False):
         self.path, self.fsync = path, fsync
-        self._lock = threading.Lock()
-        self._fh = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(path, "a", encoding="utf-8")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, traj: Trajectory) -> None:
-        if self._fh is None:
+        if self._fd is None:
             return
-        line = dumps(traj)
-        with self._lock:
-            self._fh.write(line)
-            self._fh.flush()
-            if self.fsync:
-                os.fsync(self._fh.fileno())
+        data = dumps(traj).encode("utf-8")
+        while data:  # one write for any line a pipe or disk takes whole; the rest only if it was cut
+            data = data[os.write(self._fd, data):]
+        if self.fsync:
+            os.fsync(self._fd)
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 @dataclasses.dataclass
 class RolloutResult:
+    """What a rollout did. ``trajectories``: the episodes played by this call (in the order
+    they ended); ``skipped``: planned episodes already recorded (and kept); ``retried``: those
+    among the played that were recorded as ``error`` before; ``kept_errors``: recorded
+    errors kept by ``retry_errors=False``; ``resumed_score``: the score sum of the skipped;
+    ``interrupted``: stopped by Ctrl-C, ``abandoned`` episodes not played or not finished."""
+
     trajectories: list[Trajectory]
     skipped: int
     seconds: float
     output: Path | None
+    retried: int = 0
+    kept_errors: list[Trajectory] = dataclasses.field(default_factory=list)
+    resumed_score: float = 0.0
+    interrupted: bool = False
+    abandoned: int = 0
 
     @property
     def mean_score(self) -> float:
         return sum(t.score for t in self.trajectories) / len(self.trajectories) if self.trajectories else 0.0
 
+    @property
+    def errors(self) -> list[Trajectory]:
+        """Episodes of the run whose newest record is an error (played now, or kept)."""
+        return [t for t in self.trajectories if t.status == "error"] + self.kept_errors
+
+
+class _EnvPool:
+    """Envs by id; each is used by one thread at a time and reused across episodes."""
+
+    def __init__(self, env_kwargs: dict[str, Any]):
+        self.env_kwargs = env_kwargs
+        self._free: dict[str, list[gym.Env]] = {}
+        self.all: list[gym.Env] = []
+        self._lock = threading.Lock()
+
+    def take(self, env_id: str) -> gym.Env:
+        with self._lock:
+            free = self._free.get(env_id)
+            if free:
+                return free.pop()
+        env = gym.make(env_id, **self.env_kwargs)
+        with self._lock:
+            self.all.append(env)
+        return env
+
+    def give(self, env_id: str, env: gym.Env) -> None:
+        with self._lock:
+            self._free.setdefault(env_id, []).append(env)
+
+    def close_all(self, timeout: float) -> bool:
+        """Close every env (engines stop) within ``timeout`` seconds; False if some did not finish."""
+        def close() -> None:
+            for env in self.all:
+                try:
+                    env.close()
+                except Exception:  # noqa: BLE001 - closing the rest matters more
+                    pass
+
+        closer = threading.Thread(target=close, name="close-envs", daemon=True)
+        closer.start()
+        closer.join(timeout)
+        return not closer.is_alive()
+
+
+def agent_of(policy: Any) -> str:
+    """The agent a trajectory records: ``policy`` or ``policy:model``."""
+    model = getattr(policy, "model_name", None)
+    name = policy_name(policy)
+    return f"{name}:{model}" if model else name
+
+
+def _setup_message(what: str, exc: BaseException) -> str:
+    try:
+        from agent_gym.policy import PolicySetupError  # type: ignore[attr-defined]
+    except ImportError:
+        try:
+            from agent_gym.policies.backend import PolicySetupError
+        except ImportError:  # pragma: no cover - the policies package is part of the library
+            PolicySetupError = ()  # type: ignore[assignment]
+    if isinstance(exc, PolicySetupError):
+        return str(exc)
+    return f"cannot make {what}: {type(exc).__name__}: {exc}"
+
 
 def rollout(episodes: Iterable[EpisodeSpec], policy: PolicyFactory | str, *, output: str | Path | None = None,
             concurrency: int = 1, policy_options: dict[str, Any] | None = None,
             env_kwargs: dict[str, Any] | None = None, progress: bool = True, fsync: bool = False,
-            on_episode: Callable[[Trajectory], None] | None = None) -> RolloutResult:
-    """Play ``episodes`` with ``policy`` (a factory ``f(env, **options)`` or a registered name),
-    ``concurrency`` at a time, appending each trajectory to ``output`` as it ends."""
+            retry_errors: bool = True, on_episode: Callable[[Trajectory], None] | None = None,
+            handle_sigint: bool = True) -> RolloutResult:
+    """Play ``episodes`` with ``policy`` (a factory ``f(env, **options)`` or a registered name,
+    ``"module:factory"`` included), ``concurrency`` at a time, appending each trajectory to
+    ``output`` as it ends.
+
+    Raises :class:`RunSetupError` before the first episode when the policy or an env cannot be
+    made, or ``output`` holds episodes of another agent. ``handle_sigint``: in the main thread,
+    Ctrl-C stops the run as the module docstring says (the result has ``interrupted``).
+    """
     if isinstance(policy, str):
         from agent_gym.policies import policy_factory
 
         policy = policy_factory(policy)
     if concurrency < 1:
-        raise ValueError("concurrency must be at least 1")
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     output = Path(output) if output is not None else None
     episodes = list(episodes)
-    done_ids = finished_ids(output) if output is not None else set()
-    todo = [e for e in episodes if e.episode_id not in done_ids]
     policy_options = dict(policy_options or {})
     env_kwargs = dict(env_kwargs or {})
+    for env_id in dict.fromkeys(e.env_id for e in episodes):
+        check_env_kwargs(env_id, env_kwargs)
+    records, _ = recorded(output) if output is not None else ({}, 0)
 
-    local = threading.local()
-    all_envs: list[gym.Env] = []
-    envs_lock = threading.Lock()
+    pool = _EnvPool(env_kwargs)
+    agent = None
+    try:
+        if episodes:
+            agent = _probe(episodes, policy, policy_options, pool)
+        others = sorted({t.agent for t in records.values() if t.policy} - {agent})
+        if others and agent is not None:
+            raise RunSetupError(
+                f"{output} holds episodes of {', '.join(others)}, not {agent}: pass another --output "
+                f"(a file holds one agent's episodes, so a resume never mixes two)")
+    except BaseException:
+        pool.close_all(CLOSE_TIMEOUT_S)
+        raise
 
-    def env_for(env_id: str) -> gym.Env:
-        cache = getattr(local, "envs", None)
-        if cache is None:
-            cache = local.envs = {}
-        if env_id not in cache:
-            cache[env_id] = gym.make(env_id, **env_kwargs)
-            with envs_lock:
-                all_envs.append(cache[env_id])
-        return cache[env_id]
+    todo, skipped, kept_errors, retried = [], [], [], 0
+    for e in episodes:
+        old = records.get(e.episode_id)
+        if old is None:
+            todo.append(e)
+        elif old.status == "error" and retry_errors:
+            todo.append(e)
+            retried += 1
+        else:
+            skipped.append(old)
+            if old.status == "error":
+                kept_errors.append(old)
+    return _play(todo, skipped, policy, policy_options, pool, output=output, concurrency=concurrency,
+                 progress=progress, fsync=fsync, on_episode=on_episode, handle_sigint=handle_sigint,
+                 retried=retried, kept_errors=kept_errors, total=len(episodes))
+
+
+def _probe(episodes: list[EpisodeSpec], policy: PolicyFactory, policy_options: dict[str, Any],
+           pool: _EnvPool) -> str:
+    """Make one env per env id and one policy, here, before any episode; the agent's name."""
+    envs = {}
+    for env_id in dict.fromkeys(e.env_id for e in episodes):
+        try:
+            envs[env_id] = pool.take(env_id)
+        except Exception as exc:
+            raise RunSetupError(_setup_message(f"env {env_id}", exc)) from exc
+    first = episodes[0].env_id
+    try:
+        agent = agent_of(policy(envs[first], **policy_options))
+    except Exception as exc:
+        raise RunSetupError(_setup_message(f"the policy {getattr(policy, '__name__', policy)!r}", exc)) from exc
+    for env_id, env in envs.items():
+        pool.give(env_id, env)
+    return agent
+
+
+def _play(todo: list[EpisodeSpec], skipped: list[Trajectory], policy: PolicyFactory, policy_options: dict[str, Any],
+          pool: _EnvPool, *, output: Path | None, concurrency: int, progress: bool, fsync: bool,
+          on_episode: Callable[[Trajectory], None] | None, handle_sigint: bool, retried: int,
+          kept_errors: list[Trajectory], total: int) -> RolloutResult:
+    stop = threading.Event()
+    feed = iter(todo)
+    feed_lock = threading.Lock()
+    finished: queue.Queue[Trajectory] = queue.Queue()
 
     def play(spec: EpisodeSpec) -> Trajectory:
         try:
-            env = env_for(spec.env_id)
-            agent = policy(env, **policy_options)
-        except Exception as exc:  # a broken env or policy setup is an episode error, not a crash
-            import traceback
+            env = pool.take(spec.env_id)
+        except Exception:  # an engine that fails to start later in the run is that episode's error
+            return _error_record(spec)
+        try:
+            try:
+                agent = policy(env, **policy_options)
+            except Exception:
+                return _error_record(spec)
+            return run_episode(env, agent, env_id=spec.env_id, task=spec.task, seed=spec.seed,
+                               episode_id=spec.episode_id, split=spec.split)
+        finally:
+            pool.give(spec.env_id, env)
 
-            return Trajectory(env_id=spec.env_id, task_id=spec.task, episode_id=spec.episode_id, prompt=[],
-                              first_observation="", status="error", seed=spec.seed, split=spec.split,
-                              started_at=time.time(), error="".join(traceback.format_exception(exc))[-4000:])
-        return run_episode(env, agent, env_id=spec.env_id, task=spec.task, seed=spec.seed,
-                           episode_id=spec.episode_id, split=spec.split)
+    def worker() -> None:
+        while not stop.is_set():
+            with feed_lock:
+                spec = next(feed, None)
+            if spec is None:
+                return
+            traj = play(spec)
+            if not stop.is_set():
+                finished.put(traj)
 
-    writer = _Writer(output, fsync=fsync)
-    results: list[Trajectory] = []
+    resumed_score = sum(t.score for t in skipped)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(episodes), initial=len(episodes) - len(todo), unit="ep", dynamic_ncols=True)
+        bar = tqdm(total=total, initial=len(skipped), unit="ep", dynamic_ncols=True)
+        if skipped:
+            bar.set_postfix(score=f"{100 * resumed_score / len(skipped):.1f}%")
+
+    previous_handler = None
+    if handle_sigint and threading.current_thread() is threading.main_thread():
+        def on_sigint(signum: int, frame: Any) -> None:
+            if stop.is_set():  # second Ctrl-C: at once (lines are written whole; none is half done here)
+                os._exit(130)
+            stop.set()
+            print(f"\nagent-gym: stopping: keeping the finished episodes{f' in {output}' if output else ''}, "
+                  "cancelling the rest, closing the engines (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+
+        previous_handler = signal.signal(signal.SIGINT, on_sigint)
+
+    writer = _Writer(output, fsync=fsync) if output is not None else None
+    results: list[Trajectory] = []
     started = time.perf_counter()
-    score_sum = 0.0
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="episode")
+    threads = [threading.Thread(target=worker, name=f"episode-{i}", daemon=True)
+               for i in range(min(concurrency, len(todo)))]
+    ended = False
     try:
-        pending: set[Future] = set()
-        queue = iter(todo)
-        for spec in queue:  # keep at most `concurrency` episodes queued, so a kill loses only those
-            pending.add(pool.submit(play, spec))
-            if len(pending) >= concurrency:
-                break
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                traj = fut.result()
+        for t in threads:
+            t.start()
+        while len(results) < len(todo) and not stop.is_set():
+            try:
+                traj = finished.get(timeout=0.1)
+            except queue.Empty:
+                if not any(t.is_alive() for t in threads) and finished.empty():
+                    break
+                continue
+            if writer is not None:
                 writer.write(traj)
-                results.append(traj)
-                score_sum += traj.score
-                if on_episode:
-                    on_episode(traj)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(score=f"{100 * score_sum / len(results):.1f}%", refresh=False)
-                nxt = next(queue, None)
-                if nxt is not None:
-                    pending.add(pool.submit(play, nxt))
+            results.append(traj)
+            if on_episode:
+                on_episode(traj)
+            if bar is not None:
+                done = len(skipped) + len(results)
+                bar.set_postfix(score=f"{100 * (resumed_score + sum(r.score for r in results)) / done:.1f}%",
+                                refresh=False)
+                bar.update(1)
+        ended = not stop.is_set()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        writer.close()
+        interrupted = stop.is_set()
+        stop.set()  # workers take no new episode
+        if writer is not None:
+            writer.close()
         if bar is not None:
             bar.close()
-        for env in all_envs:
-            try:
-                env.close()
-            except Exception:
-                pass
-    return RolloutResult(results, skipped=len(episodes) - len(todo), seconds=time.perf_counter() - started,
-                         output=output)
+        if ended:
+            for t in threads:
+                t.join()
+        # after Ctrl-C (or an exception) the episodes in flight are abandoned: their engines close under them
+        if not pool.close_all(CLOSE_TIMEOUT_S):
+            print(f"agent-gym: some engines did not close within {CLOSE_TIMEOUT_S:.0f}s", file=sys.stderr)
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
+    return RolloutResult(results, skipped=len(skipped), seconds=time.perf_counter() - started, output=output,
+                         retried=retried, kept_errors=kept_errors, resumed_score=resumed_score,
+                         interrupted=interrupted, abandoned=len(todo) - len(results) if interrupted else 0)
+
+
+def _error_record(spec: EpisodeSpec) -> Trajectory:
+    return Trajectory(env_id=spec.env_id, task_id=spec.task, episode_id=spec.episode_id, prompt=[],
+                      first_observation="", status="error", end_reason="env_error", seed=spec.seed, split=spec.split,
+                      started_at=time.time(), error=traceback.format_exc()[-4000:])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,11 @@ class Trajectory:
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: what produced the score: {"env": the env's info["provenance"], "policy": the policy's provenance}
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def agent(self) -> str:
+        """Who played: ``policy`` or ``policy:model``."""
+        return f"{self.policy}:{self.model}" if self.model else self.policy
 
     @property
     def total_reward(self) -> float:
@@ -142,6 +147,26 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[Trajectory]:
                 break  # torn final write: the episode never finished being recorded
             if line.strip():
                 yield Trajectory.from_dict(json.loads(line))
+
+
+def newest(trajs: Iterable[Trajectory], key: Callable[[Trajectory], Any] | None = None
+           ) -> tuple[list[Trajectory], int]:
+    """The newest record of each episode, and how many older records they supersede.
+
+    Run files are append-only: a resumed run appends a new record for an episode it played
+    again (one recorded as ``error``), and every reader counts the newest (the later line).
+    ``key`` says what one episode is; default ``(agent, episode_id)``, so files of several
+    agents can be read together. Order: each episode where its newest record stands.
+    """
+    key = key or (lambda t: (t.agent, t.episode_id))
+    latest: dict[Any, Trajectory] = {}
+    count = 0
+    for t in trajs:
+        k = key(t)
+        latest.pop(k, None)  # re-inserted last: the order of the newest records
+        latest[k] = t
+        count += 1
+    return list(latest.values()), count - len(latest)
 
 
 def write_jsonl(trajs: Iterable[Trajectory], path: str | os.PathLike) -> int:

@@ -1,9 +1,12 @@
-"""Rollouts: concurrent, written as they end, resumable after SIGKILL with nothing lost or doubled."""
+"""Rollouts: concurrent, written as they end, resumable after SIGKILL with nothing lost or doubled;
+errors played again on resume, setups that cannot work refused before the first episode, Ctrl-C."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,12 +14,58 @@ import textwrap
 import time
 from pathlib import Path
 
+import gymnasium as gym
+import pytest
 
+from agent_gym.core import Begin, Outcome, TextEnv
 from agent_gym.policy import ContextLimitExceeded
 from agent_gym.policies.simple import ReplayPolicy
-from agent_gym.rollout import finished_ids, plan, rollout
+from agent_gym.rollout import RunSetupError, finished_ids, plan, rollout
 from agent_gym.trajectory import read_jsonl
 from agent_gym.testing import need_data
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    id: str
+
+
+class ToyEnv(TextEnv):
+    """Ten one-turn tasks with no data and no engine: the reply "ok" scores 1 on even task ids."""
+
+    task_name = "toy"
+    max_turns = 1
+
+    @classmethod
+    def load_tasks(cls, split):
+        return [Item(str(i)) for i in range(10)]
+
+    def _begin(self, task):
+        return Begin(observation=f"Task {task.id}: say ok.")
+
+    def _act(self, action):
+        ok = action == "ok" and int(self.task.id) % 2 == 0
+        return Outcome("Done.", score=float(ok), success=ok, done=True)
+
+
+TOY = "Toy/Toy-v0"
+if TOY not in gym.registry:
+    gym.register(TOY, entry_point=ToyEnv)
+
+
+class Say:
+    """A policy that always replies ``text``; ``fail`` makes it raise (a backend fault)."""
+
+    def __init__(self, text="ok", name="say", fail=None):
+        self.text, self.name, self.fail = text, name, fail
+
+    def reset(self, info):
+        pass
+
+    def act(self, observation, info):
+        if self.fail and self.fail(info):
+            raise RuntimeError("backend fault injected")
+        return self.text
 
 RUNNER = textwrap.dedent("""
     import sys, time
@@ -106,14 +155,6 @@ def test_context_overflow_ends_the_episode_with_its_status(tmp_path):
     assert [t.status for t in result.trajectories] == ["agent_context_limit"] * 2
 
 
-def test_a_broken_env_setup_is_an_error_episode(tmp_path):
-    need_data("gsm8k")
-    result = rollout(plan(["AgentTuning/GSM8K-v0"], episodes=2), "expert", env_kwargs={"no_such_kwarg": 1},
-                     progress=False)
-    assert [t.status for t in result.trajectories] == ["error"] * 2
-    assert "no_such_kwarg" in result.trajectories[0].error
-
-
 def test_many_episodes_stay_in_flight(tmp_path):
     need_data("gsm8k")
 
@@ -136,3 +177,153 @@ def test_plan_is_reproducible_and_samples_with_the_seed():
     assert a == b and a != c
     assert [e.task for e in plan(["AgentTuning/GSM8K-v0"], episodes=3)] == ["0", "1", "2"]
     assert len({e.episode_id for e in plan(["AgentTuning/GSM8K-v0"], episodes=3, repeats=2)}) == 6
+
+
+def test_a_broken_env_setup_stops_the_run_before_the_first_episode(tmp_path):
+    out = tmp_path / "r.jsonl"
+    with pytest.raises(ValueError, match="has no option 'no_such_kwarg'; its options: split, render_mode, tasks_file"):
+        rollout(plan([TOY], episodes=2), lambda env, **_: Say(), env_kwargs={"no_such_kwarg": 1}, output=out,
+                progress=False)
+    assert not out.exists()
+
+
+def test_a_policy_that_cannot_be_built_stops_the_run_with_nothing_recorded(tmp_path):
+    from agent_gym.policies.backend import PolicySetupError
+
+    def no_model(env, **_):
+        raise PolicySetupError("model folder /models/x not found: pass an existing folder")
+
+    out = tmp_path / "r.jsonl"
+    with pytest.raises(RunSetupError, match="^model folder /models/x not found: pass an existing folder$"):
+        rollout(plan([TOY], episodes=3), no_model, output=out, progress=False)
+    assert not out.exists()
+
+
+def test_errors_are_played_again_on_resume_and_only_the_newest_record_counts(tmp_path):
+    from agent_gym.metrics import load_runs
+
+    out = tmp_path / "r.jsonl"
+    first = rollout(plan([TOY], episodes=6), lambda env, **_: Say(fail=lambda info: info["task_id"] in "135"),
+                    output=out, concurrency=3, progress=False)
+    assert sorted(t.task_id for t in first.errors) == ["1", "3", "5"]
+    kept = rollout(plan([TOY], episodes=6), lambda env, **_: Say(), output=out, progress=False, retry_errors=False)
+    assert kept.trajectories == [] and len(kept.errors) == 3  # --no-retry-errors: kept, still counted
+    again = rollout(plan([TOY], episodes=6), lambda env, **_: Say(), output=out, progress=False)
+    assert sorted(t.task_id for t in again.trajectories) == ["1", "3", "5"] and again.retried == 3
+    assert again.skipped == 3 and again.errors == []
+    assert len(out.read_text().splitlines()) == 9  # append-only: the old error records stay
+    stats = {}
+    (trajs,) = load_runs([out], stats).values()
+    assert len(trajs) == 6 and stats["superseded"] == 3
+    assert all(t.status == "completed" for t in trajs)
+    nothing = rollout(plan([TOY], episodes=6), lambda env, **_: Say(), output=out, progress=False)
+    assert nothing.trajectories == [] and nothing.skipped == 6
+
+
+def test_resuming_a_file_of_another_agent_is_refused(tmp_path):
+    out = tmp_path / "r.jsonl"
+    rollout(plan([TOY], episodes=2), lambda env, **_: Say(name="alpha"), output=out, progress=False)
+    with pytest.raises(RunSetupError, match=r"holds episodes of alpha, not beta: pass another --output"):
+        rollout(plan([TOY], episodes=4), lambda env, **_: Say(name="beta"), output=out, progress=False)
+    assert len(out.read_text().splitlines()) == 2
+
+
+def test_progress_bar_score_counts_resumed_episodes_and_the_one_just_finished(tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    rollout(plan([TOY], episodes=2), lambda env, **_: Say(), output=out, progress=False)  # scores 1, 0
+    capsys.readouterr()
+    rollout(plan([TOY], episodes=3), lambda env, **_: Say(), output=out, progress=True)  # task 2 scores 1
+    shown = re.findall(r"score=([\d.]+)%", capsys.readouterr().err)
+    assert shown[0] == "50.0" and shown[-1] == "66.7", shown
+
+
+RUNNER_SIGINT = textwrap.dedent("""
+    import dataclasses, os, sys, time
+    import gymnasium as gym
+    from agent_gym.core import Begin, Outcome, TextEnv
+    from agent_gym.rollout import plan, rollout
+
+    @dataclasses.dataclass(frozen=True)
+    class Item:
+        id: str
+
+    class SlowEnv(TextEnv):
+        task_name = "slow"
+        max_turns = 1
+
+        @classmethod
+        def load_tasks(cls, split):
+            return [Item(str(i)) for i in range(40)]
+
+        def _begin(self, task):
+            return Begin(observation="Say done.")
+
+        def _act(self, action):
+            time.sleep(0.4)
+            return Outcome("ok", score=1.0, success=True, done=True)
+
+        def close(self):  # the engine's shutdown: leaves a mark, and hangs when asked to
+            with open(os.environ["CLOSED_MARK"], "a") as fh:
+                fh.write("closed\\n")
+            if os.environ.get("HANG_ON_CLOSE"):
+                time.sleep(60)
+
+    gym.register("Toy/Slow-v0", entry_point=SlowEnv)
+
+    class Say:
+        name = "say"
+        def reset(self, info): pass
+        def act(self, observation, info): return "done"
+
+    result = rollout(plan(["Toy/Slow-v0"]), lambda env, **_: Say(), output=sys.argv[1], concurrency=2, progress=False)
+    print("interrupted" if result.interrupted else "finished", len(result.trajectories), result.abandoned, flush=True)
+    sys.exit(130 if result.interrupted else 0)
+""")
+
+
+def _start_slow_run(tmp_path, hang_on_close=False):
+    out, mark, script = tmp_path / "run.jsonl", tmp_path / "closed", tmp_path / "runner.py"
+    script.write_text(RUNNER_SIGINT)
+    env = {**os.environ, "CLOSED_MARK": str(mark), **({"HANG_ON_CLOSE": "1"} if hang_on_close else {})}
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while _lines(out) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    assert _lines(out) >= 2, "the run did not get going"
+    return proc, out, mark
+
+
+def _valid_records(out: Path) -> list[dict]:
+    text = out.read_text()
+    assert text.endswith("\n")
+    records = [json.loads(line) for line in text.splitlines()]
+    assert len({r["episode_id"] for r in records}) == len(records)
+    return records
+
+
+def test_first_ctrl_c_keeps_the_finished_cancels_the_rest_closes_engines_and_exits_130(tmp_path):
+    proc, out, mark = _start_slow_run(tmp_path)
+    proc.send_signal(signal.SIGINT)
+    t0 = time.time()
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and time.time() - t0 < 5, (proc.returncode, stderr)
+    assert "stopping: keeping the finished episodes" in stderr and "Traceback" not in stderr
+    kept = len(_valid_records(out))
+    done, written, abandoned = stdout.split()
+    assert done == "interrupted" and int(written) == kept and 2 <= kept < 40 and int(abandoned) == 40 - kept
+    assert mark.read_text().count("closed") >= 1  # the engines were closed
+
+
+def test_second_ctrl_c_stops_at_once_and_leaves_the_file_whole(tmp_path):
+    proc, out, mark = _start_slow_run(tmp_path, hang_on_close=True)
+    proc.send_signal(signal.SIGINT)
+    deadline = time.time() + 20
+    while not mark.exists() and time.time() < deadline:  # the first Ctrl-C got to closing an engine, which hangs
+        time.sleep(0.05)
+    assert mark.exists() and proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    t0 = time.time()
+    proc.communicate(timeout=10)
+    assert proc.returncode == 130 and time.time() - t0 < 3
+    assert 2 <= len(_valid_records(out)) < 40
