@@ -1,10 +1,13 @@
-"""DBBench questions (AgentBench ``std`` split, 300 items) and AgentBench's DB instruction.
+"""DBBench questions (AgentBench's ``std`` split, 300 items, and its ``dev`` split, 60) and
+AgentBench's DB instruction.
 
-Both files live in the data directory's ``agentbench`` folder: ``data/dbbench/standard.jsonl``
-(byte-identical to AgentTuning's ``AgentBench.old/data/dbbench/standard.jsonl``) and
+The files live in the data directory's ``agentbench`` folder: ``data/dbbench/standard.jsonl``
+and ``data/dbbench/dev.jsonl`` (byte-identical to AgentTuning's ``AgentBench.old/data/dbbench/``;
+the dev file is optional: ``agent-gym data fetch dbbench`` gets it) and
 ``agentbench_old_prompts.json`` (the prompt strings of AgentBench.old, extracted verbatim;
 upstream has them only inside Python sources, so that file has no download URL and comes
-with ``agent-gym data import``). This module reads data only: no engine, no prompt logic.
+with ``agent-gym data import``). A user's own questions in the same JSON-lines format load
+with :func:`load_file`. This module reads data only: no engine, no prompt logic.
 """
 
 from __future__ import annotations
@@ -12,9 +15,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+from pathlib import Path
 from typing import Any
 
 from agent_gym.data import DataFile, Dataset, require
+
+#: Split -> file in the dataset folder (AgentBench.old's ``configs/tasks/dbbench/{std,dev}.yaml``).
+SPLIT_FILES = {"test": "data/dbbench/standard.jsonl", "dev": "data/dbbench/dev.jsonl"}
+PROMPTS_FILE = "agentbench_old_prompts.json"
 
 DATASET = Dataset(
     name="dbbench",
@@ -26,11 +34,18 @@ DATASET = Dataset(
             sha256="d1ac4d67ec39fad083c38944972e392ff100257c755361ee63eaef608ddafcb3",
         ),
         DataFile(
-            "agentbench_old_prompts.json",
+            PROMPTS_FILE,
             sha256="352784b5a358e483ab0fc501fc92d8bd6ee94337dd0edac957d949f0146ff2de",
         ),
+        DataFile(
+            "data/dbbench/dev.jsonl",
+            url="https://raw.githubusercontent.com/THUDM/AgentTuning/main/AgentBench.old/data/dbbench/dev.jsonl",
+            sha256="eb941c58a7a5651357b19e46aa05070f6cd5a7d83ce70cefd24aa3581e1e1130",
+            optional=True,
+        ),
     ),
-    description="AgentBench DBBench std split: 300 questions on one table each (100 INSERT, 100 UPDATE, 100 SELECT)",
+    description="AgentBench DBBench: std split (test), 300 questions on one table each (100 INSERT, 100 UPDATE, "
+                "100 SELECT); dev split, 60 questions (20 INSERT, 20 UPDATE, 20 SELECT)",
     license="Apache-2.0",
     homepage="https://github.com/THUDM/AgentTuning/tree/main/AgentBench.old",
 )
@@ -92,22 +107,44 @@ def _question(index: int, row: dict[str, Any]) -> Question:
     )
 
 
-@functools.lru_cache(maxsize=2)
-def _load(path: str) -> tuple[Question, ...]:
+def load_file(path: str | Path) -> list[Question]:
+    """Questions from a JSON-lines file in AgentBench's DBBench format, in file order.
+
+    Each line is one object with ``description``, ``add_description``, ``type`` (a list whose
+    first item is the type), ``table`` (``table_name``, ``table_info.columns[].name``,
+    ``table_info.rows``), and ``label`` (query questions: the answers; write questions: the gold
+    SQL) or ``answer_md5`` (write questions: upstream's table hash). A line missing a field
+    raises ``ValueError`` naming the line.
+    """
+    path = Path(path).resolve()
+    stat = path.stat()
+    return list(_load(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, mtime_ns: int, size: int) -> tuple[Question, ...]:  # keyed by the file's state
+    questions = []
     with open(path, encoding="utf-8") as fh:
-        rows = [json.loads(line) for line in fh if line.strip()]
-    return tuple(_question(i, r) for i, r in enumerate(rows))
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                questions.append(_question(len(questions), json.loads(line)))
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                raise ValueError(f"{path}:{number}: not a DBBench question ({type(exc).__name__}: {exc})") from exc
+    return tuple(questions)
 
 
 def load(split: str = "test") -> list[Question]:
-    """The questions in AgentBench's order (``test`` is its ``std`` split, the paper's)."""
-    if split != "test":
-        raise ValueError(f"DBBench has only the std split here ('test'), not {split!r}")
-    return list(_load(str(require("dbbench") / "data" / "dbbench" / "standard.jsonl")))
+    """The questions of a split in AgentBench's order: ``test`` is its ``std`` file (the
+    paper's), ``dev`` its 60-question ``dev`` file."""
+    if split not in SPLIT_FILES:
+        raise ValueError(f"DBBench has splits {sorted(SPLIT_FILES)}, not {split!r}")
+    return load_file(require("dbbench", SPLIT_FILES[split]) / SPLIT_FILES[split])
 
 
 @functools.lru_cache(maxsize=1)
 def instruction() -> str:
     """AgentBench's DB instruction (``big_prompt``), verbatim."""
-    with open(require("dbbench") / "agentbench_old_prompts.json", encoding="utf-8") as fh:
+    with open(require("dbbench", PROMPTS_FILE) / PROMPTS_FILE, encoding="utf-8") as fh:
         return json.load(fh)["dbbench"]["big_prompt"]

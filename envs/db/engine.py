@@ -20,6 +20,10 @@ from agent_gym.envs.db.data import Question, Table
 ENGINES = ("mariadb", "sqlite")
 #: Seconds one statement may run before the engine interrupts it (upstream had no limit).
 STATEMENT_TIMEOUT = 30.0
+#: The observation for SQL of several statements. Upstream's ``Container.execute`` sends the
+#: text with mysql-connector's ``execute(sql, multi=True)``, reads the first result and commits:
+#: with the other results unread, the C extension raises this and nothing is committed.
+OUT_OF_SYNC = "2014 (HY000): Commands out of sync; you can't run this command now"
 
 
 class EngineError(RuntimeError):
@@ -45,6 +49,9 @@ class Engine(Protocol):
     name: str
 
     def create(self, table: Table) -> Database: ...
+
+    def version(self) -> str:
+        """The engine's version (for provenance), e.g. ``10.11.6-MariaDB-0+deb12u1``; cheap."""
 
     def expected_hash(self, question: Question) -> str:
         """The table hash a write question must end with on this engine."""

@@ -10,11 +10,16 @@ final answer only (so an episode has at most 16 replies). Query questions score 
 answer matches upstream's check; INSERT/UPDATE questions when the table's final hash is the
 expected one, whatever the answer (even after an invalid reply, as upstream).
 
-Engines: ``engine="mariadb"`` (default where ``mariadbd`` is installed; the expected hash is
-upstream's ``answer_md5``) or ``engine="sqlite"`` (the expected hash is recomputed by running
-the gold SQL on SQLite). Known differences from upstream (see docs/db.md): MariaDB 10.11 for
-MySQL 8 (error wording, float text); a 30 s statement limit; ``ast.literal_eval`` for
-upstream's ``eval`` of the answer (no code runs); the agent sees only its own database.
+Splits: ``test`` (upstream's ``std``, the paper's 300 questions; alias ``"std"``) and ``dev``
+(upstream's 60-question dev file); ``tasks_file=PATH`` plays a user's JSON-lines file in the same
+format. The paper's harness sent no system message and decoded greedily with 128 new tokens.
+
+Engines: ``engine="mariadb"`` (default where ``mariadbd`` is installed, and the paper's
+option; the expected hash is upstream's ``answer_md5``) or ``engine="sqlite"`` (the expected
+hash is recomputed by running the gold SQL on SQLite). Known differences from upstream (see
+docs/db.md): MariaDB 10.11 for MySQL 8 (error wording, float text); a 30 s statement limit;
+``ast.literal_eval`` for upstream's ``eval`` of the answer (no code runs); each episode's
+account sees only its own database.
 
 Gold replay (tests/envs/test_db.py): MariaDB 297/300 — ``UPDATE/225``: ``answer_md5`` is
 reached by no table the gold SQL produces; ``UPDATE/278`` and ``UPDATE/295``: the gold SQL
@@ -26,9 +31,11 @@ with digits is not SQLite syntax (quoted, it reaches ``answer_md5``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
-from agent_gym.core import INVALID_ACTION, RUNNING, TASK_LIMIT_REACHED, Begin, Outcome, TextEnv
+from agent_gym.core import (ANSWERED, INVALID_ACTION, INVALID_ACTION_END, RUNNING, TASK_LIMIT_REACHED, Begin,
+                            Outcome, TextEnv)
 from agent_gym.envs.db import data, engine as engines, prompt
 
 #: Upstream's ``max_round`` (configs/tasks/dbbench/std.yaml): SQL executions per episode.
@@ -37,12 +44,18 @@ MAX_ROUNDS = 15
 
 class DBEnv(TextEnv):
     task_name = "db"
-    splits = ("test",)
+    splits = ("test", "dev")
+    split_aliases: ClassVar[dict[str, str]] = {"std": "test"}
     max_turns = MAX_ROUNDS + 1  # 15 operations, then one last reply read for the answer
+    # AgentBench.old's harness: no system message (FastChat llama-2 template, empty system), greedy, 128 tokens
+    system_prompt = ""
+    decoding: ClassVar[dict[str, Any]] = {"max_new_tokens": 128, "temperature": 0.0}
+    paper_options: ClassVar[dict[str, Any]] = {"engine": "mariadb"}  # upstream ran MySQL
 
-    def __init__(self, split: str | None = None, render_mode: str | None = None, engine: str | None = None,
+    def __init__(self, split: str | None = None, render_mode: str | None = None,
+                 tasks_file: str | Path | None = None, engine: str | None = None,
                  statement_timeout: float = engines.STATEMENT_TIMEOUT):
-        super().__init__(split=split, render_mode=render_mode)
+        super().__init__(split=split, render_mode=render_mode, tasks_file=tasks_file)
         self.engine = engines.open_engine(engine, statement_timeout=statement_timeout)
         self._db: engines.Database | None = None
         self._rounds = 0
@@ -50,6 +63,18 @@ class DBEnv(TextEnv):
     @classmethod
     def load_tasks(cls, split: str) -> Sequence[data.Question]:
         return data.load(split)
+
+    @classmethod
+    def load_tasks_file(cls, path: Path) -> Sequence[data.Question]:
+        """Questions in AgentBench's DBBench JSON-lines format (see :func:`data.load_file`)."""
+        return data.load_file(path)
+
+    def engine_info(self) -> dict[str, str]:
+        """``{"mariadb": "10.11.6-MariaDB-..."}`` or ``{"sqlite": "3.40.1"}``."""
+        return {self.engine.name: self.engine.version()}
+
+    def options(self) -> dict[str, Any]:
+        return {"engine": self.engine.name}
 
     @classmethod
     def engine_status(cls) -> str:
@@ -72,7 +97,9 @@ class DBEnv(TextEnv):
             if reply.sql is None:
                 return self._finish(None, reason="an Operation needs a ```sql block")
             self._rounds += 1
-            return Outcome(observation=self._db.execute(reply.sql), extra={"rounds": self._rounds})
+            # an empty block: upstream's connector sends nothing and fetchall() gives []
+            observation = self._db.execute(reply.sql) if reply.sql else "[]"
+            return Outcome(observation=observation, extra={"rounds": self._rounds})
         if reply.answer is None:
             return self._finish(None, reason="no Final Answer line")
         return self._finish(reply.answer)
@@ -92,11 +119,11 @@ class DBEnv(TextEnv):
             status = TASK_LIMIT_REACHED
         verdict = "correct" if correct else "wrong"
         observation = f"Episode over ({reason}): the result is {verdict}." if reason else f"The result is {verdict}."
-        # out of rounds: not done, so the base class ends it as truncated (task_limit_reached)
+        # out of rounds: not done, so the base class ends it as truncated (round_limit)
+        end_reason = {RUNNING: ANSWERED, INVALID_ACTION: INVALID_ACTION_END}.get(status)
         return Outcome(observation=observation, score=float(correct), success=correct,
-                       done=status != TASK_LIMIT_REACHED,
-                       status=status, action_valid=answer is not None,
-                       extra={"answer": got, "rounds": self._rounds})
+                       done=status != TASK_LIMIT_REACHED, status=status, action_valid=answer is not None,
+                       end_reason=end_reason, extra={"answer": got, "rounds": self._rounds})
 
     def expert_replies(self, task: data.Question) -> list[str]:
         """Write questions: the gold SQL, then any answer. Query questions: the label."""

@@ -6,33 +6,44 @@ network (``--skip-networking``), file import/export confined to an empty folder,
 default SQL mode, a MySQL-8-like collation, ``group_concat_max_len`` 1024 and a statement
 time limit. It stops when the last env using it closes, at interpreter exit, or with its
 parent process (``setpriv --pdeathsig``). Every episode gets a database named after its table
-(as upstream names it), which the agent reaches as an unprivileged user who sees only that
-database, through a fresh connection per command (upstream reconnects before each).
+(as upstream names it) and its own throwaway account (random password) with rights on that
+database only, both created and dropped together: concurrent episodes cannot list, drop or
+``KILL`` each other's work, and nothing the agent does through its account outlives the
+episode. The agent's SQL runs through a fresh connection per command (upstream reconnects
+before each), as a batch the way upstream's connector sends it (see :meth:`MariaDBDatabase.execute`).
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
+import itertools
 import os
+import re
+import secrets
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from agent_gym.envs.db import prompt
 from agent_gym.envs.db.data import Question, Table
-from agent_gym.envs.db.engine import STATEMENT_TIMEOUT, EngineError, create_table_sql, escaped_columns
+from agent_gym.envs.db.engine import (OUT_OF_SYNC, STATEMENT_TIMEOUT, EngineError, create_table_sql,
+                                      escaped_columns)
 
 # MySQL 8.0's default sql_mode (upstream's server); MariaDB's own default is laxer.
 MYSQL8_SQL_MODE = ("ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,"
                    "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION")
 # closest MariaDB 10.x collation to MySQL 8's utf8mb4_0900_ai_ci (UCA, accent/case-insensitive, no pad)
 COLLATION = "utf8mb4_unicode_520_nopad_ci"
-AGENT_USER = "agent"
+#: Episode accounts are ``agent_<n>``@localhost, one per episode, dropped with its database.
+AGENT_USER_PREFIX = "agent_"
+#: Rows of a result read past the 800 characters shown, to learn whether more results follow.
+READ_ON_ROWS = 10_000
 
 
 def mariadb_binaries() -> tuple[str, str] | None:
@@ -41,6 +52,20 @@ def mariadb_binaries() -> tuple[str, str] | None:
     server = shutil.which("mariadbd", path=path) or shutil.which("mysqld", path=path)
     install = shutil.which("mariadb-install-db", path=path) or shutil.which("mysql_install_db", path=path)
     return (server, install) if server and install else None
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_version() -> str:
+    """``VERSION()`` of the installed server without starting it (``mariadbd --version``)."""
+    binaries = mariadb_binaries()
+    if binaries is None:
+        return "not installed"
+    try:
+        out = subprocess.run([binaries[0], "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"unknown ({exc})"
+    match = re.search(r"Ver\s+(\S+)", out)
+    return match.group(1) if match else out.strip() or "unknown"
 
 
 def _pymysql():
@@ -162,6 +187,7 @@ class MariaDBServer:
         self._proc: subprocess.Popen | None = None
         self._dir: Path | None = None
         self._names: set[str] = set()
+        self._accounts = itertools.count(1)
         self.version = ""
         self.started_seconds = 0.0
         self._exit_hook = False
@@ -221,7 +247,7 @@ class MariaDBServer:
         shutil.copytree(_initial_datadir(server, install), datadir)
         args = [server, "--no-defaults", f"--datadir={datadir}", f"--socket={self.socket}", "--skip-networking",
                 f"--pid-file={self._dir / 'mysqld.pid'}", f"--log-error={self._dir / 'error.log'}",
-                "--skip-log-bin", "--skip-name-resolve", f"--secure-file-priv={self._dir / 'files'}",
+                "--skip-log-bin", "--skip-name-resolve", "--skip-symbolic-links", f"--secure-file-priv={self._dir / 'files'}",
                 "--character-set-server=utf8mb4", f"--collation-server={COLLATION}",
                 f"--sql-mode={MYSQL8_SQL_MODE}", f"--group-concat-max-len={prompt.GROUP_CONCAT_MAX_LEN}",
                 f"--max-statement-time={self.statement_timeout:g}", "--max-connections=500",
@@ -235,7 +261,6 @@ class MariaDBServer:
             atexit.register(self._stop_at_exit, os.getpid())
             self._exit_hook = True
         self._wait_ready()
-        self._setup_agent_user()
         self.started_seconds = time.perf_counter() - t0
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
@@ -256,10 +281,6 @@ class MariaDBServer:
                     cur.execute("SELECT VERSION()")
                     self.version = cur.fetchone()[0]
             return
-
-    def _setup_agent_user(self) -> None:
-        with self.connect() as conn, conn.cursor() as cur:
-            cur.execute(f"CREATE USER IF NOT EXISTS '{AGENT_USER}'@'localhost'")
 
     def _log_tail(self) -> str:
         try:
@@ -287,10 +308,13 @@ class MariaDBServer:
             self.stop()
 
     # ---------------------------------------------------------------- use
-    def connect(self, user: str = "root", database: str | None = None, autocommit: bool = False) -> Any:
+    def connect(self, user: str = "root", database: str | None = None, autocommit: bool = False,
+                password: str = "", multi_statements: bool = False) -> Any:
         pymysql = _pymysql()
-        return pymysql.connect(unix_socket=self.socket, user=user, database=database, charset="utf8mb4",
-                               autocommit=autocommit, ssl_disabled=True, connect_timeout=30)
+        flags = pymysql.constants.CLIENT.MULTI_STATEMENTS if multi_statements else 0
+        return pymysql.connect(unix_socket=self.socket, user=user, password=password, database=database,
+                               charset="utf8mb4", autocommit=autocommit, ssl_disabled=True, connect_timeout=30,
+                               client_flag=flags)
 
     def kill_query(self, thread_id: int) -> None:
         """Interrupt the statement running on connection ``thread_id``."""
@@ -315,19 +339,30 @@ class MariaDBServer:
         with self._lock:
             self._names.discard(name)
 
+    def account_name(self) -> str:
+        """A user name no other episode of this server has had."""
+        return f"{AGENT_USER_PREFIX}{next(self._accounts)}"
+
 
 class MariaDBDatabase:
-    """One episode's database on the shared server."""
+    """One episode's database on the shared server, and the account the agent uses on it."""
 
-    def __init__(self, engine: MariaDBEngine, name: str, table: Table, setup_error: str | None):
+    def __init__(self, engine: MariaDBEngine, name: str, table: Table, setup_error: str | None,
+                 user: str, password: str):
         self.engine, self.name, self.table, self.setup_error = engine, name, table, setup_error
+        self.user, self.password = user, password
         self.dropped = False
 
     def execute(self, sql: str) -> str:
+        """Run the agent's SQL as upstream's ``Container.execute`` does: the whole text is sent
+        as one batch; the observation is the first result, or the first statement's error.
+        A batch with more than one result leaves upstream's connector out of sync: it shows
+        :data:`OUT_OF_SYNC` and keeps nothing (DDL commits implicitly, as on MySQL)."""
         pymysql = _pymysql()
         server = self.engine.server
         try:  # a fresh connection per command, as upstream reconnects before each
-            conn = server.connect(user=AGENT_USER, database=self.name)
+            conn = server.connect(user=self.user, password=self.password, database=self.name,
+                                  multi_statements=True)
         except pymysql.err.OperationalError as exc:
             if exc.args and exc.args[0] >= 2000:
                 raise EngineError(f"cannot reach the MariaDB server: {exc}") from exc
@@ -340,13 +375,16 @@ class MariaDBDatabase:
             cur = conn.cursor(pymysql.cursors.SSCursor)
             try:
                 cur.execute(sql)
-                rows: Sequence[Any] | Iterator[Any] = cur.fetchall_unbuffered() if cur.description else []
+                rows: Iterator[Any] = iter(cur.fetchall_unbuffered() if cur.description else [])
                 text = prompt.render_rows(rows)
-                if text.endswith(prompt.TRUNCATED):  # the rest of a huge result is not read
+                # past what shows, a result is read on only so far: the rest of a huge one is not read
+                # (and whether more statements followed it is then not known)
+                if text.endswith(prompt.TRUNCATED) and next(itertools.islice(rows, READ_ON_ROWS, None), None) is not None:
                     _abandon(conn, cur)
                     return text
-                while cur.nextset():
-                    pass
+                if _more_results(cur):
+                    conn.rollback()
+                    return OUT_OF_SYNC
                 conn.commit()
                 return text
             except pymysql.err.MySQLError as exc:
@@ -370,7 +408,22 @@ class MariaDBDatabase:
     def drop(self) -> None:
         if not self.dropped:
             self.dropped = True
-            self.engine.drop(self.name)
+            self.engine.drop(self.name, self.user)
+
+
+def _more_results(cur: Any) -> bool:
+    """Whether the batch had results after the first; reads (and drops) all of them, so the
+    server has run every statement before the transaction is rolled back."""
+    more = False
+    while True:
+        try:
+            if not cur.nextset():
+                return more
+            for _ in cur.fetchall_unbuffered():  # read to its end: only then is a next one known
+                pass
+        except _pymysql().err.MySQLError:  # a later statement failed: the server stops there
+            return True
+        more = True
 
 
 def _abandon(conn: Any, cur: Any) -> None:
@@ -413,6 +466,7 @@ class MariaDBEngine:
     def create(self, table: Table) -> MariaDBDatabase:
         conn = self._admin_conn()
         name = self.server.reserve(table.name)
+        user, password = self.server.account_name(), secrets.token_hex(16)
         create, insert = create_table_sql(table, quote_value=lambda v: f"'{prompt.mysql_escape(v)}'")
         setup_error = None
         with conn.cursor() as cur:
@@ -425,8 +479,10 @@ class MariaDBEngine:
                 except _pymysql().err.MySQLError as exc:
                     setup_error = _mysql_error_text(exc, conn)
                     break
-            cur.execute(f"GRANT ALL PRIVILEGES ON `{_grant_name(name)}`.* TO '{AGENT_USER}'@'localhost'")
-        return MariaDBDatabase(self, name, table, setup_error)
+            # the account exists only with its database; ALL on one database is not GRANT OPTION
+            cur.execute(f"CREATE USER '{user}'@'localhost' IDENTIFIED BY '{password}'")
+            cur.execute(f"GRANT ALL PRIVILEGES ON `{_grant_name(name)}`.* TO '{user}'@'localhost'")
+        return MariaDBDatabase(self, name, table, setup_error, user, password)
 
     def admin_query(self, sql: str, database: str) -> str:
         """Run ``sql`` as root in ``database``; upstream's rendering (result or error text)."""
@@ -441,17 +497,15 @@ class MariaDBEngine:
                 raise EngineError(f"the MariaDB server went away: {exc}") from exc
             return prompt.truncate(_mysql_error_text(exc, conn))
 
-    def drop(self, name: str) -> None:
-        if not self.server.running:  # the database went with its server
+    def drop(self, name: str, user: str | None = None) -> None:
+        if not self.server.running:  # the database and its account went with their server
             self.server.free(name)
             return
         try:
             with self._admin_conn().cursor() as cur:
                 cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-                try:
-                    cur.execute(f"REVOKE ALL PRIVILEGES ON `{_grant_name(name)}`.* FROM '{AGENT_USER}'@'localhost'")
-                except _pymysql().err.MySQLError:
-                    pass
+                if user is not None:  # its grants go with it
+                    cur.execute(f"DROP USER IF EXISTS '{user}'@'localhost'")
         except _pymysql().err.OperationalError as exc:
             if self.server.running:
                 raise EngineError(f"could not drop database {name!r}: {exc}") from exc
@@ -460,6 +514,10 @@ class MariaDBEngine:
 
     def expected_hash(self, question: Question) -> str:
         return question.answer_md5 or ""
+
+    def version(self) -> str:
+        """The running server's ``VERSION()``, else what the installed ``mariadbd`` says."""
+        return self.server.version or _installed_version()
 
     def close(self) -> None:
         if self._admin is not None and self._admin.open:

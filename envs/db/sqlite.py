@@ -17,22 +17,27 @@ from typing import Any
 
 from agent_gym.envs.db import prompt
 from agent_gym.envs.db.data import Question, Table
-from agent_gym.envs.db.engine import STATEMENT_TIMEOUT, create_table_sql, escaped_columns
+from agent_gym.envs.db.engine import OUT_OF_SYNC, STATEMENT_TIMEOUT, create_table_sql, escaped_columns
 
 SQLITE_COLLATION = "mysql_ai_ci"
 
 
+def _blank(sql: str) -> bool:
+    """Whether ``sql`` is no statement: only whitespace and ``;`` (a comment after the last
+    ``;`` is one more, empty, statement to MySQL, so it counts here too)."""
+    return not sql.replace(";", " ").strip()
+
+
 def split_statements(sql: str) -> list[str]:
-    """``sql`` cut into complete statements (sqlite3 runs one at a time; MySQL runs a batch)."""
+    """``sql`` cut into complete statements as MySQL cuts a batch (``;`` inside strings,
+    comments and trigger bodies does not cut; empty statements are dropped)."""
     statements, start = [], 0
     for i, ch in enumerate(sql):
         if ch == ";" and sqlite3.complete_statement(sql[start: i + 1]):
             statements.append(sql[start: i + 1])
             start = i + 1
-    rest = sql[start:]
-    if rest.strip() or not statements:
-        statements.append(rest)
-    return [s for s in statements if s.strip()] or [sql]
+    statements.append(sql[start:])
+    return [s for s in statements if not _blank(s)] or [sql]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -76,15 +81,20 @@ class SQLiteDatabase:
         self.conn.commit()
 
     def execute(self, sql: str) -> str:
+        """Run the agent's SQL; several statements behave as on upstream's MySQL connector
+        (:data:`~agent_gym.envs.db.engine.OUT_OF_SYNC`, nothing kept), except that no
+        statement runs: the first is only compiled (``EXPLAIN``), so that its error, which
+        upstream would show, shows."""
         self._deadline = time.monotonic() + self.statement_timeout
         try:
-            text = None
-            for statement in split_statements(sql):
-                cur = self.conn.execute(statement)
-                rendered = prompt.render_rows(cur) if cur.description else "[]"
-                text = rendered if text is None else text
+            statements = split_statements(sql)
+            if len(statements) > 1:
+                self.conn.execute("EXPLAIN " + statements[0]).fetchall()
+                return OUT_OF_SYNC
+            cur = self.conn.execute(statements[0])
+            text = prompt.render_rows(cur) if cur.description else "[]"
             self.conn.commit()
-            return text or "[]"
+            return text
         except (sqlite3.Error, OverflowError, ValueError) as exc:
             self.conn.rollback()
             if isinstance(exc, sqlite3.OperationalError) and str(exc) == "interrupted":
@@ -118,6 +128,9 @@ class SQLiteEngine:
 
     def create(self, table: Table) -> SQLiteDatabase:
         return SQLiteDatabase(table, self.statement_timeout)
+
+    def version(self) -> str:
+        return sqlite3.sqlite_version
 
     def expected_hash(self, question: Question) -> str:
         """The hash after the question's gold SQL ran on SQLite, where MySQL's ``answer_md5``

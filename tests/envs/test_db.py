@@ -8,12 +8,16 @@ server serves the whole module (a lease held by the ``mariadb`` fixture).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -23,11 +27,18 @@ from gymnasium.utils.env_checker import check_env
 
 import agent_gym
 from agent_gym.core import INVALID_ACTION, TASK_LIMIT_REACHED
+from agent_gym.data import DataMissingError, dataset
 from agent_gym.envs.db import data, engine as engines, mariadb, prompt, sqlite
 from agent_gym.envs.db.env import MAX_ROUNDS, DBEnv
 from agent_gym.testing import need_data
 
 gym.register_envs(agent_gym)
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "db"
+#: Four questions of our own in AgentBench's DBBench format (2 query, 1 INSERT, 1 UPDATE; the
+#: write questions' answer_md5 computed with upstream's md5 query on MariaDB).
+TASKS_FIXTURE = FIXTURES / "dbbench_tasks.jsonl"
+JIU_JITSU = "`Jiu-Jitsu Championships Results`"  # other/0's table, 18 rows
 
 # Questions whose gold solution does not reach AgentBench's expected result, and why (docs/db.md).
 GOLD_EXCEPTIONS = {
@@ -249,6 +260,7 @@ def test_select_episode_runs_sql_and_scores_answer(make_env, engine_name):
     assert (reward, term, trunc, info["turn"]) == (0.0, False, False, 1)
     obs, reward, term, trunc, info = env.step("It is this.\nAction: Answer\nFinal Answer: [\"Women +60kg Bronze\"]")
     assert (reward, term, info["success"], info["status"]) == (1.0, True, True, "completed")
+    assert info["end_reason"] == "answered"
 
 
 def test_result_rendering_and_truncation(make_env, engine_name):
@@ -302,6 +314,7 @@ def test_malformed_replies_end_the_episode_as_agentbench_does(make_env, reply, w
     obs, reward, term, trunc, info = env.step(reply)
     assert term and not trunc, why
     assert info["status"] == INVALID_ACTION and not info["action_valid"] and not info["success"]
+    assert info["end_reason"] == "invalid_action"
 
 
 def test_two_actions_run_the_first_and_write_state_counts_even_after_invalid_reply(make_env, questions):
@@ -323,10 +336,12 @@ def test_round_limit_is_fifteen_sql_rounds_then_one_answer(make_env):
         assert not (term or trunc) and info["rounds"] == i + 1
     obs, reward, term, trunc, info = env.step(prompt.operation("SELECT 2") + "\nFinal Answer: [\"1.0\"]")
     assert term and info["success"] and info["rounds"] == MAX_ROUNDS  # the 16th reply is only read for its answer
+    assert info["end_reason"] == "answered"
     env.reset(options={"task": "counting/17"})
     for _ in range(MAX_ROUNDS + 1):
         obs, reward, term, trunc, info = env.step(prompt.operation("SELECT 1"))
     assert trunc and not term and info["status"] == TASK_LIMIT_REACHED and not info["success"]
+    assert info["end_reason"] == "round_limit"
 
 
 def test_setup_failures_are_kept_as_upstream(make_env, engine_name):
@@ -419,11 +434,261 @@ def test_huge_and_binary_replies(make_env):
     assert not info["action_valid"]
 
 
+def test_several_statements_keep_nothing_as_upstreams_connector(make_env, engine_name, questions):
+    """Upstream sends the text with ``execute(sql, multi=True)``, reads the first result and
+    commits: with results left unread, mysql-connector says "Commands out of sync" and nothing
+    is committed. Both engines show that and keep nothing; a first statement that fails shows
+    its own error, as upstream."""
+    env = make_env()
+    env.reset(options={"task": "other/0"})
+    obs, reward, term, trunc, info = env.step(prompt.operation(f"UPDATE {JIU_JITSU} SET Result = 'Draw'; SELECT 1;"))
+    assert obs == engines.OUT_OF_SYNC == "2014 (HY000): Commands out of sync; you can't run this command now"
+    assert not (term or trunc) and info["status"] == "running" and info["rounds"] == 1
+    obs, *_ = env.step(prompt.operation(f"SELECT COUNT(*) FROM {JIU_JITSU} WHERE Result = 'Draw'"))
+    assert obs == "[(0,)]"  # the UPDATE was not kept
+    assert env.step(prompt.operation("SELECT 1; SELECT 2"))[0] == engines.OUT_OF_SYNC
+    assert env.step(prompt.operation(f"SELECT * FROM {JIU_JITSU}; SELECT 1"))[0] == engines.OUT_OF_SYNC  # >800 chars
+    obs, *_ = env.step(prompt.operation(f"INSERT INTO {JIU_JITSU} (Result) VALUES ('Draw'); SELEC 1"))
+    assert obs == engines.OUT_OF_SYNC  # a later statement's error is never read
+    obs, *_ = env.step(prompt.operation("SELEC 1; SELECT 2"))
+    assert obs.startswith("1064 (42000): You have an error" if engine_name == "mariadb" else 'near "SELEC"'), obs
+    assert env.step(prompt.operation(f"SELECT COUNT(*) FROM {JIU_JITSU}"))[0] == "[(18,)]"
+    for one in ("SELECT 1;", "SELECT 1; ;", "SELECT 1 -- ; SELECT 2"):  # one statement, however it ends
+        assert env.step(prompt.operation(one))[0] == "[(1,)]", one
+    assert env.step(prompt.operation("SELECT 'a;b'"))[0] == "[('a;b',)]"
+    q = first(questions, "UPDATE")  # the gold SQL in a batch changes nothing, so the write question fails
+    *_, info = play(env, q.id, [prompt.operation(q.label[0] + "; SELECT 1"), prompt.answer_reply([])])
+    assert info["status"] == "completed" and not info["success"]
+
+
+def test_empty_sql_block_shows_empty_result_as_upstream(make_env):
+    """Upstream's connector sends nothing for an empty statement and ``fetchall()`` gives ``[]``;
+    the round still counts."""
+    env = make_env()
+    env.reset(options={"task": "other/0"})
+    for i, reply in enumerate(["Action: Operation\n```sql\n\n```", "Action: Operation\n```sql\n   \n```"], 1):
+        obs, reward, term, trunc, info = env.step(reply)
+        assert obs == "[]" and not (term or trunc) and info["action_valid"] and info["rounds"] == i
+
+
+def test_held_in_prompt_hints_are_agentbenchs(make_env):
+    """AgentBench.old's harness sent no system message and decoded greedily with 128 new tokens."""
+    assert DBEnv.system_prompt == "" and DBEnv.decoding == {"max_new_tokens": 128, "temperature": 0.0}
+    env = make_env()
+    obs, info = env.reset(options={"task": "other/0"})
+    assert info["system_prompt"] == "" and info["max_new_tokens"] == 128 and info["temperature"] == 0.0
+    assert info["end_reason"] is None
+    obs, reward, term, trunc, info = env.step(prompt.operation("SELECT 1"))
+    assert info["end_reason"] is None  # still running
+
+
+def test_provenance_names_engine_version_and_options(make_env, engine_name):
+    env = make_env()
+    _, info = env.reset(options={"task": "other/0"})
+    version = env.engine_info()[engine_name]
+    if engine_name == "mariadb":
+        assert version == env.engine.server.version and "MariaDB" in version
+        assert mariadb._installed_version() == version  # what `mariadbd --version` says, before any start
+    else:
+        import sqlite3
+
+        assert version == sqlite3.sqlite_version
+    assert env.engine_info() == {engine_name: version} and env.options() == {"engine": engine_name}
+    assert DBEnv.paper_options == {"engine": "mariadb"}
+    assert info["provenance"]["engine"] == {engine_name: version}
+    assert info["provenance"]["options"] == {"engine": engine_name}
+    assert info["provenance"]["paper_options"] == {"engine": "mariadb"}
+
+
+# --------------------------------------------------------------------------- splits and own tasks
+def test_std_is_an_alias_of_test_and_dev_is_declared(questions):
+    env = DBEnv(split="std", engine="sqlite")
+    assert env.split == "test" and DBEnv.splits == ("test", "dev") and len(env.tasks()) == 300
+    env.close()
+    dev = next(f for f in dataset("dbbench").files if f.path == "data/dbbench/dev.jsonl")
+    assert dev.optional and dev.url.endswith("/AgentBench.old/data/dbbench/dev.jsonl")
+    assert dev.sha256 == "eb941c58a7a5651357b19e46aa05070f6cd5a7d83ce70cefd24aa3581e1e1130"
+    assert dataset("dbbench").is_present()  # the std split does not need the dev file
+    with pytest.raises(ValueError, match="splits"):
+        DBEnv(split="train", engine="sqlite")
+
+
+@pytest.fixture
+def data_dir_with_dev(tmp_path, monkeypatch):
+    """A data directory whose dbbench dev file is our fixture (same format as upstream's)."""
+    need_data("dbbench")
+    real = dataset("dbbench").path()
+    root = tmp_path / "agentbench"
+    (root / "data" / "dbbench").mkdir(parents=True)
+    shutil.copy(real / "agentbench_old_prompts.json", root / "agentbench_old_prompts.json")
+    shutil.copy(real / "data" / "dbbench" / "standard.jsonl", root / "data" / "dbbench" / "standard.jsonl")
+    monkeypatch.setenv("AGENT_GYM_DATA", str(tmp_path))
+    return root / "data" / "dbbench" / "dev.jsonl"
+
+
+def test_dev_split_reads_upstreams_dev_file(data_dir_with_dev, engine_name):
+    with pytest.raises(DataMissingError, match="agent-gym data fetch dbbench"):
+        DBEnv(split="dev", engine=engine_name).tasks()  # optional: fetched on demand, named when absent
+    shutil.copy(TASKS_FIXTURE, data_dir_with_dev)
+    env = DBEnv(split="dev", engine=engine_name)
+    try:
+        assert [q.id for q in env.tasks()] == ["counting/0", "other/1", "INSERT/2", "UPDATE/3"]
+        obs, info = env.reset(options={"task": "counting/0"})
+        assert obs == ("How many loans were made at the South branch?\nThe name of this table is Library Loans, "
+                       "and the headers of this table are Member,Book,Branch,Days.")
+        assert info["provenance"]["split"] == "dev"
+        obs, *_ = env.step(prompt.operation("SELECT COUNT(*) FROM `Library Loans` WHERE Branch = 'south'"))
+        assert obs == "[(2,)]"
+        *_, info = env.step(prompt.answer_reply(["2"]))
+        assert info["success"]
+    finally:
+        env.close()
+
+
+def test_real_dev_file_when_present():
+    need_data("dbbench")
+    path = dataset("dbbench").path() / "data" / "dbbench" / "dev.jsonl"
+    if not path.exists():
+        pytest.skip("dev.jsonl not in the data directory: `agent-gym data fetch dbbench` gets it")
+    questions = data.load("dev")
+    kinds = [q.type for q in questions]
+    assert len(questions) == 60 and kinds.count("INSERT") == 20 and kinds.count("UPDATE") == 20
+
+
+def test_tasks_file_plays_a_users_questions(engine_name, mariadb_server):
+    """A user's file in DBBench's format: every question solvable by its gold answer, and the
+    trajectory says which file (path and sha256)."""
+    need_data("dbbench")
+    env = gym.make("AgentTuning/DB-v0", engine=engine_name, tasks_file=str(TASKS_FIXTURE)).unwrapped
+    try:
+        assert env.split == "custom" and len(env.tasks()) == 4
+        for q in env.tasks():
+            *_, info = play(env, q.id, env.expert_replies(q))
+            assert info["success"], q.id
+            *_, info = play(env, q.id, [prompt.answer_reply(["wrong"])])
+            assert not info["success"], q.id
+        assert info["provenance"]["tasks_file"] == {"path": str(TASKS_FIXTURE),
+                                                    "sha256": hashlib.sha256(TASKS_FIXTURE.read_bytes()).hexdigest()}
+    finally:
+        env.close()
+
+
+def test_tasks_file_errors_name_the_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    row = json.loads(TASKS_FIXTURE.read_text().splitlines()[0])
+    del row["table"]
+    bad.write_text(TASKS_FIXTURE.read_text().splitlines()[1] + "\n\n" + json.dumps(row) + "\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl:3: not a DBBench question"):
+        DBEnv.load_tasks_file(bad)
+
+
+# --------------------------------------------------------------------------- concurrent episodes (MariaDB)
+def _root_query(server, sql: str, *args):
+    with server.connect() as conn, conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchall()
+
+
+def test_concurrent_episodes_cannot_touch_each_other(mariadb_server, questions):
+    """Issue 9, section 9: each episode has its own account with rights on its own database
+    only. While episode B runs a query in another thread, episode A cannot list B's database,
+    drop it or kill B's query; B's score equals a clean run's."""
+    q = first(questions, "UPDATE")
+    victim_replies = [prompt.operation("SELECT SLEEP(3)")] + DBEnv(engine="sqlite").expert_replies(q)
+    clean = DBEnv(engine="mariadb")
+    try:
+        *_, clean_info = play(clean, q.id, victim_replies)
+    finally:
+        clean.close()
+    assert clean_info["success"]
+
+    a, b = DBEnv(engine="mariadb"), DBEnv(engine="mariadb")
+    try:
+        a.reset(options={"task": "other/0"})
+        b.reset(options={"task": q.id})
+        victim = b._db
+        assert a._db.user != victim.user
+        seen = {}
+
+        def run_victim():
+            seen["sleep"] = b.step(victim_replies[0])[0]
+            for reply in victim_replies[1:]:
+                *_, term, trunc, seen["info"] = b.step(reply)
+
+        thread = threading.Thread(target=run_victim)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not (rows := _root_query(mariadb_server, "SELECT ID FROM information_schema.PROCESSLIST "
+                                       "WHERE USER = %s AND INFO LIKE 'SELECT SLEEP%%'", victim.user)):
+            assert time.monotonic() < deadline, "the victim's query never started"
+            time.sleep(0.02)
+        thread_id = rows[0][0]
+
+        obs, *_ = a.step(prompt.operation("SHOW DATABASES"))
+        assert sorted(eval(obs)) == [("Jiu-Jitsu Championships Results",), ("information_schema",)]
+        obs, *_ = a.step(prompt.operation("SHOW PROCESSLIST"))
+        assert thread_id not in [row[0] for row in eval(obs)]
+        obs, *_ = a.step(prompt.operation(f"DROP DATABASE `{victim.name}`"))
+        assert obs.startswith(f"1044 (42000): Access denied for user '{a._db.user}'@'localhost' to database"), obs
+        for kill in (f"KILL {thread_id}", f"KILL QUERY {thread_id}"):
+            obs, *_ = a.step(prompt.operation(kill))
+            assert obs == f"1095 (HY000): You are not owner of thread {thread_id}", obs
+        assert thread.is_alive()  # every attack happened while the victim's query ran
+        thread.join(30)
+        assert seen["sleep"] == "[(0,)]"  # SLEEP() returns 1 when killed
+        assert seen["info"]["score"] == clean_info["score"] == 1.0 and seen["info"]["success"]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_nothing_done_through_an_episodes_account_outlives_it(mariadb_server, tmp_path):
+    """The agent's account is its own and is dropped with its database: changing its password
+    locks out only itself, for the rest of its episode; other accounts, files outside the
+    server, routines and events are out of reach or go with the database."""
+    need_data("dbbench")
+    env, other = DBEnv(engine="mariadb"), DBEnv(engine="mariadb")
+    outside = tmp_path / "outside"
+    try:
+        env.reset(options={"task": "other/0"})
+        other.reset(options={"task": "other/1"})
+        account, database = env._db.user, env._db.name
+        for sql in (f"CREATE TABLE t1 (a INT) DATA DIRECTORY='{outside}'",  # placed in the datadir instead
+                    f"CREATE TABLE t2 (a INT) ENGINE=MyISAM DATA DIRECTORY='{outside}' INDEX DIRECTORY='{outside}'",
+                    "CREATE PROCEDURE p() SELECT 1", "CREATE EVENT e ON SCHEDULE EVERY 1 HOUR DO SELECT 1"):
+            assert env.step(prompt.operation(sql))[0] == "[]", sql
+        for sql in ("SET PASSWORD FOR 'root'@'localhost' = PASSWORD('x')", "CREATE USER 'spare'@'localhost'",
+                    "GRANT ALL PRIVILEGES ON *.* TO CURRENT_USER()", "ALTER USER CURRENT_USER() IDENTIFIED BY 'x'",
+                    "CREATE DEFINER='root'@'localhost' PROCEDURE q() SELECT 1", "SET GLOBAL max_connections = 1",
+                    "INSTALL SONAME 'ha_connect'"):
+            obs, *_ = env.step(prompt.operation(sql))
+            assert "denied" in obs.lower(), (sql, obs)
+        assert env.step(prompt.operation("SET PASSWORD = PASSWORD('mine')"))[0] == "[]"
+        obs, *_ = env.step(prompt.operation("SELECT 1"))
+        assert obs.startswith(f"1045: Access denied for user '{account}'@'localhost'")  # only itself locked out
+        assert other.step(prompt.operation("SELECT 1"))[0] == "[(1,)]"
+        assert not outside.exists()
+
+        env.reset(options={"task": "other/0"})  # the next episode: a fresh account, the same database name
+        assert env._db.user != account and env._db.name == database
+        assert env.step(prompt.operation(f"SELECT COUNT(*) FROM {JIU_JITSU}"))[0] == "[(18,)]"
+        assert _root_query(mariadb_server, "SELECT COUNT(*) FROM mysql.user WHERE User = %s", account) == ((0,),)
+        assert _root_query(mariadb_server, "SELECT COUNT(*) FROM information_schema.ROUTINES "
+                           "WHERE ROUTINE_SCHEMA = %s", database) == ((0,),)
+        assert _root_query(mariadb_server, "SELECT COUNT(*) FROM information_schema.EVENTS "
+                           "WHERE EVENT_SCHEMA = %s", database) == ((0,),)
+    finally:
+        env.close()
+        other.close()
+    leftover = _root_query(mariadb_server, "SELECT User FROM mysql.user WHERE User LIKE 'agent%%'")
+    assert account not in {u for (u,) in leftover}
+
+
 # --------------------------------------------------------------------------- env plumbing
 def test_gym_make_engine_option_and_default(mariadb_server):
     need_data("dbbench")
     env = gym.make("AgentTuning/DB-v0", engine="sqlite")
-    assert env.unwrapped.engine.name == "sqlite" and env.spec.max_episode_steps == MAX_ROUNDS + 1
+    assert env.unwrapped.engine.name == "sqlite" and env.unwrapped.max_turns == MAX_ROUNDS + 1
     env.close()
     env = gym.make("AgentTuning/DB-v0")
     assert env.unwrapped.engine.name == "mariadb"  # installed here: the faithful default
