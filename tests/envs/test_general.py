@@ -108,6 +108,20 @@ def test_gsm8k_reply_without_a_number_is_an_invalid_action():
     assert info["status"] == "invalid_action" and info["end_reason"] == "invalid_action" and not info["action_valid"]
 
 
+def test_core_input_hygiene_as_docs_general_says():
+    """NUL characters are dropped before reading (upstream would read "1\\x008" as 8); replies over
+    64 KiB are refused."""
+    need_data("gsm8k")
+    need_data("mmlu")
+    env = gym.make(GSM8K)
+    env.reset(options={"task": 0})
+    assert env.step("The answer is 1\x008")[1] == 1.0
+    env = gym.make(MMLU)
+    env.reset(options={"task": "anatomy/3"})
+    _, reward, terminated, _, info = env.step(f"Answer: {env.unwrapped.task.answer}" + " " * 65_536)
+    assert reward == 0.0 and terminated and info["status"] == "invalid_action"
+
+
 def test_gsm8k_plays_a_users_tasks_file():
     need_data("gsm8k")  # the prompt strings come from the data directory
     path = FIXTURES / "gsm8k_tasks.jsonl"
@@ -172,7 +186,7 @@ def test_mmlu_prompt_is_the_papers_five_shot_chat():
         assert agent["content"] == f"Answer: {shot.answer}"
     assert obs == (f"Question: {task.question}\nA. {task.choices[0]}\nB. {task.choices[1]}\n"
                    f"C. {task.choices[2]}\nD. {task.choices[3]}").rstrip()
-    assert info["scoring"] == "logprobs"
+    assert info["scoring"] == "logprobs" and info["max_new_tokens"] == 1 and info["temperature"] == 0.0
     assert info["choice_scoring"] == {"choices": ["A", "B", "C", "D"], "continuations": [" A", " B", " C", " D"],
                                       "answer_prefix": " Answer: "}
 
@@ -181,7 +195,7 @@ def test_mmlu_generation_mode_asks_for_text_and_records_it():
     need_data("mmlu")
     env = gym.make(MMLU, scoring="generation")
     _, info = env.reset(options={"task": "anatomy/3"})
-    assert "choice_scoring" not in info and info["scoring"] == "generation"
+    assert "choice_scoring" not in info and info["scoring"] == "generation" and info["max_new_tokens"] == 32
     assert env.unwrapped.options() == {"scoring": "generation", "shots": 5}
     assert gym.make(MMLU).unwrapped.options() == type(env.unwrapped).paper_options
     assert env.unwrapped.engine_info() == {}
