@@ -5,6 +5,11 @@ is AgentTuning's per-task one-shot prompt file, and it is optional. The variatio
 is the engine's own split (``getVariationsTrain/Dev/Test``, contiguous ranges in
 scienceworld 1.2.3); ``tests/envs/test_sciworld.py`` checks it against the engine, so task
 lists load without starting a JVM.
+
+A user's own task list (``tasks_file=``, :func:`load_file`) names games the same way upstream's
+``eval.py`` does: a task name and a variation index. Upstream has no task file of its own (it
+loops over task numbers and takes variations from the engine), so the format is ours: JSON, a
+list of ``{"task_name": "boil", "variation": 27}`` objects, or JSON Lines of the same objects.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 
 from agent_gym.data import DataFile, Dataset, dataset
 
@@ -108,13 +115,67 @@ def paper_test_variations(task_num: int) -> list[int]:
     return variations[:limit]
 
 
+def variation(task_name: str, variation_index: int) -> Variation:
+    """One game, checked against the engine's tables (any split: train, dev or test variations)."""
+    if not isinstance(task_name, str) or task_name not in VARIATION_SPLITS:
+        raise ValueError(f"unknown ScienceWorld task {task_name!r}; the task names are: {', '.join(TASK_NAMES)}")
+    total = VARIATION_SPLITS[task_name][2]
+    if isinstance(variation_index, bool) or not isinstance(variation_index, int) or not 0 <= variation_index < total:
+        raise ValueError(f"ScienceWorld task {task_name!r} has variations 0..{total - 1}, not {variation_index!r}")
+    return Variation(f"{task_name}/{variation_index}", TASK_NAMES.index(task_name), task_name, variation_index)
+
+
 @lru_cache(maxsize=4)
 def load(split: str = "test") -> tuple[Variation, ...]:
     """All episodes of ``split``: the paper's 30 x (<= 10) test games, or every dev / train variation."""
     out: list[Variation] = []
     for num, name in enumerate(TASK_NAMES):
         chosen = paper_test_variations(num) if split == "test" else split_variations(name, split)
-        out.extend(Variation(f"{name}/{v}", num, name, v) for v in chosen)
+        out.extend(variation(name, v) for v in chosen)
+    return tuple(out)
+
+
+def load_file(path: str | Path) -> tuple[Variation, ...]:
+    """The games of a user's task file, in the file's order.
+
+    The file is JSON (a list of objects) or JSON Lines (one object per line, blank lines
+    skipped); each object is ``{"task_name": <one of TASK_NAMES>, "variation": <int>}``, e.g.
+    ``{"task_name": "boil", "variation": 27}`` (the id is then ``"boil/27"``). Other keys are
+    ignored. Raises ``ValueError`` naming the line or entry for an unknown task, a variation out
+    of the engine's range, a duplicate or unreadable JSON.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        entries: Sequence[object] = json.loads(text)
+        where = [f"entry {i}" for i in range(len(entries))] if isinstance(entries, list) else []
+        if not isinstance(entries, list):
+            entries = [entries]
+            where = ["entry 0"]
+    except json.JSONDecodeError:
+        entries, where = [], []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: line {n} is not JSON ({exc.msg}); a ScienceWorld tasks_file is a JSON "
+                                 'list or JSON Lines of {"task_name": ..., "variation": ...}') from None
+            where.append(f"line {n}")
+    out: list[Variation] = []
+    seen: set[str] = set()
+    for entry, place in zip(entries, where):
+        if not isinstance(entry, dict) or "task_name" not in entry or "variation" not in entry:
+            raise ValueError(f'{path}: {place} must be an object {{"task_name": ..., "variation": ...}}, got {entry!r}')
+        try:
+            game = variation(entry["task_name"], entry["variation"])
+        except ValueError as exc:
+            raise ValueError(f"{path}: {place}: {exc}") from None
+        if game.id in seen:
+            raise ValueError(f"{path}: {place}: {game.id} is listed twice")
+        seen.add(game.id)
+        out.append(game)
     return tuple(out)
 
 

