@@ -50,7 +50,9 @@ class GSM8KEnv(TextEnv):
     def _begin(self, task: data.Problem) -> Begin:
         strings = data.paper_prompt()
         return Begin(observation=prompt.observation(task.question, strings), prompt=prompt.chat(strings),
-                     extra={"extraction": self.extraction})
+                     # upstream passed the strings to FastChat as they are (the instruction ends in a
+                     # space, the question turn starts with a newline): policies must not strip them
+                     extra={"extraction": self.extraction, "strip_messages": False})
 
     def _act(self, action: str) -> Outcome:
         predicted = prompt.extract(action, self.extraction)

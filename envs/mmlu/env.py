@@ -69,7 +69,8 @@ class MMLUEnv(TextEnv):
         return tuple(s for s in shots if not (self.split == "dev" and s.id == task.id))[: self.shots]
 
     def _begin(self, task: data.Question) -> Begin:
-        extra: dict[str, Any] = {"subject": task.subject, "scoring": self.scoring}
+        # upstream passed the turns to FastChat unstripped (a dev choice may end in spaces)
+        extra: dict[str, Any] = {"subject": task.subject, "scoring": self.scoring, "strip_messages": False}
         if self.scoring == "logprobs":
             extra["choice_scoring"] = {k: list(v) if isinstance(v, list) else v
                                        for k, v in prompt.CHOICE_SCORING.items()}

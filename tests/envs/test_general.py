@@ -260,6 +260,91 @@ def test_mmlu_categories_are_hendrycks_four():
     assert mmlu_data.CATEGORY_OF["anatomy"] == "other" and mmlu_data.CATEGORY_OF["machine_learning"] == "STEM"
 
 
+# ------------------------------------------------------- the prompt string the paper's harness built
+def fastchat_llama2(system: str, turns: list[str]) -> str:
+    """FastChat 0.2.31's ``llama-2`` conversation (re-derived here from its rules, not imported):
+    ``system_template`` "[INST] <<SYS>>\\n{system}\\n<</SYS>>\\n\\n" (else "[INST] "); the first message
+    then " "; later ones "<role> <message>" and sep " " after a user turn, sep2 " </s><s>" after an
+    agent turn; the open agent turn (``None``) adds its role "[/INST]". Messages are not stripped."""
+    ret = f"[INST] <<SYS>>\n{system}\n<</SYS>>\n\n" if system else "[INST] "
+    roles, seps = ("[INST]", "[/INST]"), (" ", " </s><s>")
+    for i, message in enumerate([*turns, None]):
+        if message:
+            ret += message + " " if i == 0 else roles[i % 2] + " " + message + seps[i % 2]
+        else:
+            ret += roles[i % 2]
+    return ret
+
+
+class RecordingBackend:
+    """A backend that records the prompt strings it is sent."""
+
+    model_name, context_length, can_score = "agentlm-7b", None, True
+
+    def __init__(self):
+        self.prompts: list[str] = []
+
+    def generate(self, prompt, **_):
+        from agent_gym.policies.backend import Generation
+
+        self.prompts.append(prompt)
+        return Generation("The answer is 18")
+
+    def choice_logprobs(self, prompt, continuations):
+        self.prompts.append(prompt)
+        return [-3.0, -0.5, -2.0, -1.0]
+
+    def chat_template(self):
+        return None
+
+
+def test_gsm8k_prompt_string_is_the_papers():
+    need_data("gsm8k")
+    from agent_gym.policies.react import ReActPolicy
+
+    env = gym.make(GSM8K)
+    obs, info = env.reset(options={"task": 0})
+    backend = RecordingBackend()
+    policy = ReActPolicy(backend, chat_template="llama2")
+    policy.reset(info)
+    assert policy.act(obs, info) == "The answer is 18" and info["strip_messages"] is False
+    strings = gsm8k_data.paper_prompt()
+    turns = [strings["instruction"], strings["agent_ack"]]
+    for shot in strings["shots"]:
+        turns += [shot["question"], shot["answer"]]
+    turns.append(f"\nQuestion: {env.unwrapped.task.question}")
+    assert backend.prompts == [fastchat_llama2("You are a helpful, respectful and honest assistant.", turns)]
+    assert backend.prompts[0].startswith("[INST] <<SYS>>\nYou are a helpful, respectful and honest assistant.\n"
+                                         "<</SYS>>\n\nPlease provide a detailed step-by-step solution for the "
+                                         "following grade school math question.  [/INST] Ok. </s><s>[INST] Question: ")
+    assert backend.prompts[0].endswith("at the farmers' market? [/INST]")
+
+
+def test_mmlu_prompt_string_is_the_papers_for_every_subject():
+    need_data("mmlu")
+    from agent_gym.policies.react import ReActPolicy
+
+    env = gym.make(MMLU)
+    for subject in sorted(mmlu_data.CATEGORY_OF):
+        obs, info = env.reset(options={"task": f"{subject}/0"})
+        assert info["strip_messages"] is False
+        task = env.unwrapped.task
+        backend = RecordingBackend()
+        policy = ReActPolicy(backend, chat_template="llama2")
+        policy.reset(info)
+        assert policy.act(obs, info) == "Answer: B"  # the best of the recorded log-probs
+        system = (f"The following is a multiple-choice question about {subject.replace('_', ' ')}. Please choose "
+                  "the most suitable one among A, B, C and D as the answer to this question.")
+        turns = []
+        for shot in mmlu_data.shots_by_subject()[subject]:
+            turns.append(f"Question: {shot.question}\n" + "\n".join(f"{c}. {x}" for c, x in zip("ABCD", shot.choices)))
+            turns.append(f"Answer: {shot.answer}")
+        question = "Question: " + task.question + "".join(f"\n{c}. {x}" for c, x in zip("ABCD", task.choices))
+        turns.append((question + "\nAnswer:").split("Answer:")[0].rstrip())
+        assert backend.prompts == [fastchat_llama2(system, turns) + " Answer: "], subject
+        assert backend.prompts[0].endswith(f"D. {task.choices[3].rstrip()} [/INST] Answer: ")
+
+
 # ----------------------------------------------------------------------- gold replays, metrics
 @pytest.mark.parametrize("env_id,dataset,n,env_kwargs", [
     (GSM8K, "gsm8k", 1319, {"extraction": "robust"}),
