@@ -13,18 +13,23 @@ it all vanishes with the namespace.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
-from agent_gym.envs.os_interaction.engine import CAPABILITIES, PATH, Limits, Sandbox, SandboxError
+from agent_gym.envs.os_interaction import pristine
+from agent_gym.envs.os_interaction.engine import (CAPABILITIES, CAPABILITY_NUMBERS, PATH, Limits, Sandbox, SandboxError,
+                                                  checker_command)
 
 _LAUNCH = r"""
 set -e
@@ -203,6 +208,40 @@ class BwrapSandbox(Sandbox):
         return [*self._prefix(), "nsenter", "-t", str(self.init_pid), "-m", "-u", "-i", "-n", "-p", "-r", "-w",
                 "--", "setpriv", "--bounding-set", caps, "--inh-caps", "-all", "--",
                 "env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
+
+    def _changed_paths(self) -> list[str]:
+        """Paths the agent created or changed under the tool folders: its writable layer, seen from
+        the host through the launcher's mount namespace."""
+        return pristine.changed_paths(f"/proc/{self._proc.pid}/root{self._staging}/up")
+
+    def _enter_pristine(self, argv: list[str], env: dict[str, str]) -> list[str]:
+        spec = {"pristine": self.root, "pid": self.init_pid, "changed": self._changed_paths(),
+                "capabilities": sorted(CAPABILITY_NUMBERS[c] for c in CAPABILITIES), "argv": argv, "env": env}
+        # the host's Python (trusted) joins the sandbox's pid, uts, ipc and net namespaces here, its mount namespace itself
+        return [*self._prefix(), "nsenter", "-t", str(self.init_pid), "-p", "-u", "-i", "-n", "--",
+                *checker_command([sys.executable], spec)]
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        stopped: set[int] = set()
+        try:
+            for _ in range(200):  # stopped processes cannot fork: the list settles
+                pids = set(self._sandbox_pids()) - stopped
+                if not pids:
+                    break
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGSTOP)
+                    except ProcessLookupError:
+                        pass
+                stopped |= pids
+            yield
+        finally:
+            for pid in stopped:
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
 
     def _sandbox_pids(self) -> list[int]:
         """Host pids of the processes inside, without pid 1 and the main ``sleep``."""

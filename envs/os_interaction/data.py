@@ -1,4 +1,4 @@
-"""AgentBench OS-interaction problems (the 144 of the ``std`` split), read as upstream reads them.
+"""AgentBench OS-interaction problems (test: the paper's 144, upstream's ``std``; dev; train), read as upstream reads them.
 
 Each problem has a description, optional ``init`` scripts (run in the fresh sandbox before the
 agent starts), an optional ``start`` script (typed into the agent's shell first) and an
@@ -57,6 +57,26 @@ _FILES = (  # (path in the dataset folder, sha256); the checksums of ../shared/d
     ("data/os_interaction/scripts/5/example/2.sh", "d21b7deca845f6d815ae7bf6656952a4082046dab0a8c856f9e89d0bce396e86"),
     ("data/os_interaction/scripts/7/check/integer-match.py", "1f1fd1b34581794346c577bea54d50c87a547f483e552259cb66563c25f5fed8"),
 )
+# AgentBench.old's dev split (26 problems and the scripts they name), as the AgentTuning repository pins it
+_OLD_BASE = ("https://raw.githubusercontent.com/THUDM/AgentTuning/e33a45d7eab2b63cac4d1956da1e6377fca9fcc7/"
+             "AgentBench.old/data/os_interaction/")
+DEV_FILE = "data/os_interaction/data/dev.json"
+DEV_SCRIPTS = "data/os_interaction/scripts/dev"
+_DEV_FILES = (
+    (DEV_FILE, "c5554248e6c1cb606e27d2f81025b751a490c9a5ccd37aabf4c86879a52e9274"),
+    (f"{DEV_SCRIPTS}/check/0.sh", "bc75b2778c644ec42abb46abec6eadf52812f10c02255a1c3b2b55c3ced0ae0c"),
+    (f"{DEV_SCRIPTS}/check/integer-match.py", "1f1fd1b34581794346c577bea54d50c87a547f483e552259cb66563c25f5fed8"),
+    (f"{DEV_SCRIPTS}/check/size-match.py", "b0d6ed977b4802f01725edd90c96f056021a75fe09ebf890a1a3a01dfc934b29"),
+    (f"{DEV_SCRIPTS}/check/string-match.py", "c0afd9384f5c2e492b5c158731e5fefb000692c4ba6a6be89f168aca7e89faec"),
+    (f"{DEV_SCRIPTS}/example/0.sh", "23970a83ef56b0b17071f3408f5ac5e81fd9108df800ca2d33144c203eabd332"),
+    (f"{DEV_SCRIPTS}/init/stock-log.sh", "2fc591294f8db0333a95bb382f7e83776ccc6143cca122acc201e8d4222da9fc"),
+)
+# AgentBench main's training pool (1000 check problems, 2025): its entries name check/{integer,string,size}-match.py,
+# which we resolve against the dev script folder (the same bytes in every group of upstream's).
+TRAIN_FILE = "extra_main_branch/os_training_0317.json"
+_TRAIN_URL = ("https://raw.githubusercontent.com/THUDM/AgentBench/5bf4eb27f05bc50ca97dce45f0693c6018875c25/"
+              "data/os_interaction/train_0317/training.json")
+_TRAIN_SHA256 = "35cbd6cc07646eab32161d64260bbcc4d0cab145a7caae69c236320a9d7c7685"
 PROMPTS_FILE = "agentbench_old_prompts.json"
 
 DATASET = Dataset(
@@ -66,13 +86,18 @@ DATASET = Dataset(
         # extracted verbatim from AgentBench.old's task code (see the data folder's PROVENANCE.md)
         DataFile(PROMPTS_FILE, sha256="352784b5a358e483ab0fc501fc92d8bd6ee94337dd0edac957d949f0146ff2de"),
         *(DataFile(path, url=_BASE + path.removeprefix("data/os_interaction/"), sha256=sha) for path, sha in _FILES),
+        *(DataFile(path, url=_OLD_BASE + path.removeprefix("data/os_interaction/"), sha256=sha, optional=True)
+          for path, sha in _DEV_FILES),
+        DataFile(TRAIN_FILE, url=_TRAIN_URL, sha256=_TRAIN_SHA256, optional=True),
     ),
-    description="AgentBench OS-interaction std split: 144 problems, their init/check scripts, and the OS prompt",
+    description="AgentBench OS interaction: the test split (upstream's std: 144 problems), the dev split (26), "
+                "AgentBench main's training pool (1000), their scripts, and the OS prompt",
     license="Apache-2.0",
     homepage="https://github.com/THUDM/AgentBench",
 )
 
 GROUPS = ("1", "2", "3", "4", "5", "6", "7")
+SPLITS = ("test", "dev", "train")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +114,7 @@ class Problem:
     description: str
     init: tuple[Script, ...] = ()
     start: Script | None = None
-    match: dict[str, Any] | None = None  # {"answer": str} or {"regex": str}, plus "strip"
+    match: dict[str, Any] | None = None  # {"answer": str} or {"regex": str}, and "strip" (bool)
     check: tuple[Script | None, ...] = ()  # None: run the example and pass its output on
     example: Script | None = None
     labels: tuple[str, ...] = ()
@@ -125,7 +150,15 @@ def _problem(pid: str, item: dict[str, Any], script_dir: Path) -> Problem:
     match = check = None
     if "match" in evaluation:
         match = evaluation["match"]
-        match = {"answer": match, "strip": True} if isinstance(match, str) else dict(match)
+        if isinstance(match, str):
+            match = {"answer": match, "strip": True}
+        elif isinstance(match, dict) and ("answer" in match or "regex" in match):
+            # A dict without "strip" compares the answer as given (strip = False). Upstream reads
+            # match["strip"] unconditionally: a KeyError that fails the problem for every answer.
+            match = {"strip": False, **match}
+        else:
+            raise ValueError(f"problem {pid}: evaluation.match must be a string or an object with "
+                             f"'answer' or 'regex' (and optional 'strip'), got {match!r}")
     elif "check" in evaluation:
         raw = evaluation["check"] if isinstance(evaluation["check"], list) else [evaluation["check"]]
         check = tuple(_script(o, script_dir) for o in raw)
@@ -139,16 +172,43 @@ def _problem(pid: str, item: dict[str, Any], script_dir: Path) -> Problem:
     )
 
 
-def load(split: str = "std") -> list[Problem]:
-    """The problems in upstream's order: groups 1..7, files sorted, match before check per file."""
+def load_file(path: Path, script_dir: Path | None = None, prefix: str | None = None) -> list[Problem]:
+    """The problems of one upstream problems file (``.json``: a list or one object; ``.jsonl``: one a
+    line), as ``_load_configs`` reads it: match problems first, then check problems, each in file
+    order. Script ``file`` paths resolve against ``script_dir`` (default: the file's folder); ids
+    are ``"<prefix>-<index in file>"`` (default prefix: the file's stem)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        items = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        raw = json.loads(text)
+        if not isinstance(raw, (list, dict)):
+            raise ValueError(f"{path}: a problems file holds a list of problems or one problem, not {type(raw).__name__}")
+        items = raw if isinstance(raw, list) else [raw]
+    script_dir = path.parent if script_dir is None else Path(script_dir)
+    prefix = path.stem if prefix is None else prefix
+    parsed = [_problem(f"{prefix}-{i}", item, script_dir) for i, item in enumerate(items)]
+    return [p for p in parsed if p.match is not None] + [p for p in parsed if p.match is None]
+
+
+def load(split: str = "test") -> list[Problem]:
+    """The problems of a split in upstream's order. ``test`` (upstream's ``std``): groups 1..7, files
+    sorted, ids ``"<group>/<stem>-<index>"``; ``dev``: AgentBench.old's dev.json, ids ``"dev-<index>"``;
+    ``train``: AgentBench main's training pool, ids ``"train-<index>"``."""
+    if split == "dev":
+        base = require("agentbench_os", *(p for p, _ in _DEV_FILES))
+        return load_file(base / DEV_FILE, base / DEV_SCRIPTS, "dev")
+    if split == "train":
+        base = require("agentbench_os", TRAIN_FILE, *(p for p, _ in _DEV_FILES if "-match.py" in p))
+        return load_file(base / TRAIN_FILE, base / DEV_SCRIPTS, "train")
+    if split != "test":
+        raise ValueError(f"unknown split {split!r}; the OS task has {', '.join(SPLITS)}")
     base = require("agentbench_os") / "data" / "os_interaction"
     problems: list[Problem] = []
     for group in GROUPS:
         for path in sorted((base / "data" / group).glob("*.json")):
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            items = raw if isinstance(raw, list) else [raw]
-            parsed = [_problem(f"{group}/{path.stem}-{i}", item, base / "scripts" / group) for i, item in enumerate(items)]
-            problems += [p for p in parsed if p.match is not None] + [p for p in parsed if p.match is None]
+            problems += load_file(path, base / "scripts" / group, f"{group}/{path.stem}")
     return problems
 
 

@@ -7,15 +7,19 @@ starts a throwaway daemon for tests and benchmarks.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from agent_gym.envs.os_interaction.engine import Limits, Sandbox, SandboxError
+from agent_gym.envs.os_interaction import pristine
+from agent_gym.envs.os_interaction.engine import (CAPABILITIES, CAPABILITY_NUMBERS, Limits, Sandbox, SandboxError,
+                                                  checker_command)
 
 DEFAULT_IMAGE = "agent-gym/os:latest"
 
@@ -30,6 +34,7 @@ class DockerSandbox(Sandbox):
         self.image = image
         self.host = host or os.environ.get("DOCKER_HOST")
         self.container: str | None = None
+        self._upper: str | None = None  # the container's writable layer on this host ("" when unreadable)
 
     def _docker(self) -> list[str]:
         return ["docker", *(["-H", self.host] if self.host else [])]
@@ -48,6 +53,15 @@ class DockerSandbox(Sandbox):
                 return f"image {self.image} is missing: build it with docker/os/build.sh"
             return f"Docker is not usable ({err[-300:]}): start dockerd, or pass host=... / set DOCKER_HOST"
         return None
+
+    def image_id(self) -> str | None:
+        """The image's id (``sha256:...``), or None when the daemon or the image is not there."""
+        try:
+            probe = subprocess.run([*self._docker(), "image", "inspect", "--format", "{{.Id}}", self.image],
+                                   capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return probe.stdout.strip() if probe.returncode == 0 else None
 
     def _launch(self) -> None:
         reason = self.unavailable()
@@ -70,6 +84,41 @@ class DockerSandbox(Sandbox):
         if not tty:  # docker exec cannot be killed from outside: let the container's coreutils time it out
             argv = ["timeout", "-s", "KILL", str(int(self.limits.script_seconds) + 1), *argv]
         return [*self._docker(), "exec", "-i", *(["-t"] if tty else []), "-w", "/", *envs, self.container, *argv]
+
+    def _enter_pristine(self, argv: list[str], env: dict[str, str]) -> list[str]:
+        # A fresh container of the image (its tools untouched) joins the agent container's pid
+        # namespace; the checker, run by the image's own python3, enters the rest from the agent's pid 1.
+        changed = self._changed_paths()
+        timeout = ["/usr/bin/timeout", "-s", "KILL", str(int(self.limits.script_seconds) + 1)]
+        spec = {"pristine": "/", "pid": 1, "namespaces": ["uts", "ipc", "net"], "changed": changed,
+                "capabilities": sorted(CAPABILITY_NUMBERS[c] for c in CAPABILITIES), "argv": [*timeout, *argv],
+                "env": env}
+        lim = self.limits
+        return [*self._docker(), "run", "--rm", "--cap-add", "SYS_ADMIN", "--cap-add", "SYS_PTRACE", "--pid", f"container:{self.container}",
+                "--network", "none", "--memory", f"{lim.memory_mb}m", "--pids-limit", str(lim.processes),
+                "--ulimit", f"cpu={lim.cpu_seconds}:{lim.cpu_seconds}", "--ulimit", f"fsize={lim.file_mb << 20}",
+                "--ulimit", "core=0", "--label", "created_by=agent-gym-os", self.image,
+                *checker_command(["/usr/bin/python3"], spec)]
+
+    def _changed_paths(self) -> list[str]:
+        """Paths the agent created or changed under the tool folders, from the container's writable
+        layer when this host can read it (a local overlay2 daemon; ``docker diff`` takes seconds).
+        Otherwise none: the checker still compares the command folders itself."""
+        if self._upper is None:
+            probe = subprocess.run([*self._docker(), "inspect", "--format", "{{.GraphDriver.Data.UpperDir}}",
+                                    self.container], capture_output=True, text=True, timeout=60)
+            upper = probe.stdout.strip()
+            self._upper = upper if probe.returncode == 0 and upper.startswith("/") and os.path.isdir(upper) else ""
+        return pristine.changed_paths(self._upper) if self._upper else []
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        paused = subprocess.run([*self._docker(), "pause", self.container], capture_output=True, timeout=120)
+        try:
+            yield
+        finally:
+            if paused.returncode == 0:
+                subprocess.run([*self._docker(), "unpause", self.container], capture_output=True, timeout=120)
 
     def _kill_all(self) -> None:
         # a restart kills every process at once (an exec could not even start under a fork bomb); files stay

@@ -13,9 +13,11 @@ reset of the sandbox's processes, and the bytes of output kept.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import fcntl
+import json
 import os
 import re
 import secrets
@@ -25,6 +27,8 @@ import struct
 import subprocess
 import termios
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 from agent_gym.envs.os_interaction.data import Script
 
@@ -58,6 +62,12 @@ class RunResult:
 CAPABILITIES = ("chown", "dac_override", "fowner", "fsetid", "kill", "setgid", "setuid", "setpcap",
                 "net_bind_service", "sys_chroot", "audit_write", "setfcap")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# A checker's PATH: the image's folders first, so a command the agent added cannot shadow an image
+# command; the agent's own commands (/usr/local) still run when a check calls them by name.
+CHECK_PATH = "/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/sbin:/usr/local/bin"
+# capability numbers (linux/capability.h) of CAPABILITIES, for the checker's own drop
+CAPABILITY_NUMBERS = {"chown": 0, "dac_override": 1, "fowner": 3, "fsetid": 4, "kill": 5, "setgid": 6, "setuid": 7,
+                      "setpcap": 8, "net_bind_service": 10, "sys_chroot": 18, "audit_write": 29, "setfcap": 31}
 _PASTE_START, _PASTE_END = b"\x1b[200~", b"\x1b[201~"
 _PASTE_OFF = b"\x1b[?2004l"
 _UPSTREAM_PROMPT = re.compile(rb"\x1b.+@.+[#$] $")  # the prompt AgentBench waits for
@@ -190,6 +200,13 @@ class Shell:
             pass
 
 
+def checker_command(python: list[str], spec: dict) -> list[str]:
+    """``python`` running :mod:`.pristine` on ``spec`` (its source passed inline: it runs where this
+    package is not installed, in the image)."""
+    source = (Path(__file__).parent / "pristine.py").read_text(encoding="utf-8")
+    return [*python, "-I", "-S", "-c", source, json.dumps(spec)]
+
+
 class Sandbox:
     """A fresh Linux for one episode: ``start``, ``execute`` (the agent's shell), ``run`` (a script
     beside it, as ``exec_run``), ``close``. Subclasses say how to launch and how to enter it."""
@@ -262,8 +279,12 @@ class Sandbox:
             self._shell = None
         self._kill_all()
 
-    def run(self, script: Script, *args: str, timeout: float | None = None) -> RunResult:
-        """Run a script beside the shell, as upstream's ``execute_independent`` (cwd ``/``)."""
+    def run(self, script: Script, *args: str, timeout: float | None = None, pristine: bool = False) -> RunResult:
+        """Run a script beside the shell, as upstream's ``execute_independent`` (cwd ``/``).
+
+        ``pristine``: run it as a checker: with the image's own tools on the agent's files and
+        processes, a fixed ``PATH`` and isolated Python (see :mod:`.pristine`); upstream runs checks
+        with the agent's binaries."""
         timeout = self.limits.script_seconds if timeout is None else timeout
         if script.language == "bash":
             argv = ["bash", "-c", script.code, *(["--", *args] if args else [])]
@@ -271,14 +292,33 @@ class Sandbox:
             argv = ["python3", "-c", script.code, *args]
         elif script.language in ("c", "c++"):
             compiler = "gcc" if script.language == "c" else "g++"
-            built = self.run(Script("bash", f'printf "%s" "$1" > /tmp/main.src && {compiler} -x {script.language} -o /tmp/a.out /tmp/main.src'), script.code)
+            built = self.run(Script("bash", f'printf "%s" "$1" > /tmp/main.src && {compiler} -x {script.language} -o /tmp/a.out /tmp/main.src'),
+                             script.code, pristine=pristine)
             if built.exit_code != 0:
                 return built
             argv = ["/tmp/a.out", *args]
         else:
             raise ValueError(f"unsupported script language {script.language!r} (bash, python, c, c++)")
-        env = {"PATH": PATH, "HOME": "/root", "HOSTNAME": self.hostname}
-        return self._run_argv(self._enter(argv, tty=False, env=env), timeout)
+        if not pristine:
+            env = {"PATH": PATH, "HOME": "/root", "HOSTNAME": self.hostname}
+            return self._run_argv(self._enter(argv, tty=False, env=env), timeout)
+        if argv[0] in ("bash", "python3"):  # the image's, whatever the agent put first on its PATH
+            argv[0] = "/usr/bin/" + argv[0]
+        if argv[0] == "/usr/bin/python3":  # no user site, no PYTHON* variables, no cwd on sys.path
+            argv[1:1] = ["-I"]
+        env = {"PATH": CHECK_PATH, "HOME": "/root", "HOSTNAME": self.hostname, "PYTHONNOUSERSITE": "1",
+               "PYTHONSAFEPATH": "1"}
+        return self._run_argv(self._enter_pristine(argv, env), timeout)
+
+    def _enter_pristine(self, argv: list[str], env: dict[str, str]) -> list[str]:
+        """The host command line that runs ``argv`` as a checker (see :mod:`.pristine`)."""
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The sandbox's processes stopped meanwhile (still there, as they are): nothing the agent left
+        running can change files or kill processes while the checker looks."""
+        yield
 
     def _run_argv(self, host_argv: list[str], timeout: float) -> RunResult:
         proc = subprocess.Popen(host_argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -17,12 +17,14 @@ it is interrupted with Ctrl-C; sandboxes have no network.
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 from collections import defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from agent_gym.core import INVALID_ACTION, RUNNING, Begin, Outcome, TextEnv
+from agent_gym.core import ANSWERED, INVALID_ACTION, INVALID_ACTION_END, RUNNING, Begin, Outcome, TextEnv
 from agent_gym.envs.os_interaction import data, engine, prompt
 
 NO_ACTION = ("Invalid action: the reply has no \"Act: bash\", \"Act: finish\" or \"Act: answer(...)\" line. "
@@ -31,32 +33,80 @@ NO_ACTION = ("Invalid action: the reply has no \"Act: bash\", \"Act: finish\" or
 
 class OSEnv(TextEnv):
     task_name = "os"
-    splits = ("std",)
+    splits = ("test", "dev", "train")
+    split_aliases = {"std": "test"}  # AgentBench.old's name for the paper's 144 problems
     max_turns = 8
+    # AgentBench.old's harness: no system message (FastChat's llama-2 template with an empty one), greedy, 128 tokens
+    system_prompt = ""
+    decoding = {"max_new_tokens": 128, "temperature": 0.0}
+    # The paper ran Docker; neither backend changes the protocol, so no option differs from the paper's.
+    paper_options: dict[str, Any] = {}
 
     def __init__(self, split: str | None = None, render_mode: str | None = None, backend: str = "bwrap",
-                 limits: engine.Limits | None = None, tty_output: bool = True, **sandbox_options: Any):
+                 limits: engine.Limits | None = None, tty_output: bool = True, tasks_file: str | Path | None = None,
+                 **sandbox_options: Any):
         """``backend``: ``bwrap`` or ``docker``; ``tty_output=False`` strips terminal escapes and the
-        prompt from observations (AgentBench shows them raw); ``sandbox_options`` go to the backend
-        (``root``/``cgroups`` for bwrap, ``image``/``host`` for docker)."""
-        super().__init__(split, render_mode)
+        prompt from observations (AgentBench shows them raw); ``tasks_file``: a problems file in
+        upstream's JSON format (script paths relative to its folder); ``sandbox_options`` go to the
+        backend (``root``/``cgroups`` for bwrap, ``image``/``host`` for docker)."""
+        super().__init__(split, render_mode, tasks_file=tasks_file)
+        if backend not in ("bwrap", "docker"):
+            raise ValueError(f"unknown sandbox backend {backend!r}; choose bwrap or docker")
         self.backend = backend
         self.limits = limits or engine.Limits()
         self.tty_output = tty_output
         self.sandbox_options = sandbox_options
         self.sandbox: engine.Sandbox | None = None
         self._prompts: dict[str, Any] | None = None
+        self._engine_info: dict[str, str] | None = None
 
     @classmethod
     def load_tasks(cls, split: str) -> Sequence[data.Problem]:
         return data.load(split)
 
     @classmethod
+    def load_tasks_file(cls, path: Path) -> Sequence[data.Problem]:
+        """A problems file in upstream's format (``data/os_interaction/data/*.json``); ``file`` script
+        paths resolve against the file's folder; ids ``"<file stem>-<index>"``."""
+        return data.load_file(path)
+
+    @classmethod
     def engine_status(cls) -> str:
-        from agent_gym.envs.os_interaction.bwrap import BwrapSandbox
+        from agent_gym.envs.os_interaction.bwrap import BwrapSandbox, default_rootfs
 
         reason = BwrapSandbox.unavailable()
-        return f"bwrap sandbox unavailable: {reason}" if reason else "bwrap sandbox ready"
+        if reason:
+            return f"bwrap sandbox unavailable: {reason}"
+        if default_rootfs() is None:
+            return ("no OS image (docker/os/build.sh): the bwrap sandbox runs on a copy of the host's /usr; "
+                    "build the image with docker/os/build.sh")
+        return f"bwrap sandbox ready (image {default_rootfs()})"
+
+    def engine_info(self) -> dict[str, str]:
+        """``{"sandbox": backend, "os_image": ...}``: for bwrap the image folder and the digest of its
+        package list (``var/lib/dpkg/status``), or ``host:/`` without one; for Docker the image id."""
+        if self._engine_info is None:
+            self._engine_info = {"sandbox": self.backend, "os_image": self._image_id()}
+        return self._engine_info
+
+    def _image_id(self) -> str:
+        if self.backend == "docker":
+            from agent_gym.envs.os_interaction.docker import DEFAULT_IMAGE, DockerSandbox
+
+            sandbox = DockerSandbox(image=self.sandbox_options.get("image", DEFAULT_IMAGE),
+                                    host=self.sandbox_options.get("host"))
+            return sandbox.image_id() or f"{sandbox.image} (not found)"
+        from agent_gym.envs.os_interaction.bwrap import default_rootfs
+
+        root = self.sandbox_options.get("root") or default_rootfs()
+        if root is None or str(root) == "/":
+            return "host:/ (no image built: a copy of the host's /usr)"
+        status = Path(root, "var/lib/dpkg/status")
+        digest = hashlib.sha256(status.read_bytes()).hexdigest()[:16] if status.is_file() else "no dpkg status"
+        return f"{root} (dpkg {digest})"
+
+    def options(self) -> dict[str, Any]:
+        return {"backend": self.backend}
 
     def _begin(self, task: data.Problem) -> Begin:
         self._prompts = self._prompts or data.prompts()
@@ -78,40 +128,46 @@ class OSEnv(TextEnv):
     def _act(self, action: str) -> Outcome:
         parsed = prompt.parse_action(action)
         if parsed.kind is None:
-            return self._judged(None, NO_ACTION, INVALID_ACTION, valid=False)
+            return self._judged(None, NO_ACTION, INVALID_ACTION, valid=False, end_reason=INVALID_ACTION_END)
         if parsed.kind == "commit":
-            return self._judged(parsed.content, "", RUNNING)
+            return self._judged(parsed.content, "", RUNNING, end_reason=ANSWERED)
         output = self.sandbox.execute(parsed.content or "")
         if not self.tty_output:
             output = prompt.plain(output)
         observation = prompt.observation(output)
-        if self._turn >= self.max_turns:  # out of rounds: upstream judges with no answer
+        if self._turn >= self.max_turns:  # out of rounds: upstream judges with no answer (the core says round_limit)
             return self._judged(None, observation, RUNNING, done=False)
         return Outcome(observation=observation)
 
     def _judged(self, answer: str | None, observation: str, status: str, valid: bool = True,
-                done: bool = True) -> Outcome:
+                done: bool = True, end_reason: str | None = None) -> Outcome:
         success = self.judge(answer)
         self._close_sandbox()
         verdict = f"The answer is judged {'correct' if success else 'wrong'}." if done else ""
         return Outcome(observation=(observation + "\n\n" + verdict).strip(), score=float(success), success=success,
-                       done=done, status=status, action_valid=valid, extra={"answer": answer})
+                       done=done, status=status, action_valid=valid, end_reason=end_reason,
+                       extra={"answer": answer})
 
     def judge(self, answer: str | None) -> bool:
-        """AgentBench's ``_judge`` on the current sandbox; any fault counts as a failure."""
+        """AgentBench's ``_judge`` on the current sandbox; any fault counts as a failure.
+
+        Unlike upstream, the check scripts (and the example run to compare with) run as a checker:
+        the image's own tools on the agent's files, with the agent's processes stopped meanwhile
+        (see :mod:`.pristine`), so replacing ``python3`` or ``awk`` cannot pass a check."""
         task: data.Problem = self.task
         if task.match is not None:
             return prompt.match(answer, task.match)
         params = [str(answer)]
         try:
-            for script in task.check:
-                script = script or task.example
-                if script is None:
-                    return False
-                result = self.sandbox.run(script, *params)
-                if result.exit_code != 0:
-                    return False
-                params.append(result.output)
+            with self.sandbox.frozen():
+                for script in task.check:
+                    script = script or task.example
+                    if script is None:
+                        return False
+                    result = self.sandbox.run(script, *params, pristine=True)
+                    if result.exit_code != 0:
+                        return False
+                    params.append(result.output)
         except (engine.SandboxError, OSError, ValueError):
             return False
         return True
