@@ -29,6 +29,12 @@ DATASET = Dataset(
             url="https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/test.jsonl",
             sha256="3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14",
         ),
+        DataFile(  # the training pool (7473 problems); not needed for the test split
+            "train.jsonl",
+            url="https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/train.jsonl",
+            sha256="17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465",
+            optional=True,
+        ),
         DataFile(
             PROMPT_FILE,
             url=f"https://raw.githubusercontent.com/THUDM/AgentTuning/{AGENTTUNING_COMMIT}/eval_general/eval_gsm8k_tgi.py",
@@ -36,7 +42,7 @@ DATASET = Dataset(
             derive="agent_gym.envs.gsm8k.data:prompt_from_script",
         ),
     ),
-    description="GSM8K test set, 1319 problems, and AgentTuning's 8-shot chat prompt",
+    description="GSM8K test set (1319 problems), train set (7473, optional) and AgentTuning's 8-shot chat prompt",
     license="MIT",
     homepage="https://github.com/openai/grade-school-math",
 )
@@ -70,7 +76,8 @@ def load_file(path: str | Path) -> list[Problem]:
 
 
 def load(split: str = "test") -> list[Problem]:
-    return load_file(require("gsm8k") / f"{split}.jsonl")
+    """``test`` (1319, the paper's) or ``train`` (7473; ``agent-gym data fetch gsm8k`` gets it)."""
+    return load_file(require("gsm8k", f"{split}.jsonl") / f"{split}.jsonl")
 
 
 @lru_cache(maxsize=1)

@@ -20,7 +20,7 @@ class GSM8KEnv(TextEnv):
     separators, decimals, ``\\boxed{}``); see :mod:`agent_gym.envs.gsm8k.prompt`."""
 
     task_name = "gsm8k"
-    splits = ("test",)
+    splits = ("test", "train")
     max_turns = 1
     decoding: ClassVar[dict[str, Any]] = {"max_new_tokens": 512, "temperature": 0.0}
     system_prompt: ClassVar[str | None] = LLAMA2_SYSTEM

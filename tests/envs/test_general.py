@@ -122,6 +122,19 @@ def test_core_input_hygiene_as_docs_general_says():
     assert reward == 0.0 and terminated and info["status"] == "invalid_action"
 
 
+def test_gsm8k_train_split_names_the_fetch_command_when_absent(tmp_path, monkeypatch):
+    need_data("gsm8k")
+    source = gsm8k_data.DATASET.path()
+    (tmp_path / "gsm8k").mkdir()
+    for name in ("test.jsonl", "agenttuning_prompt.json"):
+        (tmp_path / "gsm8k" / name).symlink_to(source / name)
+    monkeypatch.setenv("AGENT_GYM_DATA", str(tmp_path))
+    assert gsm8k_data.DATASET.is_present()  # train.jsonl is optional
+    env = gym.make(GSM8K, split="train")
+    with pytest.raises(Exception, match=r"train.jsonl.*agent-gym data fetch gsm8k"):
+        env.reset(options={"task": 0})
+
+
 def test_gsm8k_plays_a_users_tasks_file():
     need_data("gsm8k")  # the prompt strings come from the data directory
     path = FIXTURES / "gsm8k_tasks.jsonl"
