@@ -8,7 +8,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from agent_gym import data as data_layer
 
@@ -220,6 +220,13 @@ def _cmd_serve(args: argparse.Namespace, rest: list[str]) -> int:
     return serve.main(rest)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block): what is wrong, and where the help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_SETUP, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -233,7 +240,7 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from agent_gym import __version__
 
-    p = argparse.ArgumentParser(prog="agent-gym", description="The AgentTuning agent tasks as Gymnasium text envs.",
+    p = _Parser(prog="agent-gym", description="The AgentTuning agent tasks as Gymnasium text envs.",
                                 epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"agent-gym {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)

@@ -294,9 +294,7 @@ def rollout(episodes: Iterable[EpisodeSpec], policy: PolicyFactory | str, *, out
     Ctrl-C stops the run as the module docstring says (the result has ``interrupted``).
     """
     if isinstance(policy, str):
-        from agent_gym.policies import policy_factory
-
-        policy = policy_factory(policy)
+        policy = resolve_policy(policy)
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     output = Path(output) if output is not None else None
@@ -336,6 +334,29 @@ def rollout(episodes: Iterable[EpisodeSpec], policy: PolicyFactory | str, *, out
     return _play(todo, skipped, policy, policy_options, pool, output=output, concurrency=concurrency,
                  progress=progress, fsync=fsync, on_episode=on_episode, handle_sigint=handle_sigint,
                  retried=retried, kept_errors=kept_errors, total=len(episodes))
+
+
+def resolve_policy(name: str) -> PolicyFactory:
+    """A policy factory by name: a registered one (``react``, ``expert``, ...) or a user's
+    ``"module:factory"`` (the module importable from ``sys.path``)."""
+    from agent_gym.policies import policy_factory
+
+    try:
+        return policy_factory(name)
+    except KeyError:
+        module, sep, attr = name.partition(":")
+        if not sep or not module or not attr:
+            raise
+    import importlib
+
+    try:
+        factory = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise KeyError(f"policy {name!r}: cannot import {attr} from {module} ({exc}); "
+                       f"a module:factory policy must be importable (PYTHONPATH)") from None
+    if not callable(factory):
+        raise KeyError(f"policy {name!r}: {attr} is not callable (want factory(env, **options) -> policy)")
+    return factory
 
 
 def _probe(episodes: list[EpisodeSpec], policy: PolicyFactory, policy_options: dict[str, Any],
