@@ -97,6 +97,12 @@ def test_gsm8k_records_its_extraction_mode_and_options():
     assert robust.reset(options={"task": 0})[1]["extraction"] == "robust"
     with pytest.raises(ValueError, match="extraction must be one of"):
         gym.make(GSM8K, extraction="lenient")
+    # the trajectory says which rule produced its score
+    for extraction in ("paper", "robust"):
+        (t,) = rollout(plan([GSM8K], episodes=1), "expert", env_kwargs={"extraction": extraction},
+                       progress=False).trajectories
+        assert t.provenance["env"]["options"] == {"extraction": extraction}
+        assert t.provenance["env"]["paper_options"] == {"extraction": "paper"}
 
 
 def test_gsm8k_reply_without_a_number_is_an_invalid_action():
@@ -143,6 +149,7 @@ def test_gsm8k_plays_a_users_tasks_file():
     obs, info = env.reset(options={"task": 1})
     assert obs == "\nQuestion: A shop sold 1,000 cups at $2 each. How much money did it make?"
     assert len(info["prompt"]) == 18
+    assert info["provenance"]["tasks_file"]["path"] == str(path)
     assert env.step("1000 * 2 = 2000 dollars.\nThe answer is 2000")[1] == 1.0
     assert [p.answer for p in gsm8k_data.load_file(path)] == ["5", "2,000", "-3"]
 
@@ -211,6 +218,7 @@ def test_mmlu_generation_mode_asks_for_text_and_records_it():
     assert "choice_scoring" not in info and info["scoring"] == "generation" and info["max_new_tokens"] == 32
     assert env.unwrapped.options() == {"scoring": "generation", "shots": 5}
     assert gym.make(MMLU).unwrapped.options() == type(env.unwrapped).paper_options
+    assert info["provenance"]["options"] == {"scoring": "generation", "shots": 5}
     assert env.unwrapped.engine_info() == {}
     answer = env.unwrapped.task.answer
     _, reward, terminated, _, info = env.step(f"Let me think.\n**Answer:** {answer}")
@@ -251,6 +259,7 @@ def test_mmlu_plays_a_users_tasks_file_with_its_dev_shots():
     assert info["prompt"][0]["content"].startswith("The following is a multiple-choice question about widgetry.")
     assert [m["content"] for m in info["prompt"][1:3]] == ["Question: Dev one?\nA. a\nB. b\nC. c\nD. d", "Answer: A"]
     assert len(info["prompt"]) == 11  # 5 of the 6 dev rows beside it
+    assert info["provenance"]["tasks_file"]["path"] == str(path)
     assert env.step("Answer: D")[1] == 1.0
     (q,) = [t for t in mmlu_data.load_file(path) if t.id == "widgetry/1"]
     assert q.question == 'A widget, said to be "round", has how many sides?' and q.answer == "A"
