@@ -42,5 +42,5 @@ def longest_option(env: Any, **options: Any) -> LongestOptionPolicy:
 if __name__ == "__main__":
     result = rollout(plan(["AgentTuning/MMLU-v0"], episodes=50), longest_option, concurrency=4, progress=False)
     print(f"{len(result.trajectories)} MMLU questions, longest-option accuracy {result.mean_score:.2f}")
-    # To use it from the CLI, add it to POLICIES in agent_gym/policies/__init__.py
-    # ("longest": "mypackage.module:longest_option") and run: agent-gym run AgentTuning/MMLU-v0 --policy longest
+    # The same from the CLI, with no change to the library (the module must be importable):
+    #   PYTHONPATH=examples agent-gym run AgentTuning/MMLU-v0 -n 50 --policy custom_policy:longest_option

@@ -40,3 +40,13 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     ns = run_notebook(EXAMPLES / "quickstart.ipynb")
     assert len(ns["result"].trajectories) == 50
     assert 0.0 <= ns["result"].mean_score < 0.5
+
+
+def test_custom_policy_example_runs_from_the_cli_as_module_factory(tmp_path):
+    need_data("mmlu")
+    out = tmp_path / "run.jsonl"
+    res = subprocess.run([sys.executable, "-m", "agent_gym.cli", "run", "AgentTuning/MMLU-v0", "-n", "5", "--policy",
+                          "custom_policy:longest_option", "-o", str(out), "--no-progress"], capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(EXAMPLES)})
+    assert res.returncode == 0, res.stderr
+    assert [json.loads(line)["policy"] for line in out.read_text().splitlines()] == ["longest-option"] * 5

@@ -73,3 +73,18 @@ def test_a_played_episode_records_what_happened():
     assert (traj.task_id, traj.score, traj.status, traj.turns, traj.seed) == ("0", 1.0, "completed", 1, 5)
     assert traj.messages()[-1] == {"role": "assistant", "content": "so 18"}
     assert traj.steps[0].info["predicted"] == "18" and traj.seconds > 0
+
+
+def test_newest_record_of_each_episode_wins_and_the_superseded_are_counted():
+    from agent_gym.trajectory import Trajectory, newest
+
+    def rec(episode, status, policy="react", model="m"):
+        return Trajectory(env_id="E", task_id=episode, episode_id=episode, prompt=[], first_observation="",
+                          status=status, policy=policy, model=model)
+
+    records = [rec("a", "error"), rec("b", "completed"), rec("a", "completed"), rec("a", "completed", model="other")]
+    latest, superseded = newest(records)
+    assert [(t.episode_id, t.status, t.agent) for t in latest] == [
+        ("b", "completed", "react:m"), ("a", "completed", "react:m"), ("a", "completed", "react:other")]
+    assert superseded == 1
+    assert newest(records, key=lambda t: t.episode_id)[1] == 2
