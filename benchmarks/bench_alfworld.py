@@ -1,12 +1,14 @@
 """ALFWorld reset and step time, side by side: ours vs ALFWorld's own env vs raw TextWorld.
 
-    python benchmarks/bench_alfworld.py [--games 12]
+    python benchmarks/bench_alfworld.py [--games 12] [--wording alfworld-0.3|alfworld-0.4]
 
 Targets (issue 5): a reset with a warm compiled-game cache at least 10x faster than ALFWorld's
 own env (``AlfredTWEnv`` over ``textworld.gym``, built as AgentBench builds it); a step at most
 1.1x the raw TextWorld ``PddlEnv`` (with ALFWorld's name demangler) on the same commands.
-Medians over games, 2 of each task type from AgentBench's test list by default. Needs the
-``alfworld`` extra and the ``alfworld`` + ``alfworld-agentbench`` datasets.
+Medians over games, 2 of each task type from AgentBench's test list by default. Ours plays the
+games in ``--wording`` (default the paper's, alfworld 0.3: the walkthrough's ``move X to Y`` is sent
+as ``put X in/on Y``); ALFWorld's env and raw TextWorld play the release's files as they are (0.4).
+Needs the ``alfworld`` extra and the ``alfworld`` + ``alfworld-agentbench`` datasets.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def raw_textworld(game: data.Game):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--games", type=int, default=12)
+    parser.add_argument("--wording", choices=engine.WORDINGS, default=engine.PAPER_WORDING)
     args = parser.parse_args()
     os.environ.setdefault(engine.CACHE_ENV_VAR, tempfile.mkdtemp(prefix="alfworld-bench-cache-"))
     games = pick_games(args.games)
@@ -78,7 +81,7 @@ def main() -> None:
         "reset alfworld", "reset raw load+reset", "reset ours cold", "reset ours warm disk", "reset ours in memory",
         "step alfworld", "step raw", "step ours", "step ours invalid")}
 
-    env = gym.make("AgentTuning/Alfworld-v0").unwrapped
+    env = gym.make("AgentTuning/Alfworld-v0", wording=args.wording).unwrapped
     for game in games:
         cmds = commands(game)
         # ALFWorld's own env: every reset loads (parses and grounds) the game again
@@ -93,7 +96,8 @@ def main() -> None:
         engine._MEMORY.clear()
         rows["reset ours warm disk"].append(timed(lambda: env.reset(options={"task": game.id})))
         rows["reset ours in memory"].append(timed(lambda: env.reset(options={"task": game.id})))
-        rows["step ours"].append(statistics.median(timed(lambda c=c: env.step(prompt.expert_reply(c))) for c in cmds))
+        ours = [prompt.expert_reply(engine.command_in(c, args.wording)) for c in cmds]
+        rows["step ours"].append(statistics.median(timed(lambda r=r: env.step(r)) for r in ours))
         env.reset(options={"task": game.id})
         rows["step ours invalid"].append(statistics.median(timed(lambda: env.step("ACTION: fly to the moon")) for _ in range(3)))
         # raw TextWorld PddlEnv, the same commands
@@ -108,7 +112,7 @@ def main() -> None:
     env.close()
 
     med = {k: statistics.median(v) * 1e3 for k, v in rows.items()}
-    print(f"\nmedians over {len(games)} games (ms):")
+    print(f"\nmedians over {len(games)} games (ms), ours in wording {args.wording}:")
     for k, v in med.items():
         print(f"  {k:24s} {v:9.2f}")
     print(f"\nreset: ALFWorld's env / ours (warm disk cache) = {med['reset alfworld'] / med['reset ours warm disk']:.1f}x"

@@ -149,7 +149,8 @@ def load(split: str = "test") -> list[Game]:
     if split in LIST_SPLITS:
         listing = require("alfworld-agentbench", LIST_SPLITS[split]) / LIST_SPLITS[split]
         if split == "train" and not (DATASET.path() / "json_2.1.1" / "train").is_dir():
-            raise DataMissingError(f"ALFWorld's train games (json_2.1.1/train) are not in the data directory; {_FETCH_GAMES}")
+            raise DataMissingError(
+                f"ALFWorld's train games (json_2.1.1/train) are not in the data directory; {_FETCH_GAMES}")
         return load_file(listing)
     if split not in FOLDER_SPLITS:
         raise ValueError(f"ALFWorld splits are {list(SPLITS)}, not {split!r}")
@@ -174,7 +175,8 @@ def load_file(path: str | Path) -> list[Game]:
     rels = [rel for group in groups for rel in (group if isinstance(group, list) else [group])]
     if not isinstance(listing, (dict, list)) or not all(isinstance(r, str) for r in rels):
         raise ValueError(f"{path}: an ALFWorld game list is a JSON object of task type -> list of game paths "
-                         '(AgentBench\'s format: {"pick_and_place": ["json_2.1.1/valid_unseen/<task>/<trial>/game.tw-pddl"]})')
+                         '(AgentBench\'s format: {"pick_and_place": '
+                         '["json_2.1.1/valid_unseen/<task>/<trial>/game.tw-pddl"]})')
     root = DATASET.path()
     games = [_game(Path(os.path.join(root, rel))) for rel in rels]
     missing = [g.path for g in games if not g.path.is_file()]

@@ -198,7 +198,8 @@ RELEASE_WORDING = "alfworld-0.4"
 # Go-to feedback names the location ("You arrive at loc 5.", which AgentBench's observation cleaning
 # strips) rather than the receptacle; the place command and its feedback say "put ... in/on".
 _GRAMMAR_0_3 = (
-    ('"You arrive at {r.name}. #examineReceptacle.feedback#"', '"You arrive at {lend.name}. #examineReceptacle.feedback#"'),
+    ('"You arrive at {r.name}. #examineReceptacle.feedback#"',
+     '"You arrive at {lend.name}. #examineReceptacle.feedback#"'),
     ('"You move the {o.name} to the {r.name}."', '"You put the {o.name} in/on the {r.name}."'),
     ('template :: "move {o} to {r}";', 'template :: "put {o} in/on {r}";'),
 )

@@ -33,6 +33,7 @@ from agent_gym.envs.alfworld import data, prompt
 class AlfworldEnv(TextEnv):
     task_name = "alfworld"
     splits = data.SPLITS
+    split_aliases: ClassVar[dict[str, str]] = {"std": "test"}  # AgentBench.old's configs/tasks/alfworld/std.yaml
     max_turns = 35
     invalid_action_message = "Nothing happens."
     # AgentBench.old's harness: no system message, greedy decoding, 128 new tokens.

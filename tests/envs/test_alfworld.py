@@ -270,6 +270,8 @@ def test_held_in_protocol_hints_and_provenance(alf):
     from importlib.metadata import version
 
     assert prov["engine"]["textworld"] == version("textworld") and prov["engine"]["alfworld"] == version("alfworld")
+    assert alf.unwrapped.splits == ("test", "dev", "train", "valid_unseen", "valid_seen")
+    assert alf.unwrapped.resolve_split("std") == "test"  # AgentBench.old's name for it
 
 
 # ----------------------------------------------------------------- splits and your own game lists
