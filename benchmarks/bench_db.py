@@ -1,7 +1,12 @@
 """AgentTuning/DB-v0 on MariaDB vs SQLite: server start, episode setup, per-command latency,
 and the cost of a whole episode (wall time, CPU of this process and of the server, memory).
 
-    python benchmarks/bench_db.py [--episodes 300] [--commands 300]
+    python benchmarks/bench_db.py [--episodes 300] [--commands 300] [--engine mariadb|sqlite]
+
+On MariaDB an episode's setup is its database, table and account (``CREATE USER`` with a
+random password, ``GRANT`` on that database) and its teardown ``DROP DATABASE`` and ``DROP
+USER``; ``create`` / ``drop`` below time those two halves alone (docs/db.md has the numbers
+before and after per-episode accounts).
 
 Needs the dbbench data (``agent-gym data import ../shared/data``) and, for MariaDB,
 ``mariadb-server`` and the ``db`` extra. Numbers are medians unless said otherwise.
@@ -76,6 +81,15 @@ def bench_engine(name: str, episodes: int, commands: int) -> dict[str, float]:
         env.reset(options={"task": i})
         setup.append(time.perf_counter() - t0)
 
+    create, drop = [], []  # the engine's two halves of a reset, without the env around them
+    for task in tasks:
+        t0 = time.perf_counter()
+        db = env.engine.create(task.table)
+        t1 = time.perf_counter()
+        db.drop()
+        create.append(t1 - t0)
+        drop.append(time.perf_counter() - t1)
+
     q = next(t for t in tasks if t.table.rows and not t.type.startswith("INSERT"))
     latency = {}
     for label, template in COMMANDS.items():
@@ -107,7 +121,8 @@ def bench_engine(name: str, episodes: int, commands: int) -> dict[str, float]:
     env.close()
 
     print(f"\n{name}: episode setup (reset: fresh database + table) median {statistics.median(setup) * 1000:.2f} ms, "
-          f"p95 {sorted(setup)[int(0.95 * len(setup)) - 1] * 1000:.2f} ms over {len(setup)} questions")
+          f"p95 {sorted(setup)[int(0.95 * len(setup)) - 1] * 1000:.2f} ms over {len(setup)} questions; "
+          f"engine create {statistics.median(create) * 1000:.2f} ms + drop {statistics.median(drop) * 1000:.2f} ms")
     for label, seconds in latency.items():
         print(f"  per command {label:22} {seconds * 1000:.3f} ms")
     print(f"  whole episode (gold replay, {solved}/{len(tasks)} solved): {wall * 1000:.2f} ms wall, "
@@ -120,14 +135,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=300)
     parser.add_argument("--commands", type=int, default=300)
+    parser.add_argument("--engine", choices=engines.ENGINES, help="only this engine (default: both)")
     args = parser.parse_args()
     results = {}
-    if engines.mariadb_available() is None:
-        bench_server_start()
-        results["mariadb"] = bench_engine("mariadb", args.episodes, args.commands)
-    else:
-        print(f"mariadb: skipped ({engines.mariadb_available()})")
-    results["sqlite"] = bench_engine("sqlite", args.episodes, args.commands)
+    if args.engine in (None, "mariadb"):
+        if engines.mariadb_available() is None:
+            bench_server_start()
+            results["mariadb"] = bench_engine("mariadb", args.episodes, args.commands)
+        else:
+            print(f"mariadb: skipped ({engines.mariadb_available()})")
+    if args.engine in (None, "sqlite"):
+        results["sqlite"] = bench_engine("sqlite", args.episodes, args.commands)
     if len(results) == 2:
         m, s = results["mariadb"], results["sqlite"]
         print(f"\ncost per episode, MariaDB / SQLite: wall {m['wall'] / s['wall']:.1f}x, CPU {m['cpu'] / s['cpu']:.1f}x")

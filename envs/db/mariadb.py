@@ -479,9 +479,10 @@ class MariaDBEngine:
                 except _pymysql().err.MySQLError as exc:
                     setup_error = _mysql_error_text(exc, conn)
                     break
-            # the account exists only with its database; ALL on one database is not GRANT OPTION
-            cur.execute(f"CREATE USER '{user}'@'localhost' IDENTIFIED BY '{password}'")
-            cur.execute(f"GRANT ALL PRIVILEGES ON `{_grant_name(name)}`.* TO '{user}'@'localhost'")
+            # the account exists only with its database (GRANT creates it: one statement, not two, as the
+            # SQL mode has no NO_AUTO_CREATE_USER); ALL on one database does not include GRANT OPTION
+            cur.execute(f"GRANT ALL PRIVILEGES ON `{_grant_name(name)}`.* TO '{user}'@'localhost' "
+                        f"IDENTIFIED BY '{password}'")
         return MariaDBDatabase(self, name, table, setup_error, user, password)
 
     def admin_query(self, sql: str, database: str) -> str:
