@@ -85,6 +85,11 @@ def env_options(cls: type) -> list[str]:
     """The keywords ``gym.make`` accepts for an env class: its ``__init__`` parameters, following
     ``**kwargs`` up the class hierarchy, and gymnasium's own (``max_episode_steps``, ...)."""
     names: list[str] = []
+    if not isinstance(cls, type):  # an entry point that is a function: its own parameters
+        params = inspect.signature(cls).parameters.values()
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            return []  # takes anything: nothing to check against
+        return [*[p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)], *_MAKE_KWARGS]
     for klass in cls.__mro__:
         init = vars(klass).get("__init__")
         if init is None or klass is object:
@@ -99,7 +104,7 @@ def env_options(cls: type) -> list[str]:
 def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> None:
     """A clear ``ValueError`` for a keyword the env does not take (a mistyped ``--env-arg``)."""
     known = env_options(env_class(env_id))
-    for name in env_kwargs:
+    for name in env_kwargs if known else ():
         if name not in known:
             raise ValueError(f"{env_id} has no option {name!r}; its options: {', '.join(known)}")
 
