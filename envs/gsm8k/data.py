@@ -37,7 +37,8 @@ DATASET = Dataset(
         ),
         DataFile(
             PROMPT_FILE,
-            url=f"https://raw.githubusercontent.com/THUDM/AgentTuning/{AGENTTUNING_COMMIT}/eval_general/eval_gsm8k_tgi.py",
+            url=(f"https://raw.githubusercontent.com/THUDM/AgentTuning/{AGENTTUNING_COMMIT}"
+                 "/eval_general/eval_gsm8k_tgi.py"),
             sha256="76e15add25881525a301aa75c792afaacfef06a765cef556e34e3d5a8d241e6d",  # of the script
             derive="agent_gym.envs.gsm8k.data:prompt_from_script",
         ),

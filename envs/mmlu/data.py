@@ -99,7 +99,8 @@ def shots_by_subject() -> dict[str, tuple[Question, ...]]:
 def shots_near(tasks_file: Path, subject: str) -> tuple[Question, ...] | None:
     """Few-shot examples for a user's ``<subject>_test.csv``: a ``<subject>_dev.csv`` beside it or in
     ``../dev/`` (``data.tar``'s layout); ``None`` when there is none."""
-    for candidate in (tasks_file.parent / f"{subject}_dev.csv", tasks_file.parent.parent / "dev" / f"{subject}_dev.csv"):
+    name = f"{subject}_dev.csv"
+    for candidate in (tasks_file.parent / name, tasks_file.parent.parent / "dev" / name):
         if candidate.is_file():
             return tuple(load_file(candidate)[:5])
     return None
