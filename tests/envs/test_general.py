@@ -225,6 +225,19 @@ def test_mmlu_generation_mode_asks_for_text_and_records_it():
     assert reward == 1.0 and terminated and info["end_reason"] == "answered" and info["predicted"] == answer
 
 
+def test_mmlu_dev_questions_are_never_their_own_shot_and_shots_can_be_fewer():
+    need_data("mmlu")
+    env = gym.make(MMLU, split="dev")
+    obs, info = env.reset(options={"task": "anatomy/0"})
+    question = env.unwrapped.task.question
+    assert question in obs and len(info["prompt"]) == 9
+    assert not any(question in m["content"] for m in info["prompt"])
+    _, info = gym.make(MMLU, shots=0).reset(options={"task": "anatomy/0"})
+    assert [m["role"] for m in info["prompt"]] == ["system"]
+    with pytest.raises(ValueError, match="shots must be 0..5"):
+        gym.make(MMLU, shots=6)
+
+
 def test_mmlu_unreadable_reply_is_an_invalid_action():
     need_data("mmlu")
     env = gym.make(MMLU)
