@@ -247,7 +247,8 @@ class MariaDBServer:
         shutil.copytree(_initial_datadir(server, install), datadir)
         args = [server, "--no-defaults", f"--datadir={datadir}", f"--socket={self.socket}", "--skip-networking",
                 f"--pid-file={self._dir / 'mysqld.pid'}", f"--log-error={self._dir / 'error.log'}",
-                "--skip-log-bin", "--skip-name-resolve", "--skip-symbolic-links", f"--secure-file-priv={self._dir / 'files'}",
+                "--skip-log-bin", "--skip-name-resolve", f"--secure-file-priv={self._dir / 'files'}",
+                "--skip-symbolic-links",  # DATA/INDEX DIRECTORY of the agent's tables stays in the datadir
                 "--character-set-server=utf8mb4", f"--collation-server={COLLATION}",
                 f"--sql-mode={MYSQL8_SQL_MODE}", f"--group-concat-max-len={prompt.GROUP_CONCAT_MAX_LEN}",
                 f"--max-statement-time={self.statement_timeout:g}", "--max-connections=500",
@@ -377,10 +378,8 @@ class MariaDBDatabase:
                 cur.execute(sql)
                 rows: Iterator[Any] = iter(cur.fetchall_unbuffered() if cur.description else [])
                 text = prompt.render_rows(rows)
-                # past what shows, a result is read on only so far: the rest of a huge one is not read
-                # (and whether more statements followed it is then not known)
-                if text.endswith(prompt.TRUNCATED) and next(itertools.islice(rows, READ_ON_ROWS, None), None) is not None:
-                    _abandon(conn, cur)
+                if text.endswith(prompt.TRUNCATED) and _goes_on(rows, READ_ON_ROWS):
+                    _abandon(conn, cur)  # the rest of a huge result is not read (nor what followed it)
                     return text
                 if _more_results(cur):
                     conn.rollback()
@@ -409,6 +408,11 @@ class MariaDBDatabase:
         if not self.dropped:
             self.dropped = True
             self.engine.drop(self.name, self.user)
+
+
+def _goes_on(rows: Iterator[Any], limit: int) -> bool:
+    """Read up to ``limit`` more rows; whether the result has more still."""
+    return next(itertools.islice(rows, limit, None), None) is not None
 
 
 def _more_results(cur: Any) -> bool:
