@@ -108,13 +108,14 @@ def _question(index: int, row: dict[str, Any]) -> Question:
 
 
 def load_file(path: str | Path) -> list[Question]:
-    """Questions from a JSON-lines file in AgentBench's DBBench format, in file order.
+    """Questions from a file in AgentBench's DBBench format, in file order: JSON lines, or (a
+    name ending in ``json``, as upstream's ``DBBench.get_data`` tells them apart) one JSON list.
 
-    Each line is one object with ``description``, ``add_description``, ``type`` (a list whose
+    Each line (item) is one object with ``description``, ``add_description``, ``type`` (a list whose
     first item is the type), ``table`` (``table_name``, ``table_info.columns[].name``,
     ``table_info.rows``), and ``label`` (query questions: the answers; write questions: the gold
     SQL) or ``answer_md5`` (write questions: upstream's table hash). A line missing a field
-    raises ``ValueError`` naming the line.
+    raises ``ValueError`` naming the line (item).
     """
     path = Path(path).resolve()
     stat = path.stat()
@@ -123,15 +124,17 @@ def load_file(path: str | Path) -> list[Question]:
 
 @functools.lru_cache(maxsize=4)
 def _load(path: str, mtime_ns: int, size: int) -> tuple[Question, ...]:  # keyed by the file's state
-    questions = []
     with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                questions.append(_question(len(questions), json.loads(line)))
-            except (KeyError, IndexError, TypeError, ValueError) as exc:
-                raise ValueError(f"{path}:{number}: not a DBBench question ({type(exc).__name__}: {exc})") from exc
+        if path.endswith("json"):
+            items = list(enumerate(json.load(fh), 1))
+        else:
+            items = [(number, line) for number, line in enumerate(fh, 1) if line.strip()]
+    questions = []
+    for number, item in items:
+        try:
+            questions.append(_question(len(questions), json.loads(item) if isinstance(item, str) else item))
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}:{number}: not a DBBench question ({type(exc).__name__}: {exc})") from exc
     return tuple(questions)
 
 

@@ -582,6 +582,13 @@ def test_tasks_file_errors_name_the_line(tmp_path):
         DBEnv.load_tasks_file(bad)
 
 
+def test_tasks_file_may_be_one_json_list_as_upstream_reads_it(tmp_path):
+    """``DBBench.get_data``: a file whose name ends in ``json`` is one JSON list."""
+    as_list = tmp_path / "tasks.json"
+    as_list.write_text(json.dumps([json.loads(line) for line in TASKS_FIXTURE.read_text().splitlines()]))
+    assert DBEnv.load_tasks_file(as_list) == DBEnv.load_tasks_file(TASKS_FIXTURE)
+
+
 # --------------------------------------------------------------------------- concurrent episodes (MariaDB)
 def _root_query(server, sql: str, *args):
     with server.connect() as conn, conn.cursor() as cur:
