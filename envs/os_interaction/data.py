@@ -72,7 +72,9 @@ _DEV_FILES = (
     (f"{DEV_SCRIPTS}/init/stock-log.sh", "2fc591294f8db0333a95bb382f7e83776ccc6143cca122acc201e8d4222da9fc"),
 )
 # AgentBench main's training pool (1000 check problems, 2025): its entries name check/{integer,string,size}-match.py,
-# which we resolve against the dev script folder (the same bytes in every group of upstream's).
+# which we resolve against group 1's script folder (the same bytes in every group of upstream's).
+TRAIN_SCRIPTS = "data/os_interaction/scripts/1"
+TRAIN_SIZE_MATCH = (f"{TRAIN_SCRIPTS}/check/size-match.py", "b0d6ed977b4802f01725edd90c96f056021a75fe09ebf890a1a3a01dfc934b29")
 TRAIN_FILE = "extra_main_branch/os_training_0317.json"
 _TRAIN_URL = ("https://raw.githubusercontent.com/THUDM/AgentBench/5bf4eb27f05bc50ca97dce45f0693c6018875c25/"
               "data/os_interaction/train_0317/training.json")
@@ -89,6 +91,8 @@ DATASET = Dataset(
         *(DataFile(path, url=_OLD_BASE + path.removeprefix("data/os_interaction/"), sha256=sha, optional=True)
           for path, sha in _DEV_FILES),
         DataFile(TRAIN_FILE, url=_TRAIN_URL, sha256=_TRAIN_SHA256, optional=True),
+        DataFile(TRAIN_SIZE_MATCH[0], url=_BASE + TRAIN_SIZE_MATCH[0].removeprefix("data/os_interaction/"),
+                 sha256=TRAIN_SIZE_MATCH[1], optional=True),
     ),
     description="AgentBench OS interaction: the test split (upstream's std: 144 problems), the dev split (26), "
                 "AgentBench main's training pool (1000), their scripts, and the OS prompt",
@@ -200,8 +204,8 @@ def load(split: str = "test") -> list[Problem]:
         base = require("agentbench_os", *(p for p, _ in _DEV_FILES))
         return load_file(base / DEV_FILE, base / DEV_SCRIPTS, "dev")
     if split == "train":
-        base = require("agentbench_os", TRAIN_FILE, *(p for p, _ in _DEV_FILES if "-match.py" in p))
-        return load_file(base / TRAIN_FILE, base / DEV_SCRIPTS, "train")
+        base = require("agentbench_os", TRAIN_FILE, TRAIN_SIZE_MATCH[0])
+        return load_file(base / TRAIN_FILE, base / TRAIN_SCRIPTS, "train")
     if split != "test":
         raise ValueError(f"unknown split {split!r}; the OS task has {', '.join(SPLITS)}")
     base = require("agentbench_os") / "data" / "os_interaction"

@@ -7,13 +7,15 @@ its own that the agent never sees:
 
 * everything the agent's processes see (its files, ``/proc`` of its pid namespace, its hostname
   and network), taken by joining the agent's namespaces;
-* over it, read-only: the image's ``/usr``, ``/bin``, ``/sbin``, ``/lib*`` (a file the agent
-  changed shows the image's content; where the agent only changed a mode or owner and the
-  content is the image's, the check sees the agent's mode and owner, so "remove find's SUID bit"
-  is judged), the image's ``/etc/alternatives``, ``/etc/ld.so.cache``, ``/etc/python3*`` and no
-  ``/etc/ld.so.preload`` of the agent's;
+* over it, read-only, the image's code folders (:data:`CODE_DIRS`: ``/usr/bin``, ``/usr/sbin``,
+  ``/usr/lib*``, ``/usr/libexec``, ``/usr/local/lib``, and ``/bin`` ... where they are not links
+  into ``/usr``): a file the agent changed there shows the image's content; where the agent only
+  changed a mode or owner and the content is the image's, the check sees the agent's mode and
+  owner (so "remove find's SUID bit" is judged); the image's ``/etc/alternatives``,
+  ``/etc/ld.so.cache``, ``/etc/python3*``, and no ``/etc/ld.so.preload`` of the agent's;
 * the agent's own commands stay visible: ``/usr/local/bin``, ``/usr/local/sbin``, and commands
-  it added to ``/usr/bin`` / ``/usr/sbin`` whose names are no image command.
+  it added to ``/usr/bin`` / ``/usr/sbin`` under a name no image command has; so do files
+  outside the code folders (an init script's ``/usr/stock.log``, ``/usr/share``, ``/usr/include``).
 
 Then it drops to the sandbox's capabilities and execs the check. It is run with ``python3 -I -S
 -c`` by a trusted interpreter: the host's (bwrap) or the image's in a fresh privileged container
@@ -43,9 +45,11 @@ NAMESPACE_FLAGS = {"uts": 0x04000000, "ipc": 0x08000000, "net": 0x40000000}
 MS_REC, MS_PRIVATE = 0x4000, 0x40000
 PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 24, 47, 4
 
-TOOL_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+# The folders whose files run as code: commands, libraries, interpreters' modules. The rest of /usr
+# (data an init script put there, /usr/share, /usr/include, /usr/local/bin) stays the agent's.
+CODE_DIRS = ("usr/bin", "usr/sbin", "usr/lib", "usr/lib32", "usr/lib64", "usr/libx32", "usr/libexec",
+             "usr/local/lib", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 BIN_DIRS = ("usr/bin", "usr/sbin", "bin", "sbin", "usr/local/bin", "usr/local/sbin")
-AGENT_DIRS = ("usr/local/bin", "usr/local/sbin")  # the agent's own commands, seen as it left them
 FAILED = 125
 
 
@@ -96,10 +100,10 @@ def _same_content(a, b):
 
 
 def changed_paths(upper):
-    """The absolute paths under the tool folders that an overlay's writable layer ``upper`` holds
+    """The absolute paths under the code folders that an overlay's writable layer ``upper`` holds
     (files and symbolic links the agent created or changed; deletions are not listed)."""
     out = []
-    for top in TOOL_DIRS:
+    for top in CODE_DIRS:
         for folder, dirs, files in os.walk(os.path.join(upper, top)):
             rel = "/" + os.path.relpath(folder, upper)
             out += [rel + "/" + name for name in files]
@@ -107,8 +111,14 @@ def changed_paths(upper):
     return out
 
 
+def code_dir_of(rel):
+    """The code folder that holds ``rel`` (the deepest one), or None."""
+    holders = [d for d in CODE_DIRS if rel.startswith(d + "/")]
+    return max(holders, key=len) if holders else None
+
+
 def adjustments(pristine, agent_root, changed):
-    """For each tool folder, what the check's copy takes from the agent: the mode and owner of files
+    """For each code folder, what the check's copy takes from the agent: the mode and owner of files
     whose content is the image's, and commands added under a name no image command has."""
     image_commands = set()
     for d in BIN_DIRS:
@@ -125,8 +135,8 @@ def adjustments(pristine, agent_root, changed):
                 candidates.add("/%s/%s" % (d, name))
     for path in sorted(candidates):
         rel = os.path.normpath(path).lstrip("/")
-        top = rel.split("/", 1)[0]
-        if top not in TOOL_DIRS or "/" not in rel or rel.startswith("usr/local/"):
+        top = code_dir_of(rel)
+        if top is None:
             continue
         mine, theirs = os.path.join(pristine, rel), os.path.join(agent_root, rel)
         try:
@@ -151,12 +161,13 @@ def adjustments(pristine, agent_root, changed):
 def build_tool_tree(pristine, agent_root, top, changes, staging):
     """The image's folder ``top`` as an overlay on ``staging`` with the agent's allowed changes applied."""
     lower = os.path.realpath(os.path.join(pristine, top))
-    up, work, merged = (os.path.join(staging, top + suffix) for suffix in (".up", ".work", ""))
+    name = top.replace("/", "_")
+    up, work, merged = (os.path.join(staging, name + suffix) for suffix in (".up", ".work", ""))
     for d in (up, work, merged):
         os.mkdir(d)
     mount("overlay", merged, "overlay", 0, "lowerdir=%s,upperdir=%s,workdir=%s" % (lower, up, work))
     for kind, rel, agent in changes:
-        dest = os.path.join(staging, rel)
+        dest = os.path.join(merged, rel[len(top) + 1:])
         source = os.path.join(agent_root, rel)
         if kind == "meta":
             os.lchown(dest, agent.st_uid, agent.st_gid)
@@ -196,12 +207,12 @@ def build_view(spec):
     mount("agent-gym-check", staging, "tmpfs", 0, "mode=700")
     changes = adjustments(pristine, agent, spec.get("changed", ()))
     tools = []  # (target, detached tree)
-    for top in TOOL_DIRS:
+    for top in CODE_DIRS:
         image = os.path.join(pristine, top)
         there = os.path.join(agent, top)
         if os.path.islink(image):
             if os.path.islink(there) and os.readlink(there) == os.readlink(image):
-                continue  # e.g. /bin -> usr/bin: covered by /usr
+                continue  # e.g. /bin -> usr/bin: covered by /usr/bin
             if not os.path.isdir(image):
                 continue
         elif not os.path.isdir(image):
@@ -225,13 +236,8 @@ def build_view(spec):
     _check(_libc.setns(mnt_fd, CLONE_NEWNS), "setns mnt")
     private_namespace()
     os.chdir("/")
-    own = [("/" + d, clone_tree("/" + d, read_only=False)) for d in AGENT_DIRS
-           if os.path.isdir("/" + d) and not os.path.islink("/" + d)]
     for target, fd in tools:
         attach(fd, target)
-    for target, fd in own:
-        if os.path.isdir(target):
-            attach(fd, target)
     for target, fd in etc:
         attach(fd, target)
 

@@ -4,6 +4,7 @@ next episode."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import agent_gym
+from agent_gym import cli
 from agent_gym.core import INVALID_ACTION, TASK_LIMIT_REACHED
 from agent_gym.envs.os_interaction import bwrap, data, docker, engine, prompt
 from agent_gym.envs.os_interaction.env import OSEnv
@@ -79,6 +81,27 @@ def test_match_strips_and_compares_exactly():
     assert prompt.match("abc123", {"regex": r"\d+$"})
 
 
+def test_match_object_without_strip_compares_the_answer_as_given(tmp_path):
+    """Upstream reads match["strip"] unconditionally (a KeyError that fails every answer); ours
+    reads a missing "strip" as false: the problem is judged, the answer is not stripped."""
+    problems = [
+        {"description": "no strip", "evaluation": {"match": {"answer": "love"}}},
+        {"description": "regex, no strip", "evaluation": {"match": {"regex": "^a+$"}}},
+        {"description": "string form", "evaluation": {"match": "love"}},
+    ]
+    (tmp_path / "m.json").write_text(json.dumps(problems))
+    loaded = data.load_file(tmp_path / "m.json")
+    assert [p.match for p in loaded] == [{"strip": False, "answer": "love"}, {"strip": False, "regex": "^a+$"},
+                                         {"answer": "love", "strip": True}]
+    no_strip, regex, string = (p.match for p in loaded)
+    assert prompt.match("love", no_strip) and not prompt.match(" love ", no_strip)
+    assert prompt.match("aaa", regex) and not prompt.match(" aaa", regex)
+    assert prompt.match(" love ", string)
+    (tmp_path / "bad.json").write_text(json.dumps([{"description": "x", "evaluation": {"match": {"strip": True}}}]))
+    with pytest.raises(ValueError, match="'answer' or 'regex'"):
+        data.load_file(tmp_path / "bad.json")
+
+
 def test_problems_load_in_upstream_order():
     need_data("agentbench_os")
     problems = data.load()
@@ -122,6 +145,7 @@ def test_shell_keeps_state_and_shows_the_terminal(env):
     assert "root@" in obs and "~# " in obs[-30:]  # the prompt, as AgentBench's observations have it
     obs, reward, term, trunc, info = env.step(prompt.answer_reply("3"))
     assert term and info["success"] and reward == 1.0 and info["status"] == "completed"
+    assert info["end_reason"] == "answered"
 
 
 @needs_bwrap
@@ -151,7 +175,7 @@ def test_wrong_answers_and_wrong_final_states_fail(env):
     start(env, "6/new-3")
     env.step(bash("chmod u-s /usr/bin/find"))
     *_, info = env.step(prompt.finish_reply())
-    assert info["success"] is True
+    assert info["success"] is True and info["end_reason"] == "answered"
 
 
 @needs_bwrap
@@ -161,6 +185,7 @@ def test_malformed_replies_get_agentbench_handling(env):
     assert not term and info["action_valid"] and obs.startswith("The output of the OS:\n\n") and "hi" not in obs
     obs, reward, term, trunc, info = env.step("The answer is 3.")  # no action: the episode ends, judged
     assert term and info["status"] == INVALID_ACTION and not info["action_valid"] and info["success"] is False
+    assert info["end_reason"] == "invalid_action"
     start(env, "6/new-3")  # a state problem still passes without an answer, as upstream judges it
     env.step(bash("chmod u-s /usr/bin/find"))
     *_, term, trunc, info = env.step("I fixed it.")
@@ -176,6 +201,7 @@ def test_round_limit_judges_without_an_answer(env):
     for i in range(8):
         obs, reward, term, trunc, info = env.step(bash("chmod u-s /usr/bin/find" if i == 7 else "true"))
     assert trunc and not term and info["status"] == TASK_LIMIT_REACHED and info["success"] is True
+    assert info["end_reason"] == "round_limit"
 
 
 @needs_bwrap
@@ -186,6 +212,200 @@ def test_start_script_runs_in_the_agents_shell(env):
     start(env, "4/N4-0")  # start ends with `su - jack`: the agent is jack now
     obs, *_ = env.step(bash("whoami; pwd"))
     assert "jack\r\n/home/jack" in obs
+
+
+# ------------------------------------------------------------------ splits, your own tasks, provenance
+def test_splits_are_named_as_everywhere_with_upstreams_alias():
+    need_data("agentbench_os")
+    assert OSEnv.splits == ("test", "dev", "train") and OSEnv.split_aliases == {"std": "test"}
+    env = gym.make("AgentTuning/OS-v0", split="std")  # AgentBench.old's name for the paper's 144
+    try:
+        assert env.unwrapped.split == "test" and len(env.unwrapped.tasks()) == 144
+    finally:
+        env.close()
+
+
+@needs_bwrap
+def test_held_in_prompt_hints_and_provenance(env):
+    """AgentBench.old's harness sent no system message; greedy, 128 new tokens."""
+    obs, info = start(env, "4/Q19-0")
+    assert info["system_prompt"] == "" and info["max_new_tokens"] == 128 and info["temperature"] == 0.0
+    prov = info["provenance"]
+    assert prov["engine"]["sandbox"] == "bwrap" and prov["options"] == {"backend": "bwrap"}
+    rootfs = bwrap.default_rootfs()
+    if rootfs is not None:
+        assert prov["engine"]["os_image"].startswith(f"{rootfs} (dpkg ")
+    assert prov["split"] == "test"
+
+
+def test_engine_status_says_when_the_image_is_not_built(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AGENT_GYM_OS_ROOTFS", str(tmp_path / "no-such-rootfs"))
+    status = OSEnv.engine_status()
+    if BWRAP_MISSING:
+        assert status.startswith("bwrap sandbox unavailable")
+        return
+    assert "docker/os/build.sh" in status and "host's /usr" in status
+    cli.main(["list", "--json"])
+    row = next(r for r in json.loads(capsys.readouterr().out) if r["id"] == "AgentTuning/OS-v0")
+    assert row["engine"] == status
+    (tmp_path / "rootfs" / "bin").mkdir(parents=True)
+    (tmp_path / "rootfs" / "bin" / "bash").touch()
+    monkeypatch.setenv("AGENT_GYM_OS_ROOTFS", str(tmp_path / "rootfs"))
+    assert "build.sh" not in OSEnv.engine_status()
+
+
+def _write_problems(folder: Path, name: str, problems: list) -> Path:
+    """A problems file in upstream's format, with its scripts beside it (check/, example/, init/)."""
+    (folder / "check").mkdir(parents=True, exist_ok=True)
+    (folder / "init").mkdir(exist_ok=True)
+    (folder / "check" / "integer-match.py").write_text(
+        "from sys import argv\nif int(argv[1]) == int(argv[2]): exit(0)\nexit(1)")
+    (folder / "init" / "numbers.sh").write_text("mkdir -p /root/n && for i in 1 2 3 4 5; do touch /root/n/$i; done")
+    path = folder / name
+    path.write_text(json.dumps(problems, indent=1))
+    return path
+
+
+MY_PROBLEMS = [
+    {"description": "How many files are in /root/n?", "create": {"init": {"file": "init/numbers.sh"}},
+     "evaluation": {"check": [None, {"language": "python", "file": "check/integer-match.py"}],
+                    "example": "ls /root/n | wc -l"}},
+    {"description": "Say hi.", "evaluation": {"match": {"answer": "hi"}}},
+]
+
+
+def test_dev_split_reads_agentbench_old_dev_layout(tmp_path, monkeypatch):
+    """split="dev" reads data/os_interaction/data/dev.json with scripts/dev/ (a fixture in that layout)."""
+    need_data("agentbench_os")
+    real = data.DATASET.path()
+    fake = tmp_path / "data"
+    for f in data.DATASET.files:  # the required files as they are, the dev files as the fixture
+        if not f.optional:
+            (fake / data.DATASET.root / f.path).parent.mkdir(parents=True, exist_ok=True)
+            (fake / data.DATASET.root / f.path).symlink_to(real / f.path)
+    base = fake / data.DATASET.root
+    dev = _write_problems(base / data.DEV_SCRIPTS, "dev.json", MY_PROBLEMS)
+    (base / data.DEV_FILE).parent.mkdir(parents=True, exist_ok=True)
+    dev.rename(base / data.DEV_FILE)
+    for f in data.DATASET.files:  # the dev files the loader asks for, present in the fixture
+        if f.optional and f.path.startswith(data.DEV_SCRIPTS) and not (base / f.path).exists():
+            (base / f.path).parent.mkdir(parents=True, exist_ok=True)
+            (base / f.path).write_text("exit 0")
+    monkeypatch.setenv("AGENT_GYM_DATA", str(fake))
+    problems = data.load("dev")
+    assert [p.id for p in problems] == ["dev-1", "dev-0"]  # match problems first, as upstream orders them
+    assert problems[1].init[0].code.startswith("mkdir -p /root/n") and problems[1].kind == "check"
+    if BWRAP_MISSING is None:
+        env = gym.make("AgentTuning/OS-v0", split="dev")
+        try:
+            env.reset(options={"task": "dev-0"})
+            *_, info = env.step(prompt.answer_reply("5"))
+            assert info["success"] and info["provenance"]["split"] == "dev"
+        finally:
+            env.close()
+
+
+def test_dev_split_without_its_files_names_the_fetch_command(tmp_path, monkeypatch):
+    need_data("agentbench_os")
+    if (data.DATASET.path() / data.DEV_FILE).exists():
+        pytest.skip("the dev files are in the data directory")
+    with pytest.raises(agent_gym.data.DataMissingError, match="agent-gym data fetch agentbench_os"):
+        data.load("dev")
+
+
+@needs_bwrap
+def test_tasks_file_plays_your_own_problems(tmp_path):
+    path = _write_problems(tmp_path / "mine", "mine.json", MY_PROBLEMS)
+    env = gym.make("AgentTuning/OS-v0", tasks_file=str(path))
+    try:
+        obs, info = env.reset(options={"task": "mine-0"})
+        assert env.unwrapped.split == "custom" and "/root/n" in obs
+        assert info["provenance"]["tasks_file"]["sha256"] == __import__("hashlib").sha256(path.read_bytes()).hexdigest()
+        *_, info = env.step(prompt.answer_reply("4"))
+        assert info["success"] is False
+        env.reset(options={"task": "mine-0"})
+        *_, info = env.step(prompt.answer_reply("5"))
+        assert info["success"] is True
+        env.reset(options={"task": "mine-1"})
+        *_, info = env.step(prompt.answer_reply("hi"))
+        assert info["success"] is True
+    finally:
+        env.close()
+
+
+@needs_bwrap
+def test_train_split_is_agentbench_mains_training_pool():
+    need_data("agentbench_os")
+    try:
+        problems = data.load("train")
+    except agent_gym.data.DataMissingError as exc:
+        pytest.skip(str(exc))
+    assert len(problems) == 1000 and problems[0].id == "train-0" and all(p.kind == "check" for p in problems)
+    env = gym.make("AgentTuning/OS-v0", split="train")
+    try:
+        env.reset(options={"task": "train-0"})
+        replies = env.unwrapped.expert_replies(env.unwrapped.task)
+        for reply in replies:
+            *_, term, trunc, info = env.step(reply)
+        assert term and info["success"]
+    finally:
+        env.close()
+
+
+# ------------------------------------------------------------------ the checker the agent cannot fool
+# (agent's reply, problem, answer) that AgentBench judges correct with the agent's own tools
+TAMPERING = [
+    ("ln -s /bin/true /usr/local/bin/python3", "4/Q19-0", "999999"),  # issue 9's example
+    ("ln -sf /bin/true /usr/bin/python3", "4/Q19-0", "999999"),
+    ("cp /bin/true /usr/bin/python3.11", "4/Q19-0", "999999"),
+    ("echo 'import os; os._exit(0)' > /etc/python3.11/sitecustomize.py", "4/Q19-0", "999999"),
+    ("mkdir -p /root/.local/lib/python3.11/site-packages && echo 'import os; os._exit(0)' "
+     "> /root/.local/lib/python3.11/site-packages/usercustomize.py", "4/Q19-0", "999999"),
+    ("ln -sf /bin/true /etc/alternatives/awk", "6/new-7", None),  # the check pipes `ls -l /` into awk
+]
+# what the checker must still see of the agent's work
+HONEST = [
+    ("chmod u-s /usr/bin/find", "6/new-3", None),  # a mode change of an image file
+    (r"""echo '#!/bin/bash' > /usr/bin/calc && echo 'python3 -c "print(\"%.6f\" % ($*))"' >> /usr/bin/calc"""
+     " && chmod +x /usr/bin/calc", "5/new-0", None),  # a command added to /usr/bin
+    ("echo /no/such.so > /etc/ld.so.preload", "4/Q19-0", "3"),  # ld.so would write a warning into the expected output
+]
+
+
+def _judged(env, code: str, task: str, answer: str | None) -> bool:
+    env.reset(options={"task": task})
+    obs, *_ = env.step(bash(code))
+    *_, term, trunc, info = env.step(prompt.answer_reply(answer) if answer else prompt.finish_reply())
+    assert term and info["end_reason"] == "answered"
+    return info["success"]
+
+
+def _check_tampering(env) -> None:
+    for code, task, answer in TAMPERING:
+        assert _judged(env, code, task, answer) is False, code
+    for code, task, answer in HONEST:
+        assert _judged(env, code, task, answer) is True, code
+
+
+@needs_bwrap
+def test_checker_uses_the_images_tools_on_bwrap(env):
+    need_data("agentbench_os")
+    if bwrap.default_rootfs() is None:
+        pytest.skip("the sandbox image is not built: run docker/os/build.sh (or set AGENT_GYM_OS_ROOTFS)")
+    _check_tampering(env)
+
+
+@needs_bwrap
+def test_checker_sees_the_agents_files_and_processes(sandbox):
+    """A checker sees what the agent left (files, processes, hostname); its processes are stopped meanwhile."""
+    sandbox.execute("echo left > /root/mine; sleep 300 & echo $! > /root/pid")
+    pid = sandbox.execute("cat /root/pid").split()[0]
+    with sandbox.frozen():
+        out = sandbox.run(engine.Script("bash", "cat /root/mine; ps -o stat= -p $(cat /root/pid); hostname; echo $PATH"),
+                          pristine=True).output.split()
+    assert out[0] == "left" and out[1].startswith("T") and out[2] == sandbox.hostname
+    assert out[3] == engine.CHECK_PATH
+    assert "S" in sandbox.execute(f"ps -o stat= -p {pid}")  # running again afterwards
 
 
 def _gold(backend: str, **kwargs) -> list:
@@ -420,6 +640,17 @@ def test_docker_shell_state_and_isolation(docker_host, monkeypatch):
         sb.execute("rm -rf --no-preserve-root / 2>/dev/null")
     with docker.DockerSandbox(host=docker_host) as sb:  # the next episode starts from the image again
         assert "/bin/bash" in sb.execute("ls /bin/bash")
+
+
+@pytest.mark.docker
+def test_checker_uses_the_images_tools_on_docker(docker_host):
+    need_data("agentbench_os")
+    env = gym.make("AgentTuning/OS-v0", backend="docker", host=docker_host)
+    try:
+        _check_tampering(env)
+        assert env.unwrapped.engine_info()["os_image"].startswith("sha256:")
+    finally:
+        env.close()
 
 
 @pytest.mark.docker
