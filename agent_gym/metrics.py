@@ -145,9 +145,10 @@ def format_table(rows: list[dict[str, Any]], details: bool = False) -> str:
         opts = r.get("options") or {}
         differ = r.get("options_differ") or {}
         if opts:
-            shown = ", ".join(f"{k}={v}" + (f" (paper: {differ[k][1]})" if k in differ else "") for k, v in opts.items())
-            flag = "differ from the paper's" if differ else "as in the paper"
-            notes.append(f"options of {r['env']} ({r['policy']}), {flag}: {shown}")
+            unlike = ", ".join(f"{k}={v} (paper: {differ[k][1]})" for k, v in opts.items() if k in differ)
+            same = ", ".join(f"{k}={v}" for k, v in opts.items() if k not in differ)
+            parts = ([f"unlike the paper: {unlike}"] if unlike else []) + ([f"as the paper or not set by it: {same}"] if same else [])
+            notes.append(f"options of {r['env']} ({r['policy']}): {'; '.join(parts)}")
         unusual = [d for d in r.get("data") or [] if not d.endswith((": verified", ": fetched", ": unverified"))]
         if unusual:
             notes.append(f"data of {r['env']}: {'; '.join(unusual)}")

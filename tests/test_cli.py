@@ -231,8 +231,7 @@ def test_report_sets_the_papers_numbers_beside_ours_and_names_options_unlike_the
     text = capsys.readouterr().out
     header, row = text.splitlines()[:2]
     assert "paper % (7B/13B/70B AgentLM)" in header and "-/-/59.7" in row and "100.0" in row
-    assert ("options of AgentTuning/GSM8K-v0 (expert), differ from the paper's: extraction=robust (paper: paper)"
-            in text)
+    assert "options of AgentTuning/GSM8K-v0 (expert): unlike the paper: extraction=robust (paper: paper)" in text
 
 
 def test_plot_names_each_bars_policy_shows_zero_bars_and_its_legend_covers_no_bar(tmp_path):
