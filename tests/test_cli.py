@@ -86,7 +86,7 @@ def test_plain_agent_gym_prints_the_help_and_version_says_the_version(capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--env-arg", "extracton=robust"], "AgentTuning/GSM8K-v0 has no option 'extracton'; its options: split,"),
-    (["--split", "validation"], "has splits ['test'], not 'validation'"),
+    (["--split", "validation"], "GSM8KEnv has splits ['test'"),
     (["-n", "-1"], "argument --episodes/-n: must be at least 1, got -1"),
     (["--backend", "foo"], "unknown backend 'foo'; known: local, tgi, openai"),
     (["--task", "no-such-task"], "AgentTuning/GSM8K-v0 split 'test' has no task 'no-such-task' (1319 tasks"),
@@ -101,6 +101,7 @@ def test_bad_input_is_one_line_before_any_episode(args, message, tmp_path, capsy
         assert caught.value.code == 2
     err = _err_lines(capsys)
     assert len(err) == 1 and message in err[0], err
+    assert "--split" not in args or "not 'validation'" in err[0]
     assert not out.exists()
 
 
