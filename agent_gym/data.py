@@ -252,6 +252,7 @@ def fetch(name: str, data_dir: Path | None = None, force: bool = False,
     data_dir = data_dir or data_dir_path()
     base = ds.path(data_dir)
     existed = base.exists()
+    fetched = 0
     try:
         for f in ds.files:
             target = base / f.path
@@ -263,13 +264,18 @@ def fetch(name: str, data_dir: Path | None = None, force: bool = False,
                 raise DataMissingError(f"{name}: {f.path} has no public download; "
                                        f"get it as the dataset's docs say ({ds.homepage})")
             _fetch_file(name, base, f, progress)
+            fetched += 1
     except BaseException as exc:
         if not existed:
             _remove_empty_folders(base, data_dir)
         if isinstance(exc, FetchError):
             raise FetchError(f"{exc}; without network, take a local copy with `agent-gym data import PATH`") from None
         raise
-    _write_marker(ds, data_dir, {"source": "fetch"})
+    before = _read_markers(ds, data_dir).get(name)
+    if fetched and (force or before is None or before.get("source") == "fetch"):
+        _write_marker(ds, data_dir, {"source": "fetch"})
+    elif fetched and before is not None:  # files added to an imported copy: it keeps its origin and any edit mark
+        _write_marker(ds, data_dir, {**before, "also_fetched": True})
     return base
 
 

@@ -228,6 +228,9 @@ def test_dataset_state_verified_modified_unverified_fetched(server, tmp_path, mo
     capsys.readouterr()
     assert main(["data", "list"]) == 0
     assert any(line.startswith("t-state") and "modified" in line for line in capsys.readouterr().out.splitlines())
+    _register("t-state", DataFile("a.txt", sha256=SHA), DataFile("b.txt", url=f"{server}/dev.txt", optional=True))
+    data.fetch("t-state")  # fetching the rest into an edited copy does not clear its mark
+    assert data.dataset_state("t-state")["state"] == "modified"
 
     _register("t-archive", DataFile("sub/a.txt", url=f"{server}/rel.tar.gz", extract=True, strip="release"))
     data.fetch("t-archive", data_dir=dd)
