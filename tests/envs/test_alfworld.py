@@ -317,15 +317,15 @@ def test_dev_split_reads_agentbenchs_dev_list_and_names_the_fetch_command_when_a
 def test_train_split_is_agentbenchs_training_pool_and_says_no_data_without_the_train_games(data_dir):
     with pytest.raises(DataMissingError, match="agent-gym data fetch alfworld-agentbench"):
         data.load("train")
-    shutil.copytree(FIXTURES, data_dir / "agentbench" / "extra_main_branch", dirs_exist_ok=True)
-    (data_dir / "agentbench" / "extra_main_branch" / "train_valid.json").rename(data_dir / "agentbench" / data.TRAIN_LIST)
+    (data_dir / "agentbench" / data.TRAIN_LIST).parent.mkdir()
+    shutil.copy(FIXTURES / "train_valid.json", data_dir / "agentbench" / data.TRAIN_LIST)
     with pytest.raises(DataMissingError, match="agent-gym data fetch alfworld"):
         data.load("train")
     out = subprocess.run([sys.executable, "-m", "agent_gym.cli", "list", "--json"], capture_output=True, text=True,
                          env=dict(os.environ))
-    if out.returncode == 0:  # the listing says so too
-        (row,) = [r for r in json.loads(out.stdout) if r["id"] == ENV_ID]
-        assert row["tasks"]["train"] == "no data" and row["tasks"]["test"] == 50
+    assert out.returncode == 0, out.stderr  # the listing says so too
+    (row,) = [r for r in json.loads(out.stdout) if r["id"] == ENV_ID]
+    assert row["tasks"]["train"] == "no data" and row["tasks"]["test"] == 50 and row["tasks"]["dev"] == "no data"
     listing = json.loads((data_dir / "agentbench" / data.TRAIN_LIST).read_text())
     for rel in (r for rels in listing.values() for r in rels):  # the release's train games, played from copies
         target = data_dir / "alfworld" / rel
