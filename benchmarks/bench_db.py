@@ -82,6 +82,7 @@ def bench_engine(name: str, episodes: int, commands: int) -> dict[str, float]:
         setup.append(time.perf_counter() - t0)
 
     create, drop = [], []  # the engine's two halves of a reset, without the env around them
+    cpu0, server_cpu0 = cpu_seconds(), cpu_seconds(pid) if pid else 0.0
     for task in tasks:
         t0 = time.perf_counter()
         db = env.engine.create(task.table)
@@ -89,6 +90,7 @@ def bench_engine(name: str, episodes: int, commands: int) -> dict[str, float]:
         db.drop()
         create.append(t1 - t0)
         drop.append(time.perf_counter() - t1)
+    setup_cpu = (cpu_seconds() - cpu0 + ((cpu_seconds(pid) - server_cpu0) if pid else 0.0)) / len(tasks)
 
     q = next(t for t in tasks if t.table.rows and not t.type.startswith("INSERT"))
     latency = {}
@@ -122,7 +124,8 @@ def bench_engine(name: str, episodes: int, commands: int) -> dict[str, float]:
 
     print(f"\n{name}: episode setup (reset: fresh database + table) median {statistics.median(setup) * 1000:.2f} ms, "
           f"p95 {sorted(setup)[int(0.95 * len(setup)) - 1] * 1000:.2f} ms over {len(setup)} questions; "
-          f"engine create {statistics.median(create) * 1000:.2f} ms + drop {statistics.median(drop) * 1000:.2f} ms")
+          f"engine create {statistics.median(create) * 1000:.2f} ms + drop {statistics.median(drop) * 1000:.2f} ms, "
+          f"{setup_cpu * 1000:.2f} ms CPU (here + server)")
     for label, seconds in latency.items():
         print(f"  per command {label:22} {seconds * 1000:.3f} ms")
     print(f"  whole episode (gold replay, {solved}/{len(tasks)} solved): {wall * 1000:.2f} ms wall, "
