@@ -555,7 +555,7 @@ def test_real_dev_file_when_present():
     assert len(questions) == 60 and kinds.count("INSERT") == 20 and kinds.count("UPDATE") == 20
 
 
-def test_tasks_file_plays_a_users_questions(engine_name, mariadb_server):
+def test_tasks_file_plays_a_users_questions(engine_name):
     """A user's file in DBBench's format: every question solvable by its gold answer, and the
     trajectory says which file (path and sha256)."""
     need_data("dbbench")
