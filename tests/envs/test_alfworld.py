@@ -274,6 +274,52 @@ def test_held_in_protocol_hints_and_provenance(alf):
     assert alf.unwrapped.resolve_split("std") == "test"  # AgentBench.old's name for it
 
 
+def fastchat_llama2_prompt(messages: list[str]) -> str:
+    """FastChat 0.2.31's ``llama-2`` conversation (``Conversation.get_prompt``, LLAMA2 branch) with
+    no system message, as AgentBench.old's TGI agent built it: re-derived here, not imported."""
+    prompt = "[INST] "  # an empty system message: no <<SYS>> block
+    for i, message in enumerate(messages):
+        if i == 0:
+            prompt += message + " "
+        elif i % 2 == 0:
+            prompt += "[INST] " + message + " "
+        else:
+            prompt += "[/INST] " + message + " </s><s>"
+    return prompt + "[/INST]"  # the agent's turn, left open
+
+
+def test_first_prompt_sent_to_agentlm_is_the_papers_harness_string(alf):
+    """The first call of test game 0 through the ReAct policy's llama2 rendering equals what
+    AgentBench.old sent AgentLM: its messages, each ``.strip()``-ed, in FastChat's llama-2 form."""
+    from agent_gym.policies.backend import Generation
+    from agent_gym.policies.react import ReActPolicy
+
+    class Recorder:
+        model_name, context_length = "THUDM/agentlm-7b", 4096
+
+        def __init__(self):
+            self.prompts, self.calls = [], []
+
+        def chat_template(self):
+            return None
+
+        def generate(self, prompt, **kwargs):
+            self.prompts.append(prompt)
+            self.calls.append(kwargs)
+            return Generation(text="ACTION: go to drawer 2")
+
+    obs, info = alf.reset(options={"task": 0})
+    backend = Recorder()
+    policy = ReActPolicy(backend, chat_template="llama2")
+    policy.reset(info)
+    assert policy.act(obs, info).strip() == "ACTION: go to drawer 2"
+    expected = fastchat_llama2_prompt([m["content"].strip() for m in info["prompt"]] + [obs.strip()])
+    assert backend.prompts[0] == expected
+    assert expected.startswith("[INST] Interact with a household to solve a task.") and "<<SYS>>" not in expected
+    assert expected.endswith("Your task is to: put a pencil in shelf. [/INST]")
+    assert backend.calls[0]["max_new_tokens"] == 128 and backend.calls[0]["temperature"] == 0.0
+
+
 # ----------------------------------------------------------------- splits and your own game lists
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch):
