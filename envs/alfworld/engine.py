@@ -231,9 +231,9 @@ def reword(game: dict[str, Any], wording: str) -> dict[str, Any]:
     for new, old in _GRAMMAR_0_3:
         grammar = grammar.replace(new, old)
     grammar = _HELP_ACTION.sub("", grammar)
-    if 'template :: "put {o} in/on {r}";' not in grammar or 'template :: "move {o} to {r}";' in grammar:
-        raise ValueError("this ALFWorld game's grammar has neither alfworld 0.3's nor 0.4's place command; "
-                         "play it with wording='alfworld-0.4' (as the file says)")
+    if not all(old in grammar and new not in grammar for new, old in _GRAMMAR_0_3):
+        raise ValueError("this ALFWorld game's grammar has neither alfworld 0.3's nor 0.4's templates for the "
+                         "place command and go-to feedback; play it with wording='alfworld-0.4' (as the file says)")
     domain = _SINK_TYPE.sub(r"\1;(receptacleType ?r SinkType)", _HELP_OPERATOR.sub("", game["pddl_domain"]))
     walkthrough = [command_in(c, wording) for c in game.get("walkthrough") or []]
     return {**game, "grammar": grammar, "pddl_domain": domain, "walkthrough": walkthrough}
