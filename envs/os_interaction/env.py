@@ -44,18 +44,22 @@ class OSEnv(TextEnv):
 
     def __init__(self, split: str | None = None, render_mode: str | None = None, backend: str = "bwrap",
                  limits: engine.Limits | None = None, tty_output: bool = True, tasks_file: str | Path | None = None,
-                 **sandbox_options: Any):
+                 root: str | None = None, cgroups: bool = True, image: str | None = None, host: str | None = None):
         """``backend``: ``bwrap`` or ``docker``; ``tty_output=False`` strips terminal escapes and the
         prompt from observations (AgentBench shows them raw); ``tasks_file``: a problems file in
-        upstream's JSON format (script paths relative to its folder); ``sandbox_options`` go to the
-        backend (``root``/``cgroups`` for bwrap, ``image``/``host`` for docker)."""
+        upstream's JSON format (script paths relative to its folder). bwrap: ``root`` (the image
+        folder, default the one ``docker/os/build.sh`` made, ``"/"`` for the host's), ``cgroups``;
+        docker: ``image`` (default ``agent-gym/os:latest``), ``host`` (the daemon, default ``DOCKER_HOST``)."""
         super().__init__(split, render_mode, tasks_file=tasks_file)
         if backend not in ("bwrap", "docker"):
             raise ValueError(f"unknown sandbox backend {backend!r}; choose bwrap or docker")
         self.backend = backend
         self.limits = limits or engine.Limits()
         self.tty_output = tty_output
-        self.sandbox_options = sandbox_options
+        if backend == "bwrap":
+            self.sandbox_options: dict[str, Any] = {"root": root, "cgroups": cgroups}
+        else:
+            self.sandbox_options = {"host": host, **({"image": image} if image else {})}
         self.sandbox: engine.Sandbox | None = None
         self._prompts: dict[str, Any] | None = None
         self._engine_info: dict[str, str] | None = None

@@ -178,6 +178,11 @@ def build_tool_tree(pristine, agent_root, top, changes, staging):
             shutil.copyfile(source, dest)
             os.chown(dest, agent.st_uid, agent.st_gid)
             os.chmod(dest, stat.S_IMODE(agent.st_mode))
+    # the folder itself as the agent sees it (`ls -lt /usr` sorts by its mtime), last: the changes above touch it
+    folder = os.stat(os.path.join(agent_root, top))
+    os.chown(merged, folder.st_uid, folder.st_gid)
+    os.chmod(merged, stat.S_IMODE(folder.st_mode))
+    os.utime(merged, ns=(folder.st_atime_ns, folder.st_mtime_ns))
     return merged
 
 
@@ -219,8 +224,7 @@ def build_view(spec):
             continue
         if os.path.islink(there) or not os.path.isdir(there):
             raise Refused("the agent removed or replaced /%s; the checker cannot run the image's tools" % top)
-        source = build_tool_tree(pristine, agent, top, changes[top], staging) if top in changes else os.path.realpath(image)
-        tools.append(("/" + top, clone_tree(source)))
+        tools.append(("/" + top, clone_tree(build_tool_tree(pristine, agent, top, changes.get(top, ()), staging))))
     etc = []
     for rel in ["etc/alternatives", "etc/ld.so.cache", *sorted(
             os.path.relpath(p, pristine) for p in glob.glob(os.path.join(pristine, "etc/python3*")))]:
