@@ -2,6 +2,8 @@
 
     python benchmarks/bench_os.py [--episodes 20] [--commands 30] [--no-docker]
 
+Checker = one script run beside the shell with the agent's tools (upstream's way) and as our
+checker (the image's tools), and one whole judgement of 4/Q19-0 (the example and integer-match.py).
 Setup = ``env.reset`` (a fresh sandbox, the agent's login shell, the problem's init scripts).
 Per-command latency = one ``Act: bash`` reply through ``env.step`` (parse, type into the shell,
 read up to the prompt). Memory: 8 episodes open at once on the bwrap sandbox, each after one
@@ -66,7 +68,32 @@ def bench_backend(backend: str, episodes: int, commands: int, **options: object)
             times.append(time.perf_counter() - t0)
         print(f"  per command {label:24} median {statistics.median(times) * 1000:.1f} ms, "
               f"p90 {sorted(times)[int(0.9 * len(times)) - 1] * 1000:.1f} ms")
+    bench_checker(env, min(commands, 10))
     env.close()
+
+
+def bench_checker(env: gym.Env, n: int) -> None:
+    """A script run beside the shell as upstream runs checks (the agent's tools) and as our checker
+    runs them (the image's tools, :mod:`agent_gym.envs.os_interaction.pristine`); a whole judgement."""
+    env.reset(options={"task": "4/Q19-0"})
+    sandbox = env.unwrapped.sandbox
+    script = engine.Script("bash", "true")
+    rows = {}
+    for label, pristine in (("script, agent's tools", False), ("script as checker", True)):
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            sandbox.run(script, pristine=pristine)
+            times.append(time.perf_counter() - t0)
+        rows[label] = statistics.median(times)
+    times = []
+    for _ in range(max(n // 2, 1)):
+        t0 = time.perf_counter()
+        assert env.unwrapped.judge("3")
+        times.append(time.perf_counter() - t0)
+    rows["judge 4/Q19-0 (2 checks)"] = statistics.median(times)
+    for label, value in rows.items():
+        print(f"  {label:32} median {value * 1000:.0f} ms")
 
 
 def bench_memory(n: int = 8) -> None:

@@ -12,7 +12,11 @@ judged with no answer (state-checking problems can still pass); so is an episode
 rounds. Deliberate differences (see docs/os.md): a multi-line bash block runs as one pasted
 unit and returns all of its output (upstream reads until the first prompt or a 5 s silence and
 drops the first 8 bytes of every later chunk); each command has a wall-clock limit, after which
-it is interrupted with Ctrl-C; sandboxes have no network.
+it is interrupted with Ctrl-C; sandboxes have no network; check scripts run with the image's own
+tools on the agent's files (:mod:`.pristine`), so replacing ``python3`` cannot pass a check.
+
+Splits: ``test`` (the paper's 144, upstream's ``std``), ``dev`` (AgentBench.old's 26), ``train``
+(AgentBench main's 1000); ``tasks_file=`` reads a problems file in upstream's format.
 """
 
 from __future__ import annotations

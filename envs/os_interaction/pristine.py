@@ -30,6 +30,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import stat
 import sys
 
@@ -259,6 +260,10 @@ def main(argv):
         sys.stderr.write("agent-gym checker: %s\n" % exc)
         sys.stderr.flush()
         os._exit(FAILED)
+    # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across exec: a check's
+    # `ls | head -n 2` would print "write error: Broken pipe" into the output it compares
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
     os.execve(spec["argv"][0], spec["argv"], spec["env"])
 
 

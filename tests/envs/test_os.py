@@ -405,6 +405,8 @@ def test_checker_sees_the_agents_files_and_processes(sandbox):
                           pristine=True).output.split()
     assert out[0] == "left" and out[1].startswith("T") and out[2] == sandbox.hostname
     assert out[3] == engine.CHECK_PATH
+    # signals as in a shell: a writer after `head` has gone dies quietly (Python, which builds the view, ignores SIGPIPE)
+    assert sandbox.run(engine.Script("bash", "seq 1 200000 | head -n 1"), pristine=True).output == "1\n"
     assert "S" in sandbox.execute(f"ps -o stat= -p {pid}")  # running again afterwards
 
 
