@@ -312,7 +312,7 @@ def import_local(source: Path, data_dir: Path | None = None, names: Iterable[str
 
     Every dataset whose root folder is in ``source`` is copied (or symlinked with ``link``),
     optional files included when present. With ``verify`` (the default) a file whose declared
-    sha256 differs raises :class:`ChecksumError` before anything is copied. ``verify=False``
+    sha256 differs raises :class:`ChecksumError` before that dataset is copied. ``verify=False``
     skips that refusal; a copy that differs is then marked ``modified`` (see :func:`dataset_state`),
     and ``modified=True`` marks it so in any case (a deliberately edited copy: the CLI's
     ``--no-verify``; files without a declared checksum may have been edited too).
