@@ -111,7 +111,9 @@ def answer_matches(answer: str, label: Sequence[str]) -> bool:
 
     The answer is read as a Python list (else taken as one string, leading space included);
     one answer vs one label compare as floats when both parse, else as exact strings;
-    otherwise as sets (order and duplicates ignored, no type coercion).
+    otherwise as sets (order and duplicates ignored, no type coercion). An answer the check
+    cannot compare (an integer too large for a float: upstream's ``float()`` raised
+    OverflowError there) is wrong.
     """
     try:
         got = list(_literal(answer))
@@ -122,6 +124,8 @@ def answer_matches(answer: str, label: Sequence[str]) -> bool:
             return float(got[0]) == float(label[0])
         except (ValueError, TypeError):
             return got[0] == label[0]
+        except OverflowError:
+            return False
     try:
         return set(got) == set(label)
     except TypeError:  # unhashable items

@@ -149,6 +149,19 @@ def test_answer_matches_like_dbbench_metrics(answer, label, correct):
     assert not Path("/tmp/pwned-by-db-test").exists()  # answers are read as literals, never run
 
 
+def test_an_answer_the_checker_cannot_compare_is_wrong_not_an_error(make_env, questions):
+    """Issue 15: ``Final Answer: [<a 400-digit integer>]`` made ``float()`` raise OverflowError in
+    the check, which ended the episode as ``error``; such an answer is simply wrong."""
+    huge = "9" * 400
+    assert prompt.answer_matches(f" [{huge}]", ["5"]) is False
+    assert prompt.answer_matches(f" [{huge}]", [huge]) is False  # cannot be compared as numbers
+    env = make_env()
+    q = first(questions, "counting")
+    obs, reward, term, trunc, info = play(env, q.id, [f"Action: Answer\nFinal Answer: [{huge}]"])
+    assert term and not trunc and info["status"] == "completed" and info["end_reason"] == "answered"
+    assert info["score"] == 0.0 and obs == "The result is wrong."
+
+
 def test_render_rows_is_str_of_fetchall_truncated_and_lazy():
     assert prompt.render_rows([]) == "[]"
     assert prompt.render_rows([("a", 1), (None, 2.5)]) == str([("a", 1), (None, 2.5)])
