@@ -5,7 +5,8 @@ The server starts on first use with its own datadir (copied from a template made
 network (``--skip-networking``), file import/export confined to an empty folder, MySQL 8's
 default SQL mode, a MySQL-8-like collation, ``group_concat_max_len`` 1024 and a statement
 time limit. It stops when the last env using it closes, at interpreter exit, or with its
-parent process (``setpriv --pdeathsig``). Every episode gets a database named after its table
+process (``setpriv --pdeathsig``, from a thread that lives as long as the process); a later
+start sweeps the folders of processes that died without cleaning up. Every episode gets a database named after its table
 (as upstream names it) and its own throwaway account (random password) with rights on that
 database only, both created and dropped together: concurrent episodes cannot list, drop or
 ``KILL`` each other's work, and nothing the agent does through its account outlives the
@@ -19,14 +20,17 @@ import atexit
 import functools
 import itertools
 import os
+import queue
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -152,22 +156,103 @@ def _fast_tmp() -> str | None:
     return None
 
 
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from ``/proc``), or None where that
+    cannot be read; with the pid it names one process, even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the name before ")" may hold spaces
+
+
+def _folder_prefix() -> str:
+    """``agent-gym-mariadb-<pid>-<start>-``: a server folder names the process that owns it."""
+    return f"agent-gym-mariadb-{os.getpid()}-{_process_start(os.getpid()) or 0}-"
+
+
+_OWNED = re.compile(r"agent-gym-mariadb-(\d+)-(\d+)-")
+
+
+def _owner_alive(folder: Path) -> bool:
+    match = _OWNED.match(folder.name)
+    if match is None:  # a folder of an older version: kept while young or while its server runs
+        if time.time() - folder.stat().st_mtime < 60:
+            return True
+        try:
+            os.kill(int((folder / "mysqld.pid").read_text().strip() or 0), 0)
+            return True
+        except (OSError, ValueError):
+            return False
+    pid, start = int(match.group(1)), match.group(2)
+    now = _process_start(pid)
+    if now is None and not Path("/proc/self/stat").exists():  # no /proc: the pid alone
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True
+    return now == start
+
+
+def _kill_orphan_server(folder: Path) -> None:
+    """Kill the server of ``folder`` if it still runs (its owner died without taking it along)."""
+    try:
+        pid = int((folder / "mysqld.pid").read_text().strip() or 0)
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if pid > 0 and str(folder).encode() in cmdline:  # that pid is this folder's mariadbd, not a reused pid
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def _remove_stale_folders(parent: str | None) -> None:
-    """Remove private folders of servers whose process was killed with no chance to clean up
-    (ours only, older than a minute, with no live server pid)."""
+    """Remove the private folders (and any server still running in them) that belong to dead
+    processes: a process killed with no chance to clean up leaves its folder behind. Ours only
+    (same user); a folder names its owner by pid and start time, so a reused pid is no owner."""
     for folder in Path(parent or tempfile.gettempdir()).glob("agent-gym-mariadb-*"):
         try:
-            if folder.stat().st_uid != os.geteuid() or time.time() - folder.stat().st_mtime < 60:
+            if folder.stat().st_uid != os.geteuid() or _owner_alive(folder):
                 continue
-            pid_file = folder / "mysqld.pid"
-            if pid_file.exists():
-                os.kill(int(pid_file.read_text().strip() or 0), 0)
-                continue  # still running
-        except ProcessLookupError:
-            pass
-        except (OSError, ValueError):
+        except OSError:
             continue
+        _kill_orphan_server(folder)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+_launcher_lock = threading.Lock()
+_launcher: tuple[int, queue.SimpleQueue] | None = None
+
+
+def _launcher_loop(requests: queue.SimpleQueue) -> None:
+    while True:
+        args, kwargs, result = requests.get()
+        try:
+            result.set_result(subprocess.Popen(args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            result.set_exception(exc)
+
+
+def _launch(args: list[str], **kwargs: Any) -> subprocess.Popen:
+    """``Popen(args)`` from a thread that lives as long as this process. The kernel's parent-death
+    signal (``setpriv --pdeathsig``) fires when the *thread* that forked the child exits, so a
+    server started from a short-lived thread (a request handler) would die with that thread."""
+    global _launcher
+    with _launcher_lock:
+        if _launcher is None or _launcher[0] != os.getpid():  # a forked child starts its own
+            requests: queue.SimpleQueue = queue.SimpleQueue()
+            threading.Thread(target=_launcher_loop, args=(requests,), name="agent-gym-mariadb-launcher",
+                             daemon=True).start()
+            _launcher = (os.getpid(), requests)
+        requests = _launcher[1]
+    result: Future = Future()
+    requests.put((args, kwargs, result))
+    return result.result()
 
 
 class MariaDBServer:
@@ -241,7 +326,7 @@ class MariaDBServer:
         self.stop()
         t0 = time.perf_counter()
         _remove_stale_folders(_fast_tmp())
-        self._dir = Path(tempfile.mkdtemp(prefix="agent-gym-mariadb-", dir=_fast_tmp()))
+        self._dir = Path(tempfile.mkdtemp(prefix=_folder_prefix(), dir=_fast_tmp()))
         (self._dir / "files").mkdir()
         datadir = self._dir / "data"
         shutil.copytree(_initial_datadir(server, install), datadir)
@@ -254,10 +339,10 @@ class MariaDBServer:
                 f"--max-statement-time={self.statement_timeout:g}", "--max-connections=500",
                 *_ROOT(), *_INNODB, "--innodb-flush-log-at-trx-commit=0", "--innodb-flush-method=nosync"]
         setpriv = shutil.which("setpriv")
-        if setpriv:  # the server dies with this process, even when it is killed
+        if setpriv:  # the server dies with this process, even when it is killed (see _launch)
             args = [setpriv, "--pdeathsig", "TERM", *args]
-        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, start_new_session=True)
+        self._proc = _launch(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
         if not self._exit_hook:
             atexit.register(self._stop_at_exit, os.getpid())
             self._exit_hook = True

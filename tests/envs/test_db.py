@@ -754,10 +754,55 @@ def test_server_dies_with_its_process(tmp_path):
     else:
         os.kill(pid, signal.SIGKILL)
         pytest.fail("mariadbd outlived the process that started it")
-    folder = Path(socket).parent  # left behind by the killed process; the next start removes such
-    os.utime(folder, (time.time() - 3600, time.time() - 3600))
+    folder = Path(socket).parent  # left behind by the killed process: the next start sweeps it at once
+    assert folder.exists()
     mariadb._remove_stale_folders(str(folder.parent))
     assert not folder.exists()
+
+
+def test_start_sweeps_folders_of_dead_processes_only(mariadb_server, tmp_path):
+    """Issue 15: the folder of a SIGKILLed process's server was removed only after 60 s; now
+    whatever belongs to a dead process goes at the next start, whatever its age, and the
+    folders of live processes (this one's server) stay."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"agent-gym-mariadb-{dead.pid}-{mariadb._process_start(os.getpid())}-x1"
+    reused = tmp_path / f"agent-gym-mariadb-{os.getpid()}-1-x2"  # this pid, another process's start time
+    live = tmp_path / f"agent-gym-mariadb-{os.getpid()}-{mariadb._process_start(os.getpid())}-x3"
+    for folder in (stale, reused, live):
+        (folder / "data").mkdir(parents=True)
+    mariadb._remove_stale_folders(str(tmp_path))
+    assert not stale.exists() and not reused.exists() and live.exists()
+    mariadb._remove_stale_folders(str(Path(mariadb_server.socket).parent.parent))
+    assert Path(mariadb_server.socket).exists()
+
+
+def test_server_outlives_the_thread_that_started_it(questions):
+    """Issue 15: ``setpriv --pdeathsig`` fires when the *thread* that started mariadbd exits, so
+    an env first used from a short-lived thread (one thread per request) broke every later
+    episode. The server is tied to the process instead."""
+    mariadb_or_skip()
+    q = first(questions, "UPDATE")
+    server = mariadb.MariaDBServer()  # a private one, started from a thread below
+    env = DBEnv(engine="mariadb")
+    env.engine.server = server
+    results = []
+
+    def episode():
+        *_, info = play(env, q.id, env.expert_replies(q))
+        results.append((info["status"], info["score"]))
+
+    try:
+        for _ in range(3):
+            thread = threading.Thread(target=episode)
+            thread.start()
+            thread.join(60)
+            time.sleep(0.5)  # time for a death signal to arrive
+            assert server.running
+        assert results == [("completed", 1.0)] * 3
+    finally:
+        env.close()
+        server.stop()
 
 
 def test_engine_failure_is_an_error_status_not_a_crash():
