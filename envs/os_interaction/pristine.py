@@ -159,6 +159,12 @@ def adjustments(pristine, agent_root, changed):
     return out
 
 
+def _folder_differs(image, there):
+    """Whether the agent's folder shows other attributes than the image's (an overlay must show them)."""
+    a, b = os.stat(image), os.stat(there)
+    return (a.st_mode, a.st_uid, a.st_gid, a.st_mtime_ns) != (b.st_mode, b.st_uid, b.st_gid, b.st_mtime_ns)
+
+
 def build_tool_tree(pristine, agent_root, top, changes, staging):
     """The image's folder ``top`` as an overlay on ``staging`` with the agent's allowed changes applied."""
     lower = os.path.realpath(os.path.join(pristine, top))
@@ -225,7 +231,9 @@ def build_view(spec):
             continue
         if os.path.islink(there) or not os.path.isdir(there):
             raise Refused("the agent removed or replaced /%s; the checker cannot run the image's tools" % top)
-        tools.append(("/" + top, clone_tree(build_tool_tree(pristine, agent, top, changes.get(top, ()), staging))))
+        tools.append(("/" + top, clone_tree(
+            build_tool_tree(pristine, agent, top, changes[top], staging) if top in changes or _folder_differs(image, there)
+            else os.path.realpath(image))))
     etc = []
     for rel in ["etc/alternatives", "etc/ld.so.cache", *sorted(
             os.path.relpath(p, pristine) for p in glob.glob(os.path.join(pristine, "etc/python3*")))]:
