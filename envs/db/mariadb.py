@@ -48,6 +48,10 @@ COLLATION = "utf8mb4_unicode_520_nopad_ci"
 AGENT_USER_PREFIX = "agent_"
 #: Rows of a result read past the 800 characters shown, to learn whether more results follow.
 READ_ON_ROWS = 10_000
+#: Seconds any call into the server may take (connect, an admin statement; a statement of the
+#: agent's: this past its time limit). Past it the server counts as wedged: the episode ends with
+#: an :class:`EngineError` and the server is restarted at the next reset.
+ENGINE_DEADLINE = 10.0
 
 
 def mariadb_binaries() -> tuple[str, str] | None:
@@ -265,8 +269,11 @@ class MariaDBServer:
     _instances: dict[int, MariaDBServer] = {}
     _class_lock = threading.Lock()
 
-    def __init__(self, statement_timeout: float = STATEMENT_TIMEOUT):
+    def __init__(self, statement_timeout: float = STATEMENT_TIMEOUT, deadline: float = ENGINE_DEADLINE):
         self.statement_timeout = statement_timeout
+        self.deadline = deadline
+        self.generation = 0  # one more at each start: a database belongs to one run of the server
+        self._failed: str | None = None  # why the running server is unusable (wedged, unreachable)
         self._lock = threading.RLock()
         self._leases = 0
         self._proc: subprocess.Popen | None = None
@@ -307,10 +314,30 @@ class MariaDBServer:
                 raise
 
     def ensure_running(self) -> None:
-        """Restart the server if it died while leased."""
+        """Restart the server if it died, or missed a deadline, while leased."""
         with self._lock:
-            if self._leases > 0 and not self.running:
+            if self._leases > 0 and (not self.running or self._failed):
                 self._start()
+
+    def mark_failed(self, why: str) -> None:
+        """The server missed a deadline or cannot be reached: the next reset restarts it."""
+        with self._lock:
+            self._failed = self._failed or why
+
+    @property
+    def failed(self) -> str | None:
+        return self._failed
+
+    def healthy(self) -> bool:
+        """Whether the server answers ``SELECT 1`` as root within the deadline."""
+        if not self.running or self._failed:
+            return False
+        try:
+            with self.connect() as conn, conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                return True
+        except Exception:  # noqa: BLE001 - any failure is an unhealthy server
+            return False
 
     def release(self) -> None:
         with self._lock:
@@ -347,6 +374,8 @@ class MariaDBServer:
             atexit.register(self._stop_at_exit, os.getpid())
             self._exit_hook = True
         self._wait_ready()
+        self._failed = None
+        self.generation += 1
         self.started_seconds = time.perf_counter() - t0
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
@@ -377,6 +406,9 @@ class MariaDBServer:
     def stop(self) -> None:
         with self._lock:
             proc, self._proc = self._proc, None
+            if proc is not None and proc.poll() is None and self._failed:  # wedged (or stopped): no shutdown
+                proc.kill()
+                proc.wait()
             if proc is not None and proc.poll() is None:
                 proc.terminate()
                 try:
@@ -395,12 +427,15 @@ class MariaDBServer:
 
     # ---------------------------------------------------------------- use
     def connect(self, user: str = "root", database: str | None = None, autocommit: bool = False,
-                password: str = "", multi_statements: bool = False) -> Any:
+                password: str = "", multi_statements: bool = False, read_timeout: float | None = None) -> Any:
+        """A client connection; every read and write on it has a deadline (:data:`ENGINE_DEADLINE`,
+        or ``read_timeout`` for reads), so a wedged server cannot hold the caller."""
         pymysql = _pymysql()
         flags = pymysql.constants.CLIENT.MULTI_STATEMENTS if multi_statements else 0
         return pymysql.connect(unix_socket=self.socket, user=user, password=password, database=database,
-                               charset="utf8mb4", autocommit=autocommit, ssl_disabled=True, connect_timeout=30,
-                               client_flag=flags)
+                               charset="utf8mb4", autocommit=autocommit, ssl_disabled=True,
+                               connect_timeout=self.deadline, read_timeout=read_timeout or self.deadline,
+                               write_timeout=self.deadline, client_flag=flags)
 
     def kill_query(self, thread_id: int) -> None:
         """Interrupt the statement running on connection ``thread_id``."""
@@ -434,10 +469,34 @@ class MariaDBDatabase:
     """One episode's database on the shared server, and the account the agent uses on it."""
 
     def __init__(self, engine: MariaDBEngine, name: str, table: Table, setup_error: str | None,
-                 user: str, password: str):
+                 user: str, password: str, generation: int = 0):
         self.engine, self.name, self.table, self.setup_error = engine, name, table, setup_error
         self.user, self.password = user, password
+        self.generation = generation  # the run of the server that holds this database
         self.dropped = False
+
+    def _check_server(self) -> None:
+        server = self.engine.server
+        if server.generation != self.generation or not server.running:
+            raise EngineError("the MariaDB server stopped during this episode (its database went with it); "
+                              "the next reset restarts it")
+        if server.failed:
+            raise EngineError(f"the MariaDB server is unusable ({server.failed}); the next reset restarts it")
+
+    def _engine_fault(self, exc: Exception) -> EngineError | None:
+        """The :class:`EngineError` for a client error (2xxx: lost, timed out, unreachable) when the
+        server is at fault, else None: the agent can lose its own connection (``KILL
+        CONNECTION_ID()``), which is an observation, as upstream's client showed it."""
+        server = self.engine.server
+        if not _client_error(exc):
+            return None
+        if "timed out" in str(exc):
+            server.mark_failed(f"no answer within its deadline: {exc}")
+        elif server.healthy():
+            return None
+        else:
+            server.mark_failed(f"unreachable: {exc}")
+        return EngineError(f"the MariaDB server failed ({server.failed}); the next reset restarts it")
 
     def execute(self, sql: str) -> str:
         """Run the agent's SQL as upstream's ``Container.execute`` does: the whole text is sent
@@ -446,12 +505,14 @@ class MariaDBDatabase:
         :data:`OUT_OF_SYNC` and keeps nothing (DDL commits implicitly, as on MySQL)."""
         pymysql = _pymysql()
         server = self.engine.server
+        self._check_server()
         try:  # a fresh connection per command, as upstream reconnects before each
             conn = server.connect(user=self.user, password=self.password, database=self.name,
-                                  multi_statements=True)
-        except pymysql.err.OperationalError as exc:
-            if exc.args and exc.args[0] >= 2000:
-                raise EngineError(f"cannot reach the MariaDB server: {exc}") from exc
+                                  multi_statements=True, read_timeout=self.engine.statement_timeout + server.deadline)
+        except pymysql.err.MySQLError as exc:
+            fault = self._engine_fault(exc)
+            if fault is not None:
+                raise fault from exc
             return prompt.truncate(_mysql_error_text(exc))  # e.g. the agent dropped its database
         # the agent can lift max_statement_time in its session; this limit it cannot
         watchdog = threading.Timer(self.engine.statement_timeout + 1.0, server.kill_query, (conn.thread_id(),))
@@ -472,8 +533,9 @@ class MariaDBDatabase:
                 conn.commit()
                 return text
             except pymysql.err.MySQLError as exc:
-                if exc.args and isinstance(exc.args[0], int) and exc.args[0] in (2006, 2013) and not server.running:
-                    raise EngineError(f"the MariaDB server went away: {exc}") from exc
+                fault = self._engine_fault(exc)
+                if fault is not None:
+                    raise fault from exc
                 text = _mysql_error_text(exc, conn)
                 try:
                     conn.rollback()
@@ -486,13 +548,23 @@ class MariaDBDatabase:
                 conn.close()
 
     def table_hash(self) -> str:
+        self._check_server()
         columns = escaped_columns(self.table)
         return self.engine.admin_query(prompt.md5_query(self.table.name, columns), self.name)
 
     def drop(self) -> None:
         if not self.dropped:
             self.dropped = True
-            self.engine.drop(self.name, self.user)
+            self.engine.drop(self.name, self.user, self.generation)
+
+
+def _client_error(exc: Exception) -> bool:
+    """A client-side error (2xxx: cannot connect, connection lost or timed out), not the server's."""
+    pymysql = _pymysql()
+    if isinstance(exc, pymysql.err.InterfaceError):
+        return True
+    args = getattr(exc, "args", ())
+    return bool(args) and isinstance(args[0], int) and args[0] >= 2000
 
 
 def _goes_on(rows: Iterator[Any], limit: int) -> bool:
@@ -536,43 +608,84 @@ class MariaDBEngine:
             raise EngineError("MariaDB is not installed: apt-get install mariadb-server (or use engine='sqlite')")
         self.server = server or MariaDBServer.shared()
         self._admin: Any = None
+        self._admin_generation = -1
         self._leased = False
 
-    def _admin_conn(self) -> Any:
+    def _admin_conn(self, restart: bool = False) -> Any:
+        """The env's root connection. ``restart`` (at reset only): a server that died or missed a
+        deadline is restarted first, and once more if it cannot be reached now; elsewhere such a
+        server is an :class:`EngineError` (an episode's database does not survive a restart)."""
+        pymysql = _pymysql()
         if not self._leased:
             self.server.acquire()  # lazily: the server starts with the first episode
             self._leased = True
-        self.server.ensure_running()  # a crashed server comes back for the next episode
-        if self._admin is not None and self._admin.open and self._admin.unix_socket == self.server.socket:
+        if restart:
+            self.server.ensure_running()  # a crashed or wedged server comes back for the next episode
+        elif not self.server.running or self.server.failed:
+            raise EngineError("the MariaDB server stopped or failed during this episode; the next reset restarts it")
+        if (self._admin is not None and self._admin.open and self._admin_generation == self.server.generation):
             try:
                 self._admin.ping(reconnect=False)
                 return self._admin
             except Exception:  # noqa: BLE001 - reconnect below
                 pass
-        self._admin = self.server.connect(autocommit=True)
-        return self._admin
+        try:
+            self._admin = self.server.connect(autocommit=True)
+            with self._admin.cursor() as cur:  # DDL waits for no lock longer than the deadline
+                cur.execute(f"SET SESSION lock_wait_timeout = {max(1, int(self.server.deadline))}")
+            self._admin_generation = self.server.generation
+            return self._admin
+        except pymysql.err.MySQLError as exc:
+            if not _client_error(exc):
+                raise EngineError(f"the MariaDB server refused its root connection: {exc}") from exc
+            self.server.mark_failed(f"unreachable: {exc}")
+            if restart:
+                return self._admin_conn(restart=False) if self._restart_once() else self._unreachable(exc)
+            self._unreachable(exc)
+
+    def _restart_once(self) -> bool:
+        try:
+            self.server.ensure_running()
+            return True
+        except EngineError:
+            return False
+
+    def _unreachable(self, exc: Exception) -> Any:
+        raise EngineError(f"cannot reach the MariaDB server ({exc}); the next reset restarts it") from exc
+
+    def _admin_fault(self, exc: Exception, doing: str) -> EngineError:
+        if _client_error(exc):
+            self.server.mark_failed(f"no answer while {doing}: {exc}")
+            return EngineError(f"the MariaDB server failed while {doing} ({exc}); the next reset restarts it")
+        return EngineError(f"MariaDB refused {doing}: {exc}")
 
     def create(self, table: Table) -> MariaDBDatabase:
-        conn = self._admin_conn()
+        conn = self._admin_conn(restart=True)
         name = self.server.reserve(table.name)
         user, password = self.server.account_name(), secrets.token_hex(16)
         create, insert = create_table_sql(table, quote_value=lambda v: f"'{prompt.mysql_escape(v)}'")
         setup_error = None
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-            cur.execute(f"CREATE DATABASE `{name}`")
-            cur.execute(f"USE `{name}`")
-            for statement in (create, insert):  # upstream's batch stops at its first error
-                try:
-                    cur.execute(statement)
-                except _pymysql().err.MySQLError as exc:
-                    setup_error = _mysql_error_text(exc, conn)
-                    break
-            # the account exists only with its database (GRANT creates it: one statement, not two, as the
-            # SQL mode has no NO_AUTO_CREATE_USER); ALL on one database does not include GRANT OPTION
-            cur.execute(f"GRANT ALL PRIVILEGES ON `{_grant_name(name)}`.* TO '{user}'@'localhost' "
-                        f"IDENTIFIED BY '{password}'")
-        return MariaDBDatabase(self, name, table, setup_error, user, password)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+                cur.execute(f"CREATE DATABASE `{name}`")
+                cur.execute(f"USE `{name}`")
+                for statement in (create, insert):  # upstream's batch stops at its first error
+                    try:
+                        cur.execute(statement)
+                    except _pymysql().err.MySQLError as exc:
+                        if _client_error(exc):
+                            raise
+                        setup_error = _mysql_error_text(exc, conn)
+                        break
+                # the account exists only with its database (GRANT creates it: one statement, not two, as the
+                # SQL mode has no NO_AUTO_CREATE_USER); ALL on one database does not include GRANT OPTION
+                cur.execute(f"GRANT ALL PRIVILEGES ON `{_grant_name(name)}`.* TO '{user}'@'localhost' "
+                            f"IDENTIFIED BY '{password}'")
+        except _pymysql().err.MySQLError as exc:
+            self.server.free(name)
+            raise self._admin_fault(exc, f"creating database {name!r}") from exc
+        return MariaDBDatabase(self, name, table, setup_error, user, password, self.server.generation)
 
     def admin_query(self, sql: str, database: str) -> str:
         """Run ``sql`` as root in ``database``; upstream's rendering (result or error text)."""
@@ -583,12 +696,16 @@ class MariaDBEngine:
                 cur.execute(sql)
                 return prompt.truncate(str(list(cur.fetchall())))
         except _pymysql().err.MySQLError as exc:
-            if exc.args and isinstance(exc.args[0], int) and exc.args[0] >= 2000:
-                raise EngineError(f"the MariaDB server went away: {exc}") from exc
+            if _client_error(exc):
+                raise self._admin_fault(exc, "reading the table") from exc
             return prompt.truncate(_mysql_error_text(exc, conn))
 
-    def drop(self, name: str, user: str | None = None) -> None:
-        if not self.server.running:  # the database and its account went with their server
+    def drop(self, name: str, user: str | None = None, generation: int | None = None) -> None:
+        """Drop an episode's database and account; nothing to do where they went with their server
+        (a database of an earlier run of the server: its name may be another episode's now)."""
+        if generation is not None and generation != self.server.generation:
+            return
+        if not self.server.running or self.server.failed:  # the next start begins from a fresh datadir
             self.server.free(name)
             return
         try:
@@ -596,9 +713,13 @@ class MariaDBEngine:
                 cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
                 if user is not None:  # its grants go with it
                     cur.execute(f"DROP USER IF EXISTS '{user}'@'localhost'")
-        except _pymysql().err.OperationalError as exc:
-            if self.server.running:
+        except _pymysql().err.MySQLError as exc:
+            if _client_error(exc):
+                self.server.mark_failed(f"no answer while dropping {name!r}: {exc}")
+            else:
                 raise EngineError(f"could not drop database {name!r}: {exc}") from exc
+        except EngineError:
+            pass  # the server failed meanwhile: restarted, from a fresh datadir, at the next reset
         finally:
             self.server.free(name)
 

@@ -824,6 +824,82 @@ def test_engine_failure_is_an_error_status_not_a_crash():
         server.stop()
 
 
+def _private_server_env(**server_kw) -> tuple[DBEnv, mariadb.MariaDBServer]:
+    env = DBEnv(engine="mariadb", statement_timeout=server_kw.get("statement_timeout", engines.STATEMENT_TIMEOUT))
+    env.engine.server = server = mariadb.MariaDBServer(**server_kw)
+    return env, server
+
+
+def _gold_scores(env: DBEnv, q) -> tuple[str, float]:
+    *_, info = play(env, q.id, env.expert_replies(q))
+    return info["status"], info["score"]
+
+
+def test_reset_right_after_the_server_was_killed(questions):
+    """Issue 15: a reset right after the server was killed (SIGTERM: it is shutting down, its
+    socket gone, its process not yet exited) raised a raw pymysql 2003, and so did the next.
+    Now the reset raises the env's own EngineError at worst, and the server is restarted
+    so that the rollout goes on: the next episode's gold replay scores 1."""
+    mariadb_or_skip()
+    q = first(questions, "UPDATE")
+    env, server = _private_server_env()
+    try:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            env.reset(options={"task": "other/0"})
+            old = server._proc.pid
+            os.kill(old, sig)
+            try:
+                env.reset(options={"task": q.id})
+            except engines.EngineError as exc:  # allowed; a raw client error is not
+                assert "MariaDB" in str(exc) and "next reset" in str(exc)
+            assert _gold_scores(env, q) == ("completed", 1.0), sig
+            assert server._proc.pid != old
+    finally:
+        env.close()
+        server.stop()
+
+
+def _stopped(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+
+@pytest.mark.parametrize("when", ["between statements", "during a statement"])
+def test_a_stalled_server_ends_the_step_within_its_deadline(questions, when):
+    """Issue 15: a SIGSTOPped mariadbd held a step 45 s (the statement limit never applied: the
+    connection did not get that far). Every call into the server has a deadline: the step ends
+    with status ``error`` naming the engine within it, the next reset restarts the server (the
+    stopped one is killed) and the next episode scores."""
+    mariadb_or_skip()
+    q = first(questions, "UPDATE")
+    env, server = _private_server_env(statement_timeout=2.0, deadline=2.0)
+    try:
+        env.reset(options={"task": "other/0"})
+        assert env.step(prompt.operation("SELECT 1"))[0] == "[(1,)]"
+        stalled = server._proc.pid
+        sql = "SELECT 1" if when == "between statements" else "SELECT SLEEP(1)"
+        if when == "between statements":
+            os.kill(stalled, signal.SIGSTOP)
+        else:
+            threading.Timer(0.3, os.kill, (stalled, signal.SIGSTOP)).start()
+        t0 = time.monotonic()
+        obs, reward, term, trunc, info = env.step(prompt.operation(sql))
+        took = time.monotonic() - t0
+        assert _stopped(stalled)
+        # connect (2 s), or the statement limit (2 s) + the deadline (2 s), and a margin for a loaded machine
+        assert took < 4.0 + 3.0, took
+        assert trunc and info["status"] == "error" and info["end_reason"] == "env_error", info
+        assert "MariaDB" in obs and "next reset restarts it" in obs, obs
+        assert _gold_scores(env, q) == ("completed", 1.0)
+        assert server._proc.pid != stalled
+        with pytest.raises(ProcessLookupError):
+            for _ in range(50):  # the stalled server was killed, not left stopped
+                os.kill(stalled, 0)
+                time.sleep(0.1)
+    finally:
+        env.close()
+        server.stop()
+
+
 def test_summarize_gives_overall_cat_accuracy():
     from agent_gym.trajectory import Trajectory
 
