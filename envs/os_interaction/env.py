@@ -88,7 +88,7 @@ class OSEnv(TextEnv):
         if default_rootfs() is None:
             return ("no OS image (docker/os/build.sh): the bwrap sandbox runs on a copy of the host's /usr; "
                     "build the image with docker/os/build.sh")
-        return f"bwrap sandbox ready (image {default_rootfs()})"
+        return f"bwrap ready, OS image built ({default_rootfs()})"
 
     def engine_info(self) -> dict[str, str]:
         """``{"sandbox": backend, "os_image": ...}``: for bwrap the image folder and the digest of its
