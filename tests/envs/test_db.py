@@ -704,6 +704,51 @@ def test_nothing_done_through_an_episodes_account_outlives_it(mariadb_server, tm
     assert account not in {u for (u,) in leftover}
 
 
+HOSTILE_SQL = [
+    "SET PASSWORD = PASSWORD('x')",  # issue 15: this locked every later episode out of the shared account
+    "SET GLOBAL max_connections = 1", "SET GLOBAL sql_mode = ''", "SET GLOBAL max_statement_time = 0",
+    "SET @@GLOBAL.group_concat_max_len = 4", "SET GLOBAL read_only = 1", "SET GLOBAL event_scheduler = ON",
+    "CREATE DATABASE other_db", "DROP DATABASE mysql", "DROP TABLE mysql.user", "USE mysql",
+    "UPDATE mysql.global_priv SET Priv = '{}'", "SELECT * FROM mysql.user", "CREATE TABLE test.t (a INT)",
+    "CREATE USER 'spare'@'localhost'", "GRANT ALL ON *.* TO CURRENT_USER()", "FLUSH PRIVILEGES",
+    "RENAME USER CURRENT_USER() TO 'root'@'%'", "SET GLOBAL max_heap_table_size = 1",
+    "PRAGMA max_page_count = 2147483647", "ATTACH DATABASE '/tmp/agent-gym-db-hostile.sqlite' AS x",
+    "DROP DATABASE `Jiu-Jitsu Championships Results`",  # its own: gone for this episode only
+]
+
+
+def _server_state(server) -> tuple:
+    """What outlives an episode on the server: global variables, accounts, databases."""
+    return (_root_query(server, "SHOW GLOBAL VARIABLES"),
+            _root_query(server, "SELECT User, Host FROM mysql.user ORDER BY User, Host"),
+            _root_query(server, "SHOW DATABASES"))
+
+
+def test_after_a_hostile_episode_the_next_episodes_gold_replay_scores(make_env, engine_name, questions):
+    """Issue 15: one reply (``SET PASSWORD = PASSWORD('x')``) broke every later episode of the
+    process. Whatever an episode tries (accounts, server variables, other databases), nothing
+    outlives it: the server's variables, accounts and databases are as before, and the next
+    episodes' gold replays score 1."""
+    gold = [first(questions, kind) for kind in ("INSERT", "UPDATE", "counting", "other")]
+    env = make_env()
+    server = env.engine.server if engine_name == "mariadb" else None
+    before = _server_state(server) if server else None
+    env.reset(options={"task": "other/0"})
+    for sql in HOSTILE_SQL:
+        obs, reward, term, trunc, info = env.step(prompt.operation(sql))
+        assert not (term or trunc) and info["status"] == "running", (sql, obs)
+        if env._rounds == MAX_ROUNDS:
+            env.reset(options={"task": "other/0"})  # a second hostile episode for the rest
+    assert not Path("/tmp/agent-gym-db-hostile.sqlite").exists()
+    for q in gold:
+        assert _gold_scores(env, q) == ("completed", 1.0), q.id
+    if server:
+        after = _server_state(server)
+        users = lambda state: {u for u, _ in state[1] if not u.startswith(mariadb.AGENT_USER_PREFIX)}  # noqa: E731
+        assert after[0] == before[0] and users(after) == users(before)
+        assert set(after[2]) - set(before[2]) <= {(q.table.name,) for q in gold}  # other envs' episodes
+
+
 # --------------------------------------------------------------------------- env plumbing
 def test_gym_make_engine_option_and_default(mariadb_server):
     need_data("dbbench")
