@@ -217,7 +217,8 @@ class BwrapSandbox(Sandbox):
     def _enter_pristine(self, argv: list[str], env: dict[str, str]) -> list[str]:
         spec = {"pristine": self.root, "pid": self.init_pid, "changed": self._changed_paths(),
                 "capabilities": sorted(CAPABILITY_NUMBERS[c] for c in CAPABILITIES), "argv": argv, "env": env}
-        # the host's Python (trusted) joins the sandbox's pid, uts, ipc and net namespaces here, its mount namespace itself
+        # the host's Python (trusted) joins the sandbox's pid, uts, ipc and net namespaces here,
+        # its mount namespace itself
         return [*self._prefix(), "nsenter", "-t", str(self.init_pid), "-p", "-u", "-i", "-n", "--",
                 *checker_command([sys.executable], spec)]
 

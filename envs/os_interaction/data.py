@@ -1,4 +1,5 @@
-"""AgentBench OS-interaction problems (test: the paper's 144, upstream's ``std``; dev; train), read as upstream reads them.
+"""AgentBench OS-interaction problems, read as upstream reads them: ``test`` (the paper's 144,
+upstream's ``std``), ``dev`` (AgentBench.old's 26), ``train`` (AgentBench main's 1000), or a user's file.
 
 Each problem has a description, optional ``init`` scripts (run in the fresh sandbox before the
 agent starts), an optional ``start`` script (typed into the agent's shell first) and an
@@ -74,7 +75,8 @@ _DEV_FILES = (
 # AgentBench main's training pool (1000 check problems, 2025): its entries name check/{integer,string,size}-match.py,
 # which we resolve against group 1's script folder (the same bytes in every group of upstream's).
 TRAIN_SCRIPTS = "data/os_interaction/scripts/1"
-TRAIN_SIZE_MATCH = (f"{TRAIN_SCRIPTS}/check/size-match.py", "b0d6ed977b4802f01725edd90c96f056021a75fe09ebf890a1a3a01dfc934b29")
+TRAIN_SIZE_MATCH = (f"{TRAIN_SCRIPTS}/check/size-match.py",
+                    "b0d6ed977b4802f01725edd90c96f056021a75fe09ebf890a1a3a01dfc934b29")
 TRAIN_FILE = "extra_main_branch/os_training_0317.json"
 _TRAIN_URL = ("https://raw.githubusercontent.com/THUDM/AgentBench/5bf4eb27f05bc50ca97dce45f0693c6018875c25/"
               "data/os_interaction/train_0317/training.json")
@@ -188,7 +190,8 @@ def load_file(path: Path, script_dir: Path | None = None, prefix: str | None = N
     else:
         raw = json.loads(text)
         if not isinstance(raw, (list, dict)):
-            raise ValueError(f"{path}: a problems file holds a list of problems or one problem, not {type(raw).__name__}")
+            raise ValueError(f"{path}: a problems file holds a list of problems or one problem, "
+                             f"not {type(raw).__name__}")
         items = raw if isinstance(raw, list) else [raw]
     script_dir = path.parent if script_dir is None else Path(script_dir)
     prefix = path.stem if prefix is None else prefix

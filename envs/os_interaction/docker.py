@@ -94,7 +94,8 @@ class DockerSandbox(Sandbox):
                 "capabilities": sorted(CAPABILITY_NUMBERS[c] for c in CAPABILITIES), "argv": [*timeout, *argv],
                 "env": env}
         lim = self.limits
-        return [*self._docker(), "run", "--rm", "--cap-add", "SYS_ADMIN", "--cap-add", "SYS_PTRACE", "--pid", f"container:{self.container}",
+        return [*self._docker(), "run", "--rm", "--cap-add", "SYS_ADMIN", "--cap-add", "SYS_PTRACE",
+                "--pid", f"container:{self.container}",
                 "--network", "none", "--memory", f"{lim.memory_mb}m", "--pids-limit", str(lim.processes),
                 "--ulimit", f"cpu={lim.cpu_seconds}:{lim.cpu_seconds}", "--ulimit", f"fsize={lim.file_mb << 20}",
                 "--ulimit", "core=0", "--label", "created_by=agent-gym-os", self.image,

@@ -231,9 +231,11 @@ def build_view(spec):
             continue
         if os.path.islink(there) or not os.path.isdir(there):
             raise Refused("the agent removed or replaced /%s; the checker cannot run the image's tools" % top)
-        tools.append(("/" + top, clone_tree(
-            build_tool_tree(pristine, agent, top, changes[top], staging) if top in changes or _folder_differs(image, there)
-            else os.path.realpath(image))))
+        if top in changes or _folder_differs(image, there):
+            source = build_tool_tree(pristine, agent, top, changes.get(top, ()), staging)
+        else:
+            source = os.path.realpath(image)
+        tools.append(("/" + top, clone_tree(source)))
     etc = []
     for rel in ["etc/alternatives", "etc/ld.so.cache", *sorted(
             os.path.relpath(p, pristine) for p in glob.glob(os.path.join(pristine, "etc/python3*")))]:
