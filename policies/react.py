@@ -8,17 +8,25 @@ turns go; when even the instruction and the newest observation cannot fit, the p
 :class:`~agent_gym.policy.ContextLimitExceeded` and the episode ends with ``agent_context_limit``.
 
 Decoding follows the paper: greedy, 128 new tokens, no stop sequence, unless the env says
-otherwise in ``info`` (``max_new_tokens``, ``temperature``, ``stop``, ``system_prompt``) or the
-user does (explicit options win over the env's hints).
+otherwise in ``info`` (``max_new_tokens``, ``temperature``, ``top_p``, ``stop``, ``system_prompt``,
+``strip_messages``) or the user does (explicit options win over the env's hints).
+
+Choice scoring (MMLU's paper mode, AgentTuning ``eval_general/eval_mmlu_hf.py``): when ``info`` has
+``choice_scoring = {"choices", "continuations", "answer_prefix"}`` and the backend can score, the
+policy renders the prompt as for generation, appends ``answer_prefix``, asks the backend for the
+next-token log-prob of each continuation's last token, and replies ``"Answer: X"`` with the best
+choice (ties: the first). Without a scoring backend it generates. ``last_scoring`` records which.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Callable
 
 from agent_gym.policies import templates
-from agent_gym.policies.backend import Backend, Generation, Message, PromptTooLong, get_backend
+from agent_gym.policies.backend import (BACKENDS, Backend, BackendError, Generation, Message, PolicySetupError,
+                                        PromptTooLong, can_score, get_backend)
 from agent_gym.policies.history import SEGMENT_LIMIT, filter_messages
 from agent_gym.policy import ContextLimitExceeded
 
@@ -32,27 +40,32 @@ class ReActPolicy:
     name = "react"
 
     def __init__(self, backend: Backend, *, chat_template: str | None = None, max_new_tokens: int | None = None,
-                 temperature: float | None = None, seed: int | None = None, stop: Sequence[str] | None = None,
-                 system_prompt: str | None = _UNSET, segment_limit: int = SEGMENT_LIMIT):
+                 temperature: float | None = None, top_p: float | None = None, seed: int | None = None,
+                 stop: Sequence[str] | None = None, system_prompt: str | None = _UNSET,
+                 strip_messages: bool | None = None, segment_limit: int = SEGMENT_LIMIT):
         self.backend = backend
         self.model_name = backend.model_name
         template = chat_template or templates.default_template(backend.model_name)
         if template not in templates.TEMPLATES:
-            raise ValueError(f"chat_template must be one of {', '.join(templates.TEMPLATES)}, got {template!r}")
+            raise PolicySetupError(f"--chat-template must be one of {', '.join(templates.TEMPLATES)}, got {template!r}")
         self.render: Callable[[Sequence[Message]], str] | None = None
         if template == "auto":
             self.render = backend.chat_template()
             template = "auto" if self.render is not None else "server"
         self.chat_template = template
-        self.options = {"max_new_tokens": max_new_tokens, "temperature": temperature, "stop": stop}
+        self.options = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "stop": stop,
+                        "strip_messages": strip_messages}
         self.system_prompt = system_prompt
         self.seed = seed
         self.segment_limit = segment_limit
         self.last_usage: dict[str, int | None] = {"prompt_tokens": None, "completion_tokens": None}
         self.last_generation: Generation | None = None
+        #: ``{"mode": "logprobs", "logprobs": [...]}`` or ``{"mode": "generation"}`` after a choice-scored turn
+        self.last_scoring: dict[str, Any] | None = None
         self._system: str | None = None
         self._turns: list[Message] = []
         self._hints: dict[str, Any] = {}
+        self._used: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ episode
     def reset(self, info: dict[str, Any]) -> None:
@@ -65,26 +78,48 @@ class ReActPolicy:
             self._add("assistant" if m["role"] in ("assistant", "agent") else "user", m["content"])
         self._hints = info
         self._calls = 0
+        self.last_scoring = None
+        self._used = {}
 
     def act(self, observation: str, info: dict[str, Any]) -> str:
         self._add("user", observation)
-        max_kept: int | None = None
-        while True:
-            messages, _ = filter_messages(self._turns, self.segment_limit, max_kept)
-            if len(self._turns) > 1 and len(messages) == 1:  # the newest observation did not fit
-                raise ContextLimitExceeded(self._too_long(f"the instruction and the newest turns exceed "
-                                                          f"{self.segment_limit} segments"))
-            try:
-                generation = self._generate(messages)
-                break
-            except PromptTooLong as exc:
-                if len(messages) <= 3:  # instruction, last reply, newest observation: nothing left to drop
-                    raise ContextLimitExceeded(self._too_long(str(exc))) from exc
-                max_kept = len(messages) - 1 - 2  # drop the oldest reply / observation pair
+        scoring = info.get("choice_scoring") or self._hints.get("choice_scoring")
+        self.last_scoring = None
+        if scoring and self.chat_template != "server" and can_score(self.backend):
+            reply = self._until_it_fits(lambda messages: self._score(messages, scoring))
+            if reply is not None:
+                self._add("assistant", reply)
+                return reply
+        generation = self._until_it_fits(self._generate)
+        if scoring and self.last_scoring is None:  # (a server found unable to score has set its reason)
+            self.last_scoring = {"mode": "generation"}
         self.last_generation = generation
         self.last_usage = {"prompt_tokens": generation.prompt_tokens, "completion_tokens": generation.completion_tokens}
         self._add("assistant", generation.text)
         return generation.text
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """What produced the replies, as used (recorded in every trajectory).
+
+        ``policy``, ``backend``, ``url``, ``model``, ``chat_template``, ``system_prompt`` (the system
+        message actually rendered; ``""`` for none; ``None`` before the first call), ``strip_messages``,
+        the decoding (``max_new_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``) and ``scoring``
+        (``"logprobs"`` / ``"generation"`` for a choice-scored task, else ``None``).
+        """
+        backend = getattr(self.backend, "provenance", None)
+        out: dict[str, Any] = dict(backend) if isinstance(backend, dict) else {
+            "backend": getattr(self.backend, "kind", type(self.backend).__name__), "url": getattr(self.backend, "url", None),
+            "model": self.model_name}
+        out = {"policy": self.name, **out, "chat_template": self.chat_template}
+        out["system_prompt"] = self._used.get("system_prompt", self._system_for_render())
+        out["strip_messages"] = self._strip()
+        for key, default in (("max_new_tokens", DEFAULT_MAX_NEW_TOKENS), ("temperature", 0.0), ("top_p", None)):
+            out[key] = self._used.get(key, self._setting(key, default))
+        out["stop"] = self._used.get("stop", self._stops())
+        out["seed"] = self.seed
+        out["scoring"] = (self.last_scoring or {}).get("mode")
+        return out
 
     # ------------------------------------------------------------------ helpers
     def _add(self, role: str, content: str) -> None:
@@ -101,40 +136,109 @@ class ReActPolicy:
         hinted = self._hints.get(key)
         return hinted if hinted is not None else default
 
-    def _generate(self, messages: list[Message]) -> Generation:
-        prompt: str | list[Message]
-        if self.chat_template == "llama2":
-            system = self.system_prompt if self.system_prompt is not _UNSET else self._hints.get(
-                "system_prompt", templates.AGENTLM_SYSTEM)
-            prompt = templates.llama2_prompt(messages, self._system if self._system is not None else system)
-        else:
-            full = ([{"role": "system", "content": self._system}] if self._system else []) + messages
-            prompt = self.render(full) if self.render is not None else full
+    def _stops(self) -> list[str]:
         stop = self._setting("stop", ())
+        return [stop] if isinstance(stop, str) else list(stop)
+
+    def _strip(self) -> bool:
+        """Whether messages are ``strip()``-ed before rendering: AgentBench's harness did (default);
+        AgentTuning's general and held-out scripts (GSM8K, MMLU, SciWorld) did not (``info["strip_messages"]``)."""
+        return bool(self._setting("strip_messages", True))
+
+    def _system_for_render(self) -> str | None:
+        if self._system is not None:  # a system message inside the prompt wins (MMLU's subject sentence)
+            return self._system
+        if self.system_prompt is not _UNSET:
+            return self.system_prompt
+        if self.chat_template != "llama2":
+            return None  # the model's own template decides
+        hinted = self._hints.get("system_prompt")
+        return hinted if hinted is not None else templates.AGENTLM_SYSTEM
+
+    def _until_it_fits(self, call: Callable[[list[Message]], Any]) -> Any:
+        """``call(messages)`` on the history cut to AgentBench's limit, then shorter while the model says too long."""
+        max_kept: int | None = None
+        while True:
+            messages, _ = filter_messages(self._turns, self.segment_limit, max_kept)
+            if len(self._turns) > 1 and len(messages) == 1:  # the newest observation did not fit
+                raise ContextLimitExceeded(self._too_long(f"the instruction and the newest turns exceed "
+                                                          f"{self.segment_limit} segments"))
+            try:
+                return call(messages)
+            except PromptTooLong as exc:
+                if len(messages) <= 3:  # instruction, last reply, newest observation: nothing left to drop
+                    raise ContextLimitExceeded(self._too_long(str(exc))) from exc
+                max_kept = len(messages) - 1 - 2  # drop the oldest reply / observation pair
+
+    def _prompt(self, messages: list[Message]) -> str | list[Message]:
+        system = self._system_for_render()
+        if self.chat_template == "llama2":
+            self._used["system_prompt"] = system or ""
+            return templates.llama2_prompt(messages, system, strip=self._strip())
+        self._used["system_prompt"] = system
+        full = ([{"role": "system", "content": system}] if system else []) + messages
+        return self.render(full) if self.render is not None else full
+
+    def _generate(self, messages: list[Message]) -> Generation:
+        prompt = self._prompt(messages)
         seed = None if self.seed is None else self.seed + self._calls
         self._calls += 1
-        return self.backend.generate(prompt, stop=[stop] if isinstance(stop, str) else list(stop),
-                                     max_new_tokens=int(self._setting("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)),
-                                     temperature=float(self._setting("temperature", 0.0)), seed=seed)
+        settings: dict[str, Any] = {"stop": self._stops(),
+                                    "max_new_tokens": int(self._setting("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)),
+                                    "temperature": float(self._setting("temperature", 0.0))}
+        top_p = self._setting("top_p", None)
+        if top_p is not None:  # passed only when set, so a backend of one's own needs no top_p argument
+            settings["top_p"] = float(top_p)
+        self._used.update(settings)
+        return self.backend.generate(prompt, seed=seed, **settings)
+
+    def _score(self, messages: list[Message], scoring: dict[str, Any]) -> str | None:
+        """The best choice by next-token log-prob, as ``"Answer: X"``; None when the backend turns out unable."""
+        prompt = self._prompt(messages)
+        assert isinstance(prompt, str)
+        choices, continuations = list(scoring["choices"]), list(scoring["continuations"])
+        try:
+            logprobs = self.backend.choice_logprobs(prompt + scoring.get("answer_prefix", ""), continuations)
+        except PromptTooLong:
+            raise
+        except BackendError as exc:
+            if can_score(self.backend):
+                raise  # a real failure, not a server without log-probs
+            self.last_scoring = {"mode": "generation", "reason": str(exc)}
+            return None
+        best = max(range(len(choices)), key=lambda i: (logprobs[i], -i))  # ties: the first
+        self.last_scoring = {"mode": "logprobs",
+                             "logprobs": [None if math.isinf(lp) else lp for lp in logprobs]}  # JSON has no -inf
+        count = getattr(self.backend, "count_tokens", None)
+        self.last_usage = {"prompt_tokens": count(prompt + scoring.get("answer_prefix", "")) if count else None,
+                           "completion_tokens": 0}
+        self.last_generation = None
+        return f"Answer: {choices[best]}"
 
     def _too_long(self, why: str) -> str:
         return f"{self.model_name}: the conversation cannot fit the model's context ({why})"
 
 
 def react(env: Any = None, *, backend: str = "local", model: str | None = None, url: str | None = None,
-          temperature: float | None = None, max_new_tokens: int | None = None, seed: int | None = None,
-          chat_template: str | None = None, stop: Sequence[str] | None = None, device: str | None = None,
-          stream: bool = False, api_key: str | None = None, timeout: float | None = None,
+          temperature: float | None = None, max_new_tokens: int | None = None, top_p: float | None = None,
+          seed: int | None = None, chat_template: str | None = None, stop: Sequence[str] | None = None,
+          device: str | None = None, stream: bool = False, api_key: str | None = None, timeout: float | None = None,
           **ignored: Any) -> ReActPolicy:
-    """The policy factory the rollout calls once per episode (the backend is loaded once per process)."""
+    """The policy factory the rollout calls once per episode (the backend is loaded once per process).
+
+    Raises :class:`PolicySetupError` (naming the fix) for an unknown backend, a missing ``--url``, a
+    model that is not installed or unknown, or a server that does not answer.
+    """
     backend = backend or "local"
+    if backend not in BACKENDS:
+        raise PolicySetupError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
     config: dict[str, Any] = {"model": model}
     if backend == "local":
         if device:
             config["device"] = device
     else:
         if not url:
-            raise ValueError(f"the {backend} backend needs --url (e.g. http://localhost:30070)")
+            raise PolicySetupError(f"the {backend} backend needs --url (e.g. http://localhost:30070)")
         config["url"] = url
         if timeout is not None:
             config["timeout"] = float(timeout)
@@ -143,4 +247,4 @@ def react(env: Any = None, *, backend: str = "local", model: str | None = None, 
         if backend == "openai" and api_key:
             config["api_key"] = api_key
     return ReActPolicy(get_backend(backend, **config), chat_template=chat_template, max_new_tokens=max_new_tokens,
-                       temperature=temperature, seed=seed, stop=stop)
+                       temperature=temperature, top_p=top_p, seed=seed, stop=stop)

@@ -3,10 +3,15 @@
 For small models on one machine and for the test suite: the real ``text-generation`` client, the
 OpenAI client and our ``tgi`` / ``openai`` backends talk to it exactly as to TGI. Routes (TGI's
 wire format): ``POST /`` (JSON list, or SSE with ``"stream": true``), ``/generate``,
-``/generate_stream`` (SSE), ``GET /info``, ``/health``; OpenAI's ``/v1/completions``,
+``/generate_stream`` (SSE), ``POST /tokenize``, ``GET /info``, ``/health``; OpenAI's ``/v1/completions``,
 ``/v1/chat/completions`` and ``/v1/models``. Errors are TGI's ``{"error", "error_type"}`` with
 422 (validation), 429 (overloaded: more than ``--max-concurrent-requests`` in flight) and 500.
 Requests in flight are batched into shared forward passes (``--max-batch-size``).
+
+Log-probs as both protocols give them, so MMLU's paper scoring works against this server: TGI's
+``top_n_tokens`` (``details.top_tokens``, and each token's ``logprob``) and OpenAI's completions
+``logprobs=N`` (``top_logprobs``), both capped by ``--max-top-n-tokens`` (default 20: vLLM's
+``--max-logprobs`` default; TGI's launcher defaults to 5).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ class Server:
         self.max_input = args.max_input_tokens or self.max_total - 1
         self.max_concurrent = args.max_concurrent_requests
         self.max_stop = args.max_stop_sequences
+        self.max_top_n = args.max_top_n_tokens
         self.in_flight = 0
 
     # ------------------------------------------------------------------ app
@@ -62,6 +68,7 @@ class Server:
         app.router.add_post("/", self.root)
         app.router.add_post("/generate", self.generate)
         app.router.add_post("/generate_stream", self.generate_stream)
+        app.router.add_post("/tokenize", self.tokenize)
         app.router.add_get("/v1/models", self.models)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/chat/completions", self.chat_completions)
@@ -103,6 +110,7 @@ class Server:
             "model_id": self.model.name, "model_sha": None, "model_dtype": str(self.model.model.dtype),
             "model_device_type": str(self.model.device), "model_pipeline_tag": "text-generation",
             "max_concurrent_requests": self.max_concurrent, "max_best_of": 1, "max_stop_sequences": self.max_stop,
+            "max_top_n_tokens": self.max_top_n,
             "max_input_tokens": self.max_input, "max_input_length": self.max_input,
             "max_total_tokens": self.max_total, "max_batch_size": self.batcher.max_batch,
             "validation_workers": 1, "version": VERSION, "router": "agent-gym serve",
@@ -125,6 +133,17 @@ class Server:
     async def generate_stream(self, request: Any) -> Any:
         return await self._stream(request, await _body(request))
 
+    async def tokenize(self, request: Any) -> Any:
+        """TGI's ``/tokenize`` (>= 1.4): the tokens the model sees for ``inputs``, with their character spans."""
+        from aiohttp import web
+
+        body = await _body(request)
+        inputs = body.get("inputs")
+        if not isinstance(inputs, str) or not inputs:
+            raise validation("`inputs` cannot be empty")
+        ids = self.model.encode(inputs)
+        return web.json_response([{"id": i, "text": self.model.token_text(i)} for i in ids])
+
     # ------------------------------------------------------------------ OpenAI routes
     async def models(self, request: Any) -> Any:
         from aiohttp import web
@@ -141,13 +160,38 @@ class Server:
             prompt = prompt[0]
         if not isinstance(prompt, str):
             raise validation("`prompt` must be one string")
-        req, _ = await self._run(prompt, _openai_params(body))
+        params = _openai_params(body)
+        logprobs = body.get("logprobs")
+        if logprobs is not None:
+            if not isinstance(logprobs, int) or isinstance(logprobs, bool) or not 0 <= logprobs <= self.max_top_n:
+                raise validation(f"`logprobs` must be an integer >= 0 and <= {self.max_top_n}. Given: {logprobs}")
+            params["top_n_tokens"] = logprobs
+            params["logprobs"] = True
+        req, _ = await self._run(prompt, params)
         text = _openai_text(req)
         return web.json_response({
             "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
             "model": self.model.name, "system_fingerprint": VERSION,
-            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": _openai_finish(req)}],
+            "choices": [{"index": 0, "text": text, "logprobs": self._openai_logprobs(req) if logprobs is not None
+                         else None, "finish_reason": _openai_finish(req)}],
             "usage": _usage(req)})
+
+    def _openai_logprobs(self, req: Any) -> dict[str, Any]:
+        """OpenAI's legacy completions ``logprobs`` object for the generated tokens."""
+        texts = [self.model.token_text(t) for t in req.tokens]
+        offsets, at = [], 0
+        for text in texts:
+            offsets.append(at)
+            at += len(text)
+        top = []
+        for step in req.top_tokens:
+            entry: dict[str, float] = {}
+            for i, lp in step:  # distinct ids can share a text: keep the likelier, as a dict must
+                text = self.model.token_text(i)
+                entry[text] = max(lp, entry.get(text, lp))
+            top.append(entry)
+        return {"tokens": texts, "token_logprobs": list(req.token_logprobs), "top_logprobs": top or None,
+                "text_offset": offsets}
 
     async def chat_completions(self, request: Any) -> Any:
         from aiohttp import web
@@ -195,6 +239,12 @@ class Server:
         seed = params.get("seed")
         if seed is not None and (not isinstance(seed, int) or seed < 0):
             raise validation("`seed` must be positive")
+        top_p = params.get("top_p")
+        if top_p is not None and (not isinstance(top_p, (int, float)) or not 0.0 < top_p < 1.0):
+            raise validation("`top_p` must be > 0.0 and < 1.0")
+        top_n = params.get("top_n_tokens") or 0
+        if not isinstance(top_n, int) or not 0 <= top_n <= self.max_top_n:
+            raise validation(f"`top_n_tokens` must be >= 0 and <= {self.max_top_n}. Given: {top_n}")
         ids = self.model.encode(inputs)
         if len(ids) > self.max_input:
             raise validation(f"`inputs` must have less than {self.max_input} tokens. Given: {len(ids)}")
@@ -202,8 +252,10 @@ class Server:
             self.model.check_fits(len(ids), max_new)
         except PromptTooLong as exc:
             raise ServeError(422, str(exc), "validation") from exc
-        sampling = bool(params.get("do_sample")) or temperature is not None
-        return Request(ids, max_new, tuple(stop), float(temperature or 1.0) if sampling else 0.0, seed)
+        sampling = bool(params.get("do_sample")) or temperature is not None or top_p is not None
+        return Request(ids, max_new, tuple(stop), float(temperature or 1.0) if sampling else 0.0, seed,
+                       top_p=float(top_p) if top_p is not None else None, top_n=top_n,
+                       logprobs=bool(params.get("logprobs", True)))
 
     def _admit(self) -> None:
         if self.in_flight >= self.max_concurrent:
@@ -230,10 +282,16 @@ class Server:
 
     async def _generate(self, body: dict[str, Any]) -> dict[str, Any]:
         req, text = await self._run(body.get("inputs"), body.get("parameters") or {})
-        return {"generated_text": text, "details": {
-            "finish_reason": req.finish_reason, "generated_tokens": len(req.tokens), "seed": req.seed,
-            "prefill": [], "tokens": [{"id": t, "text": "", "logprob": None, "special": t in self.model.eos_ids}
-                                      for t in req.tokens]}}
+        details = {"finish_reason": req.finish_reason, "generated_tokens": len(req.tokens), "seed": req.seed,
+                   "prefill": [], "tokens": [self._token(t, lp) for t, lp in zip(req.tokens, req.token_logprobs)]}
+        if req.top_n:
+            details["top_tokens"] = [[self._token(i, lp) for i, lp in step] for step in req.top_tokens]
+        return {"generated_text": text, "details": details}
+
+    def _token(self, token: int, logprob: float | None) -> dict[str, Any]:
+        special = token in self.model.eos_ids
+        return {"id": token, "text": "" if special else self.model.token_text(token), "logprob": logprob,
+                "special": special}
 
     async def _stream(self, request: Any, body: dict[str, Any]) -> Any:
         from aiohttp import web
@@ -248,14 +306,17 @@ class Server:
         try:
             self.batcher.submit(req)
             await response.prepare(request)
-            pending = None
+            pending, n = None, 0
             while True:
                 event = await events.get()
                 if event is None:
                     break
                 if pending is not None:
                     await _sse(response, {"token": pending, "generated_text": None, "details": None})
-                pending = {"id": event[0], "text": event[1], "logprob": None, "special": event[2]}
+                # the batcher records a token's log-prob before announcing it, so entry n is there
+                logprob = req.token_logprobs[n] if n < len(req.token_logprobs) else None
+                pending = {"id": event[0], "text": event[1], "logprob": logprob, "special": event[2]}
+                n += 1
             if req.error is not None:
                 await _sse(response, {"error": f"{type(req.error).__name__}: {req.error}", "error_type": "generation"})
             elif pending is not None:
@@ -292,8 +353,9 @@ async def _sse(response: Any, payload: dict[str, Any]) -> None:
 def _openai_params(body: dict[str, Any]) -> dict[str, Any]:
     temperature = body.get("temperature")
     return {"max_new_tokens": body.get("max_tokens") if body.get("max_tokens") is not None else 16,
-            "stop": body.get("stop"), "seed": body.get("seed"),
-            "temperature": temperature if temperature else None}
+            "stop": body.get("stop"), "seed": body.get("seed"), "logprobs": False,
+            "temperature": temperature if temperature else None,
+            "top_p": body.get("top_p") if temperature and body.get("top_p") not in (None, 1, 1.0) else None}
 
 
 def _openai_finish(req: Any) -> str:
@@ -320,6 +382,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-input-tokens", type=int, default=None)
     parser.add_argument("--max-total-tokens", type=int, default=None, help="prompt + new tokens (default: model's)")
     parser.add_argument("--max-stop-sequences", type=int, default=4)
+    parser.add_argument("--max-top-n-tokens", type=int, default=20,
+                        help="most log-probs per token a request may ask for (TGI top_n_tokens, OpenAI logprobs)")
 
 
 def run(args: argparse.Namespace) -> int:

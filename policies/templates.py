@@ -21,19 +21,22 @@ B_SYS, E_SYS = "<<SYS>>\n", "\n<</SYS>>\n\n"
 TEMPLATES = ("llama2", "auto", "server")
 
 
-def llama2_prompt(messages: Sequence[Message], system: str | None = AGENTLM_SYSTEM) -> str:
+def llama2_prompt(messages: Sequence[Message], system: str | None = AGENTLM_SYSTEM, *, strip: bool = True) -> str:
     """Render user/assistant ``messages`` (alternating, starting and ending with user) for Llama-2-chat.
 
     A leading ``system`` message in ``messages`` wins over ``system``; ``None`` or ``""`` means no
-    ``<<SYS>>`` block (AgentBench's held-in harness set none).
+    ``<<SYS>>`` block (AgentBench's held-in harness set none). ``strip``: each message is
+    ``strip()``-ed first, as AgentBench's harness (``TGIAgent.inference``) and Meta's reference did;
+    ``False`` keeps the text as AgentTuning's general / held-out scripts passed it to FastChat
+    (GSM8K's question starts with a newline, its instruction ends with a space).
     """
     turns = list(messages)
     if turns and turns[0]["role"] == "system":
         system, turns = turns[0]["content"], turns[1:]
     check_alternating(turns)
-    contents = [m["content"].strip() for m in turns]
+    contents = [m["content"].strip() if strip else m["content"] for m in turns]
     if system and system.strip():
-        contents[0] = B_SYS + system.strip() + E_SYS + contents[0]
+        contents[0] = B_SYS + (system.strip() if strip else system) + E_SYS + contents[0]
     parts = []
     for i in range(0, len(contents) - 1, 2):
         parts.append(f"{B_INST} {contents[i]} {E_INST} {contents[i + 1]} </s><s>")

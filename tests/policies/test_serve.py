@@ -15,7 +15,7 @@ from chatter import ChatterEnv
 from policy_servers import free_port, serve
 
 from agent_gym.episode import run_episode
-from agent_gym.policies.backend import BackendError, BackendUnavailable, PromptTooLong
+from agent_gym.policies.backend import BackendError, BackendUnavailable, PolicySetupError, PromptTooLong
 from agent_gym.policies.openai_compat import OpenAIBackend
 from agent_gym.policies.react import ReActPolicy
 from agent_gym.policies.tgi import TGIBackend
@@ -145,9 +145,10 @@ def test_server_killed_mid_run_and_nobody_listening_are_unavailable():
         # an episode whose server is gone is recorded as an error, not raised
         traj = run_episode(ChatterEnv(turns=1), ReActPolicy(backend, max_new_tokens=2), seed=0)
         assert traj.status == "error" and "unreachable" in traj.error
-    with pytest.raises(BackendUnavailable, match="is the server up"):
+    # nobody listening when the backend is made: refused at once, before any episode, naming the fix
+    with pytest.raises(PolicySetupError, match="no TGI server at .* start it"):
         TGIBackend(f"http://127.0.0.1:{free_port()}", retries=1, backoff=0.01)
-    with pytest.raises(BackendUnavailable):
+    with pytest.raises(PolicySetupError, match="no OpenAI-compatible server at .* start it"):
         OpenAIBackend(f"http://127.0.0.1:{free_port()}", retries=0)
 
 
