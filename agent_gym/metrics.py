@@ -149,7 +149,8 @@ def format_table(rows: list[dict[str, Any]], details: bool = False) -> str:
             same = ", ".join(f"{k}={v}" for k, v in opts.items() if k not in differ)
             parts = ([f"unlike the paper: {unlike}"] if unlike else []) + ([f"as the paper or not set by it: {same}"] if same else [])
             notes.append(f"options of {r['env']} ({r['policy']}): {'; '.join(parts)}")
-        unusual = [d for d in r.get("data") or [] if not d.endswith((": verified", ": fetched", ": unverified"))]
+        # an edited dataset or the user's own tasks: the scores are not on the paper's data
+        unusual = [d for d in r.get("data") or [] if d.endswith(": modified") or d.startswith("tasks_file")]
         if unusual:
             notes.append(f"data of {r['env']}: {'; '.join(unusual)}")
     superseded = rows[0].get("superseded", 0) if rows else 0

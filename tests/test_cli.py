@@ -291,6 +291,9 @@ def test_tasks_file_from_the_command_line_plays_the_users_tasks(tmp_path, capsys
     import hashlib
 
     assert record["provenance"]["env"]["tasks_file"]["sha256"] == hashlib.sha256(mine.read_bytes()).hexdigest()
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    assert f"data of AgentTuning/GSM8K-v0: tasks_file {mine.resolve()}" in capsys.readouterr().out
 
 
 def test_list_marks_a_deliberately_edited_dataset_as_modified(tmp_path, capsys, monkeypatch):
