@@ -13,7 +13,7 @@ def need_data(name: str) -> None:
     from agent_gym.data import dataset
 
     if not dataset(name).is_present():
-        msg = f"dataset {name!r} missing: run `agent-gym data import ../shared/data` or `agent-gym data fetch {name}`"
+        msg = f"dataset {name!r} missing: run `agent-gym data fetch {name}` (online) or `agent-gym data import PATH` (a local copy)"
         if os.environ.get("AGENT_GYM_REQUIRE_DATA") == "1":
             pytest.fail(msg)
         pytest.skip(msg)
