@@ -152,7 +152,22 @@ class OpenAIBackend:
             raise BackendUnavailable(f"{self.url} unreachable or overloaded after retries ({exc}); is the server up?") \
                 from exc
         except openai.APIStatusError as exc:
-            if is_prompt_too_long(str(exc), max_new_tokens):
-                raise PromptTooLong(str(exc)) from exc
+            message = _error_text(exc)
+            if is_prompt_too_long(message, max_new_tokens):
+                raise PromptTooLong(message) from exc
             raise BackendError(f"{self.url} refused the request (a server limit: change the setting or the "
-                               f"server's launch flags): {exc}") from exc
+                               f"server's launch flags): {message}") from exc
+
+
+def _error_text(exc: Any) -> str:
+    """The server's own words: OpenAI's ``{"error": {"message"}}``, vLLM's ``{"message"}``, TGI's ``{"error": str}``."""
+    body = getattr(exc, "body", None)
+    detail = None
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        detail = inner.get("message") if isinstance(inner, dict) else inner
+        detail = detail or body.get("message")
+    elif isinstance(body, str):
+        detail = body
+    status = getattr(exc, "status_code", None)
+    return f"Error code: {status} - {detail}" if detail and str(detail) not in str(exc) else str(exc)

@@ -88,3 +88,31 @@ def test_threads_share_one_model_and_get_their_own_replies(local_backend):
     assert [got[i] for i in range(len(questions))] == expected
     assert local_backend.batcher.batches - batches_before < len(questions)  # some requests shared a batch
     assert get_backend("local") is local_backend  # the per-process cache
+
+
+# --------------------------------------------------------------------------- BOS, once
+def test_rendered_prompt_gets_the_ids_of_the_templates_own_tokenization(local_backend):
+    """SmolLM2's template opens with <|im_start|>, its BOS: the prompt has it once, as transformers tokenizes it."""
+    model = local_backend.model
+    ids = model.encode(model.render(ASK))
+    assert ids == list(model.tokenizer.apply_chat_template(ASK, tokenize=True, add_generation_prompt=True,
+                                                            return_dict=False))
+    assert ids[0] == model.tokenizer.bos_token_id and ids[1] != ids[0]
+
+
+def test_a_template_that_emits_bos_with_a_tokenizer_that_adds_it_gives_one_bos(bos_model):
+    from agent_gym.policies.local import LocalModel
+
+    model = LocalModel(str(bos_model))
+    bos = model.tokenizer.bos_token_id
+    assert model.tokenizer("x").input_ids[0] == bos  # the tokenizer adds BOS: tokenizing naively doubles it
+    rendered = model.render(ASK)
+    assert rendered.startswith("<|endoftext|><|im_start|>user")
+    assert model.tokenizer(rendered).input_ids[:2] == [bos, bos]  # the bug: [bos, bos, ...]
+    ids = model.encode(rendered)
+    assert ids[0] == bos and ids[1] != bos
+    assert ids == list(model.tokenizer.apply_chat_template(ASK, tokenize=True, add_generation_prompt=True,
+                                                            return_dict=False))
+    # a prompt without BOS text (our llama2 rendering leaves <s> out) still gets the tokenizer's one
+    plain = model.encode("[INST] What is 2+2? [/INST]")
+    assert plain[0] == bos and plain[1] != bos
