@@ -20,10 +20,20 @@ from agent_gym.envs.db.data import Question, Table
 ENGINES = ("mariadb", "sqlite")
 #: Seconds one statement may run before the engine interrupts it (upstream had no limit).
 STATEMENT_TIMEOUT = 30.0
+#: Bytes one episode's database may hold (its tables, indexes and temporary tables); a statement
+#: that grows it past the cap is stopped and rolled back, and shows :func:`storage_full`.
+STORAGE_CAP = 256 << 20
 #: The observation for SQL of several statements. Upstream's ``Container.execute`` sends the
 #: text with mysql-connector's ``execute(sql, multi=True)``, reads the first result and commits:
 #: with the other results unread, the C extension raises this and nothing is committed.
 OUT_OF_SYNC = "2014 (HY000): Commands out of sync; you can't run this command now"
+
+
+def storage_full(cap: int = STORAGE_CAP) -> str:
+    """The observation of a statement stopped at the storage cap (MySQL's "table is full" error,
+    which upstream's server gave when its disk filled, with the cap named)."""
+    return (f"1114 (HY000): The table is full: this episode's database reached its storage cap of "
+            f"{cap >> 20} MB; the statement was stopped and rolled back")
 
 
 class EngineError(RuntimeError):

@@ -36,8 +36,8 @@ from typing import Any
 
 from agent_gym.envs.db import prompt
 from agent_gym.envs.db.data import Question, Table
-from agent_gym.envs.db.engine import (OUT_OF_SYNC, STATEMENT_TIMEOUT, EngineError, create_table_sql,
-                                      escaped_columns)
+from agent_gym.envs.db.engine import (OUT_OF_SYNC, STATEMENT_TIMEOUT, STORAGE_CAP, EngineError, create_table_sql,
+                                      escaped_columns, storage_full)
 
 # MySQL 8.0's default sql_mode (upstream's server); MariaDB's own default is laxer.
 MYSQL8_SQL_MODE = ("ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,"
@@ -52,6 +52,25 @@ READ_ON_ROWS = 10_000
 #: agent's: this past its time limit). Past it the server counts as wedged: the episode ends with
 #: an :class:`EngineError` and the server is restarted at the next reset.
 ENGINE_DEADLINE = 10.0
+#: Seconds between two looks at the size of a running statement's database: a statement that
+#: writes W bytes/s stops within about W * STORAGE_POLL past the cap (200 MB/s: 10 MB).
+STORAGE_POLL = 0.05
+#: Bytes a MEMORY table may hold (``max_heap_table_size``, which the agent cannot raise): such a
+#: table has no data file, so the statement guard counts each one at this size.
+MEMORY_TABLE_MAX = 16 << 20
+# Internal temporary tables (GROUP BY, ORDER BY) in memory up to 16 MB, then in files named after
+# their connection, which the statement guard counts, as it counts the agent's own temporary tables
+# (Aria: files; InnoDB's would share ibtmp1 with every episode). ``--maximum-*``: limits the agent
+# cannot raise in its session. No ``max`` on ibdata1/ibtmp1: a full InnoDB tablespace aborts the
+# server during rollback ("[FATAL] InnoDB: Error (Out of disk space) in rollback").
+_STORAGE_LIMITS = (f"--tmp-disk-table-size={STORAGE_CAP}", f"--maximum-tmp-disk-table-size={STORAGE_CAP}",
+                   f"--max-heap-table-size={MEMORY_TABLE_MAX}", f"--maximum-max-heap-table-size={MEMORY_TABLE_MAX}",
+                   f"--tmp-table-size={MEMORY_TABLE_MAX}", f"--maximum-tmp-table-size={MEMORY_TABLE_MAX}",
+                   "--default-tmp-storage-engine=Aria")
+#: Files all episodes share whose growth during a statement is charged to it (undo of a batch's
+#: transaction in ibdata1, explicit InnoDB temporary tables in ibtmp1).
+_SHARED_FILES = ("ibdata1", "ibtmp1")
+_DATA_FILES = (".ibd", ".MAD", ".MYD", ".CSV", ".ARZ", ".ARM")
 
 
 def mariadb_binaries() -> tuple[str, str] | None:
@@ -299,6 +318,16 @@ class MariaDBServer:
         return self._proc is not None and self._proc.poll() is None
 
     @property
+    def datadir(self) -> Path:
+        assert self._dir is not None, "server not started"
+        return self._dir / "data"
+
+    @property
+    def tmpdir(self) -> Path:
+        assert self._dir is not None, "server not started"
+        return self._dir / "tmp"
+
+    @property
     def socket(self) -> str:
         assert self._dir is not None, "server not started"
         return str(self._dir / "mysqld.sock")
@@ -355,6 +384,7 @@ class MariaDBServer:
         _remove_stale_folders(_fast_tmp())
         self._dir = Path(tempfile.mkdtemp(prefix=_folder_prefix(), dir=_fast_tmp()))
         (self._dir / "files").mkdir()
+        (self._dir / "tmp").mkdir()
         datadir = self._dir / "data"
         shutil.copytree(_initial_datadir(server, install), datadir)
         args = [server, "--no-defaults", f"--datadir={datadir}", f"--socket={self.socket}", "--skip-networking",
@@ -364,6 +394,7 @@ class MariaDBServer:
                 "--character-set-server=utf8mb4", f"--collation-server={COLLATION}",
                 f"--sql-mode={MYSQL8_SQL_MODE}", f"--group-concat-max-len={prompt.GROUP_CONCAT_MAX_LEN}",
                 f"--max-statement-time={self.statement_timeout:g}", "--max-connections=500",
+                f"--tmpdir={self._dir / 'tmp'}", *_STORAGE_LIMITS,
                 *_ROOT(), *_INNODB, "--innodb-flush-log-at-trx-commit=0", "--innodb-flush-method=nosync"]
         setpriv = shutil.which("setpriv")
         if setpriv:  # the server dies with this process, even when it is killed (see _launch)
@@ -469,9 +500,10 @@ class MariaDBDatabase:
     """One episode's database on the shared server, and the account the agent uses on it."""
 
     def __init__(self, engine: MariaDBEngine, name: str, table: Table, setup_error: str | None,
-                 user: str, password: str, generation: int = 0):
+                 user: str, password: str, generation: int = 0, folder: Path | None = None):
         self.engine, self.name, self.table, self.setup_error = engine, name, table, setup_error
         self.user, self.password = user, password
+        self.folder = folder  # the database's folder in the datadir (its name in MariaDB's file encoding)
         self.generation = generation  # the run of the server that holds this database
         self.dropped = False
 
@@ -514,10 +546,9 @@ class MariaDBDatabase:
             if fault is not None:
                 raise fault from exc
             return prompt.truncate(_mysql_error_text(exc))  # e.g. the agent dropped its database
-        # the agent can lift max_statement_time in its session; this limit it cannot
-        watchdog = threading.Timer(self.engine.statement_timeout + 1.0, server.kill_query, (conn.thread_id(),))
-        watchdog.daemon = True
-        watchdog.start()
+        guard = _StatementGuard(server, conn.thread_id(), self.folder, self.engine.statement_timeout + 1.0,
+                                self.engine.storage_cap, self.name)
+        guard.start()
         try:
             cur = conn.cursor(pymysql.cursors.SSCursor)
             try:
@@ -529,21 +560,25 @@ class MariaDBDatabase:
                     return text
                 if _more_results(cur):
                     conn.rollback()
-                    return OUT_OF_SYNC
+                    return storage_full(self.engine.storage_cap) if guard.reason == "storage" else OUT_OF_SYNC
+                if guard.stop() == "storage":  # stopped just as it ended: keep nothing
+                    conn.rollback()
+                    return storage_full(self.engine.storage_cap)
                 conn.commit()
                 return text
             except pymysql.err.MySQLError as exc:
                 fault = self._engine_fault(exc)
                 if fault is not None:
                     raise fault from exc
-                text = _mysql_error_text(exc, conn)
+                text = storage_full(self.engine.storage_cap) if guard.stop() == "storage" else \
+                    _mysql_error_text(exc, conn)
                 try:
                     conn.rollback()
                 except Exception:  # noqa: BLE001
                     pass
                 return prompt.truncate(text)
         finally:
-            watchdog.cancel()
+            guard.stop()
             if conn.open:
                 conn.close()
 
@@ -556,6 +591,101 @@ class MariaDBDatabase:
         if not self.dropped:
             self.dropped = True
             self.engine.drop(self.name, self.user, self.generation)
+
+
+class _StatementGuard(threading.Thread):
+    """Watches one running statement of the agent's: ``KILL QUERY`` past its time limit (which
+    the agent cannot lift, unlike ``max_statement_time``) or when its database outgrows the
+    storage cap. The database's size is what its folder holds plus the temporary tables of its
+    connection (MariaDB names them ``#sql-temptable-<pid>-<thread id>-…``, ``#sql-<pid>_<thread
+    id>_…``); only growth past the cap stops a statement (InnoDB files do not shrink on rollback)."""
+
+    def __init__(self, server: MariaDBServer, thread_id: int, folder: Path | None, limit: float, cap: int,
+                 database: str = ""):
+        super().__init__(name=f"agent-gym-mariadb-guard-{thread_id}", daemon=True)
+        self.server, self.thread_id, self.folder, self.limit, self.cap = server, thread_id, folder, limit, cap
+        self.tmpdir = server.tmpdir
+        self.marks = (f"-{thread_id:x}-", f"_{thread_id:x}_")
+        self.reason: str | None = None
+        self.database = database
+        self._root: Any = None
+        self._done = threading.Event()
+
+    def size(self) -> int:
+        """Bytes held by the database's files, its connection's temporary files, and its MEMORY
+        tables (a ``.frm`` with no data file that is no view): the server's figure for those of the
+        database, :data:`MEMORY_TABLE_MAX` for each temporary one."""
+        total = 0
+        for folder, marks in ((self.folder, None), (self.tmpdir, self.marks)):
+            sizes: dict[str, int] = {}
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        if marks is None or any(m in entry.name for m in marks):
+                            try:
+                                sizes[entry.name] = entry.stat(follow_symlinks=False).st_size
+                            except OSError:
+                                pass
+            except (OSError, TypeError):  # no such folder (the agent dropped its database)
+                continue
+            total += sum(sizes.values())
+            memory = sum(1 for name in sizes if name.endswith(".frm") and not _is_view(folder, name)
+                         and not any(name[:-4] + d in sizes for d in _DATA_FILES))
+            if memory and marks is None:
+                total += self._memory_tables()
+            else:
+                total += memory * MEMORY_TABLE_MAX
+        return total
+
+    def _memory_tables(self) -> int:
+        try:
+            if self._root is None:
+                self._root = self.server.connect(autocommit=True)
+            with self._root.cursor() as cur:
+                cur.execute("SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES "
+                            "WHERE TABLE_SCHEMA = %s AND ENGINE = 'MEMORY'", (self.database,))
+                return int(cur.fetchone()[0])
+        except Exception:  # noqa: BLE001 - the server may be going away: the statement then ends anyway
+            return 0
+
+    def shared(self) -> int:
+        total = 0
+        for name in _SHARED_FILES:
+            try:
+                total += (self.server.datadir / name).stat().st_size
+            except OSError:
+                pass
+        return total
+
+    def run(self) -> None:
+        end = time.monotonic() + self.limit
+        start_size, start_shared = (self.size(), self.shared()) if self.folder is not None else (0, 0)
+        while not self._done.wait(STORAGE_POLL):
+            if time.monotonic() > end:
+                self.reason = "time"
+            elif self.folder is not None and (
+                    ((size := self.size()) > self.cap and size > start_size)
+                    or size + self.shared() - start_shared > self.cap):
+                self.reason = "storage"
+            else:
+                continue
+            self.server.kill_query(self.thread_id)
+            break
+        if self._root is not None:
+            self._root.close()
+
+    def stop(self) -> str | None:
+        """End the watch; why the statement was stopped (``"time"``, ``"storage"``) or None."""
+        self._done.set()
+        return self.reason
+
+
+def _is_view(folder: Any, name: str) -> bool:
+    try:
+        with open(os.path.join(folder, name), "rb") as f:
+            return f.read(9) == b"TYPE=VIEW"
+    except OSError:
+        return True  # gone: counts as nothing
 
 
 def _client_error(exc: Exception) -> bool:
@@ -601,9 +731,11 @@ class MariaDBEngine:
 
     name = "mariadb"
 
-    def __init__(self, server: MariaDBServer | None = None, statement_timeout: float = STATEMENT_TIMEOUT):
+    def __init__(self, server: MariaDBServer | None = None, statement_timeout: float = STATEMENT_TIMEOUT,
+                 storage_cap: int = STORAGE_CAP):
         _pymysql()
         self.statement_timeout = statement_timeout
+        self.storage_cap = storage_cap
         if mariadb_binaries() is None:
             raise EngineError("MariaDB is not installed: apt-get install mariadb-server (or use engine='sqlite')")
         self.server = server or MariaDBServer.shared()
@@ -682,10 +814,12 @@ class MariaDBEngine:
                 # SQL mode has no NO_AUTO_CREATE_USER); ALL on one database does not include GRANT OPTION
                 cur.execute(f"GRANT ALL PRIVILEGES ON `{_grant_name(name)}`.* TO '{user}'@'localhost' "
                             f"IDENTIFIED BY '{password}'")
+                cur.execute("SELECT CAST(CONVERT(%s USING filename) AS BINARY)", (name,))
+                folder = self.server.datadir / os.fsdecode(cur.fetchone()[0])
         except _pymysql().err.MySQLError as exc:
             self.server.free(name)
             raise self._admin_fault(exc, f"creating database {name!r}") from exc
-        return MariaDBDatabase(self, name, table, setup_error, user, password, self.server.generation)
+        return MariaDBDatabase(self, name, table, setup_error, user, password, self.server.generation, folder)
 
     def admin_query(self, sql: str, database: str) -> str:
         """Run ``sql`` as root in ``database``; upstream's rendering (result or error text)."""

@@ -1,8 +1,9 @@
 """SQLite engine: a private in-memory database per episode, nothing to install.
 
 No file can be attached or written (ATTACH and ``VACUUM INTO`` need an attached database, and
-none is allowed), values are capped at 16 MB, and a progress handler stops a statement that
-runs past the time limit. The table's columns compare as MySQL 8's do (case- and
+none is allowed), values are capped at 16 MB, the database (and its temporary one) at
+:data:`~agent_gym.envs.db.engine.STORAGE_CAP` (``max_page_count``, which the agent cannot set), and
+a progress handler stops a statement that runs past the time limit. The table's columns compare as MySQL 8's do (case- and
 accent-insensitive), so the same SQL finds the same rows on both engines. Write questions are
 scored against the gold SQL replayed on SQLite, where MySQL's ``answer_md5`` is out of reach.
 """
@@ -17,9 +18,19 @@ from typing import Any
 
 from agent_gym.envs.db import prompt
 from agent_gym.envs.db.data import Question, Table
-from agent_gym.envs.db.engine import OUT_OF_SYNC, STATEMENT_TIMEOUT, create_table_sql, escaped_columns
+from agent_gym.envs.db.engine import (OUT_OF_SYNC, STATEMENT_TIMEOUT, STORAGE_CAP, create_table_sql, escaped_columns,
+                                      storage_full)
 
 SQLITE_COLLATION = "mysql_ai_ci"
+# Pragmas the agent may read but not set: they would lift the storage cap or the memory it bounds.
+_LOCKED_PRAGMAS = frozenset({"max_page_count", "page_size", "cache_size", "temp_store", "mmap_size",
+                             "hard_heap_limit", "soft_heap_limit"})
+
+
+def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
+    if action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() in _LOCKED_PRAGMAS and arg2 is not None:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
 
 
 def _blank(sql: str) -> bool:
@@ -60,10 +71,16 @@ class SQLiteDatabase:
 
     MAX_LENGTH = 16 * 1024 * 1024  # like MariaDB's max_allowed_packet
 
-    def __init__(self, table: Table, statement_timeout: float = STATEMENT_TIMEOUT):
+    def __init__(self, table: Table, statement_timeout: float = STATEMENT_TIMEOUT, storage_cap: int = STORAGE_CAP):
         self.table = table
         self.statement_timeout = statement_timeout
+        self.storage_cap = storage_cap
         self.conn = sqlite3.connect(":memory:", check_same_thread=False)
+        self.conn.execute("PRAGMA temp_store = MEMORY")  # sorts and temporary tables: no file (first: it resets temp)
+        # the cap in pages, on the database and on its temporary one (CREATE TEMP TABLE)
+        for schema in ("main", "temp"):
+            page = self.conn.execute(f"PRAGMA {schema}.page_size").fetchone()[0]
+            self.conn.execute(f"PRAGMA {schema}.max_page_count = {max(1, storage_cap // page)}")
         self.conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
         self.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, self.MAX_LENGTH)
         self._deadline = float("inf")
@@ -79,6 +96,7 @@ class SQLiteDatabase:
                 self.setup_error = str(exc)
                 break
         self.conn.commit()
+        self.conn.set_authorizer(_authorize)  # after the setup: only the agent's SQL is checked
 
     def execute(self, sql: str) -> str:
         """Run the agent's SQL; several statements behave as on upstream's MySQL connector
@@ -99,6 +117,8 @@ class SQLiteDatabase:
             self.conn.rollback()
             if isinstance(exc, sqlite3.OperationalError) and str(exc) == "interrupted":
                 return f"interrupted: statement time limit ({self.statement_timeout:g} s) exceeded"
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                return storage_full(self.storage_cap)
             return prompt.truncate(str(exc))
         finally:
             self._deadline = float("inf")

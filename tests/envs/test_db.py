@@ -749,6 +749,51 @@ def test_after_a_hostile_episode_the_next_episodes_gold_replay_scores(make_env, 
         assert set(after[2]) - set(before[2]) <= {(q.table.name,) for q in gold}  # other envs' episodes
 
 
+GROW_SQL = {  # issue 15: one statement wrote about 200 MB/s (MariaDB), grew the process by 517 MB in 2.6 s (SQLite)
+    "mariadb": "INSERT INTO big SELECT REPEAT('x', 1000000) FROM seq_1_to_1000",
+    "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000) "
+              "INSERT INTO big SELECT replace(hex(zeroblob(500000)), '0', 'x') FROM c",
+}
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def _rss() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_storage_cap_stops_a_growing_statement_with_a_clear_error(make_env, engine_name, questions):
+    """Issue 15: no storage cap. An episode's database holds at most ``STORAGE_CAP`` (256 MB);
+    a statement that grows it past the cap is stopped and rolled back with a clear error, the
+    engine's storage (MariaDB's folder in /dev/shm, SQLite's process memory) does not run away,
+    the episode goes on, and the next episode's gold replay scores 1."""
+    cap = engines.STORAGE_CAP
+    env = make_env()
+    env.reset(options={"task": "other/0"})
+    server_dir = Path(env.engine.server.socket).parent if engine_name == "mariadb" else None
+    before = _folder_bytes(server_dir) if server_dir else _rss()
+    assert env.step(prompt.operation("CREATE TABLE big (a LONGTEXT)"))[0] == "[]"
+    obs, reward, term, trunc, info = env.step(prompt.operation(GROW_SQL[engine_name]))
+    assert obs == engines.storage_full(cap) and "256 MB" in obs, obs
+    assert not (term or trunc) and info["status"] == "running"
+    grown = (_folder_bytes(server_dir) if server_dir else _rss()) - before
+    assert grown < cap + (64 << 20), grown / 2**20
+    assert env.step(prompt.operation("SELECT COUNT(*) FROM big"))[0] == "[(0,)]"  # rolled back
+    small = "INSERT INTO big VALUES ('x')"  # below the cap, writing goes on
+    assert env.step(prompt.operation(small))[0] == "[]"
+    if engine_name == "mariadb":  # temporary tables and MEMORY tables count too
+        for sql in ("CREATE TEMPORARY TABLE t (a LONGTEXT); " + GROW_SQL["mariadb"].replace("big", "t"),
+                    "CREATE TEMPORARY TABLE t (a LONGTEXT) ENGINE=InnoDB; " + GROW_SQL["mariadb"].replace("big", "t")):
+            assert env.step(prompt.operation(sql))[0] == engines.storage_full(cap), sql
+        assert env.step(prompt.operation("SET STATEMENT max_heap_table_size = 1000000000 FOR "
+                                         "SELECT @@max_heap_table_size"))[0] == "[(16777216,)]"
+    else:
+        assert env.step(prompt.operation("PRAGMA max_page_count = 2147483647"))[0] == "not authorized"
+    assert _gold_scores(env, first(questions, "INSERT")) == ("completed", 1.0)
+
+
 # --------------------------------------------------------------------------- env plumbing
 def test_gym_make_engine_option_and_default(mariadb_server):
     need_data("dbbench")
