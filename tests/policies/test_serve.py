@@ -158,3 +158,24 @@ def test_stream_client_that_disconnects_does_not_hurt_the_server(server):
         next(resp.iter_lines())
     out = text_generation.Client(server).generate(COUNT, max_new_tokens=2)
     assert out.details.generated_tokens == 2
+
+
+def test_bos_is_sent_once_when_the_template_emits_it(bos_model):
+    """A tokenizer that adds BOS and a template that emits it: the served prompt has one BOS on every route."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(bos_model)
+    ask = [{"role": "user", "content": "What is 2+3?"}]
+    want = list(tokenizer.apply_chat_template(ask, tokenize=True, add_generation_prompt=True, return_dict=False))
+    assert want[0] == tokenizer.bos_token_id and want[1] != want[0]
+    with serve("--model", str(bos_model)) as (_, url):
+        chat = openai.OpenAI(base_url=f"{url}/v1", api_key="none").chat.completions.create(
+            model="x", messages=ask, max_tokens=1)
+        assert chat.usage.prompt_tokens == len(want)  # the server renders, then tokenizes without a second BOS
+        rendered = tokenizer.apply_chat_template(ask, tokenize=False, add_generation_prompt=True)
+        served = requests.post(f"{url}/tokenize", json={"inputs": rendered}).json()
+        assert [t["id"] for t in served] == want
+        # our tgi / openai backends render for a server that adds BOS itself: they leave the BOS text out
+        for backend in (TGIBackend(url), OpenAIBackend(url)):
+            text = backend.chat_template()(ask)
+            assert not text.startswith(tokenizer.bos_token) and tokenizer(text).input_ids == want
