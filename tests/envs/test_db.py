@@ -794,6 +794,59 @@ def test_storage_cap_stops_a_growing_statement_with_a_clear_error(make_env, engi
     assert _gold_scores(env, first(questions, "INSERT")) == ("completed", 1.0)
 
 
+def _record(env: DBEnv, q) -> list:
+    """Everything a victim's episode shows: each observation, then its status and score."""
+    obs, _ = env.reset(options={"task": q.id})
+    seen = [obs]
+    for reply in env.expert_replies(q) + [prompt.operation(f"SELECT COUNT(*) FROM `{q.table.name}`")]:
+        obs, reward, term, trunc, info = env.step(reply)
+        seen.append(obs)
+        if term or trunc:
+            return seen + [info["status"], info["score"]]
+    return seen
+
+
+def test_four_episodes_in_threads_with_one_attacker_equal_a_clean_run(make_env, engine_name, questions):
+    """Issue 15, must show: 4 DB episodes in threads, one of them an attacker (server variables,
+    accounts, other databases, a statement that grows past the storage cap): the three victims'
+    episodes show and score exactly what they do in a clean run."""
+    victims = [first(questions, kind) for kind in ("INSERT", "UPDATE", "counting")]
+    clean_env = make_env()
+    clean = [_record(clean_env, q) for q in victims]
+    assert all(run[-2:] == ["completed", 1.0] for run in clean)
+
+    envs = [make_env() for _ in range(4)]
+    results: dict[int, list] = {i: [] for i in range(3)}
+    attack_obs: list[str] = []
+    attacking = threading.Event()
+    attacking.set()
+
+    def victim(i: int) -> None:  # episodes, one after another, for as long as the attack goes on
+        while attacking.is_set() or not results[i]:
+            results[i].append(_record(envs[i], victims[i]))
+
+    def attacker() -> None:
+        env = envs[3]
+        try:
+            env.reset(options={"task": "other/0"})
+            env.step(prompt.operation("CREATE TABLE big (a LONGTEXT)"))
+            for sql in [GROW_SQL[engine_name], *HOSTILE_SQL]:
+                if env._rounds == MAX_ROUNDS:
+                    env.reset(options={"task": "other/0"})
+                attack_obs.append(env.step(prompt.operation(sql))[0])
+        finally:
+            attacking.clear()
+
+    threads = [threading.Thread(target=victim, args=(i,)) for i in range(3)] + [threading.Thread(target=attacker)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert attack_obs[0] == engines.storage_full()
+    for i in range(3):
+        assert results[i] and all(run == clean[i] for run in results[i]), (victims[i].id, results[i])
+
+
 # --------------------------------------------------------------------------- env plumbing
 def test_gym_make_engine_option_and_default(mariadb_server):
     need_data("dbbench")
