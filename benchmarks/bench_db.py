@@ -2,6 +2,11 @@
 and the cost of a whole episode (wall time, CPU of this process and of the server, memory).
 
     python benchmarks/bench_db.py [--episodes 300] [--commands 300] [--engine mariadb|sqlite]
+    python benchmarks/bench_db.py --attack [--engine mariadb|sqlite]
+
+``--attack``: 4 episodes in threads, 3 victims replaying gold solutions for as long as one
+attacker runs a statement that grows past the storage cap and then hostile SQL (server
+variables, accounts, other databases); each victim episode is compared with a clean run's.
 
 On MariaDB an episode's setup is its database, table and account (``CREATE USER`` with a
 random password, ``GRANT`` on that database) and its teardown ``DROP DATABASE`` and ``DROP
@@ -134,12 +139,114 @@ def bench_engine(name: str, episodes: int, commands: int) -> dict[str, float]:
     return {"wall": wall, "cpu": cpu + server_cpu}
 
 
+ATTACK = [
+    "INSERT INTO big SELECT REPEAT('x', 1000000) FROM seq_1_to_1000",  # SQLite: rewritten below
+    "SET GLOBAL max_connections = 1", "SET GLOBAL sql_mode = ''", "CREATE DATABASE other_db",
+    "DROP DATABASE mysql", "CREATE USER 'spare'@'localhost'", "SET PASSWORD = PASSWORD('x')",
+]
+SQLITE_GROW = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000) "
+               "INSERT INTO big SELECT replace(hex(zeroblob(500000)), '0', 'x') FROM c")
+
+
+def folder_bytes(folder) -> int:
+    total = 0
+    for root, _, files in os.walk(folder):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except OSError:  # gone meanwhile
+                pass
+    return total
+
+
+def bench_attack(name: str) -> None:
+    import threading
+    from pathlib import Path
+
+    from agent_gym.envs.db import data
+
+    questions = {q.id: q for q in data.load()}
+    kinds = ("INSERT", "UPDATE", "counting")
+    victims = [next(q for q in questions.values() if q.type == kind) for kind in kinds]
+
+    def record(env: DBEnv, q) -> tuple[list, float]:
+        t0 = time.perf_counter()
+        obs, _ = env.reset(options={"task": q.id})
+        seen = [obs]
+        for reply in env.expert_replies(q):
+            obs, _, term, trunc, info = env.step(reply)
+            seen.append(obs)
+            if term or trunc:
+                seen += [info["status"], info["score"]]
+                break
+        return seen, time.perf_counter() - t0
+
+    envs = [DBEnv(engine=name) for _ in range(4)]
+    clean = [record(envs[i], q) for i, q in enumerate(victims)]
+    clean_walls = [record(envs[i], q)[1] for i, q in enumerate(victims) for _ in range(5)]
+    runs: list[tuple[int, bool, float]] = []
+    attacking = threading.Event()
+    attacking.set()
+    attack: list[tuple[str, float]] = []
+    folder = Path(envs[0].engine.server.socket).parent if name == "mariadb" else None
+    peak = [0]
+
+    def victim(i: int) -> None:
+        while attacking.is_set():
+            seen, wall = record(envs[i], victims[i])
+            runs.append((i, seen == clean[i][0], wall))
+
+    def attacker() -> None:
+        env = envs[3]
+        env.reset(options={"task": "other/0"})
+        env.step(prompt.operation("CREATE TABLE big (a LONGTEXT)"))
+        for sql in ATTACK:
+            sql = SQLITE_GROW if name == "sqlite" and sql.startswith("INSERT") else sql
+            t0 = time.perf_counter()
+            obs = env.step(prompt.operation(sql))[0]
+            attack.append((obs[:60], time.perf_counter() - t0))
+        attacking.clear()
+
+    def watch() -> None:
+        while attacking.is_set():
+            if folder is not None:
+                peak[0] = max(peak[0], folder_bytes(folder))
+            time.sleep(0.1)
+
+    threads = [threading.Thread(target=victim, args=(i,)) for i in range(3)]
+    threads += [threading.Thread(target=attacker), threading.Thread(target=watch)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total = time.perf_counter() - t0
+    equal = sum(ok for _, ok, _ in runs)
+    print(f"\n{name}: attack, 3 victims + 1 attacker in threads, {total:.1f} s")
+    print(f"  victim episodes: {len(runs)}, equal to the clean run: {equal}/{len(runs)}")
+    print(f"  victim episode wall, median: clean {statistics.median(clean_walls) * 1e3:.1f} ms, "
+          f"under attack {statistics.median(w for *_, w in runs) * 1e3:.1f} ms")
+    for obs, wall in attack:
+        print(f"  attacker {wall:6.2f} s  {obs}")
+    if folder is not None:
+        print(f"  server folder peak {peak[0] / 2**20:.0f} MB (storage cap {engines.STORAGE_CAP >> 20} MB per episode)")
+    else:
+        print(f"  process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    for env in envs:
+        env.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=300)
     parser.add_argument("--commands", type=int, default=300)
     parser.add_argument("--engine", choices=engines.ENGINES, help="only this engine (default: both)")
+    parser.add_argument("--attack", action="store_true", help="victims' episodes alongside one attacker")
     args = parser.parse_args()
+    if args.attack:
+        for name in [args.engine] if args.engine else list(engines.ENGINES):
+            bench_attack(name)
+        return
     results = {}
     if args.engine in (None, "mariadb"):
         if engines.mariadb_available() is None:
