@@ -189,9 +189,10 @@ def test_provenance_records_the_settings_as_used(local_backend):
     hints = {"max_new_tokens": 3, "temperature": 0.0, "stop": ["stone"], "system_prompt": ""}
     policy = ReActPolicy(local_backend, chat_template="llama2", seed=5)
     traj = run_episode(ChatterEnv(hints=hints, turns=1), policy, seed=0)
+    model = local_backend.model
     assert traj.provenance["policy"] == {
         "policy": "react", "backend": "local", "url": None, "model": "SmolLM2-135M-Instruct",
-        "model_path": str(local_backend.model.path), "device": "cpu", "dtype": "torch.float32",
+        "model_path": str(model.path), "device": str(model.device), "dtype": str(model.model.dtype),
         "chat_template": "llama2", "system_prompt": "", "strip_messages": True, "max_new_tokens": 3,
         "temperature": 0.0, "top_p": None, "stop": ["stone"], "seed": 5, "scoring": None}
 
