@@ -56,7 +56,9 @@ class DataFile:
     ``derive``: ``"pkg.module:function"``; the URL is an upstream *source* file (a script, say)
     whose sha256 is ``sha256``; ``fetch`` downloads and checks it, then stores
     ``function(source_bytes) -> bytes`` at ``path`` (how the paper's prompt strings are taken
-    from upstream scripts). ``sha256`` is the source's, so the stored file is not checked by it.
+    from upstream scripts). ``sha256`` is the source's, so the stored file is not checked by it:
+    ``derived_sha256`` is the digest of the stored (derived) file, so that a fetch checks what
+    ``function`` made and an imported copy of the derived file can be verified like any other.
     """
 
     path: str
@@ -66,10 +68,19 @@ class DataFile:
     strip: str = ""
     optional: bool = False
     derive: str | None = None
+    derived_sha256: str | None = None
+
+    @property
+    def stored_sha256(self) -> str | None:
+        """The declared digest of the file stored at ``path``, if any (``derived_sha256`` for a
+        derived file, ``sha256`` for a plain download, none for a file unpacked from an archive)."""
+        if self.derive:
+            return self.derived_sha256
+        return None if self.extract else self.sha256
 
     def checks_stored_file(self) -> bool:
-        """Whether ``sha256`` is the digest of the file stored at ``path``."""
-        return bool(self.sha256) and not self.extract and not self.derive
+        """Whether the file stored at ``path`` has a declared digest (:attr:`stored_sha256`)."""
+        return bool(self.stored_sha256)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,7 +298,12 @@ def _fetch_file(name: str, base: Path, f: DataFile, progress: Callable[[str, int
         with tempfile.TemporaryDirectory(dir=base.parent, prefix=".fetch-") as tmp:
             got = download(f.url, Path(tmp) / Path(f.url).name, f.sha256, progress=cb)
             if f.derive:
-                _write_atomic(target, _derive_function(f.derive)(got.read_bytes()))
+                derived = _derive_function(f.derive)(got.read_bytes())
+                digest = hashlib.sha256(derived).hexdigest()
+                if f.derived_sha256 and digest != f.derived_sha256:
+                    raise ChecksumError(f"{name}: {f.path} as {f.derive} derived it from {f.url} has sha256 {digest}, "
+                                        f"expected {f.derived_sha256} (the derivation changed; nothing was stored)")
+                _write_atomic(target, derived)
             else:
                 _extract(got, base, f.strip)
         if not target.exists():
@@ -332,7 +348,7 @@ def import_local(source: Path, data_dir: Path | None = None, names: Iterable[str
             result[ds.name] = "absent" if not src.exists() else f"incomplete: {ds.missing(source)[0]} missing"
             continue
         differing = [f.path for f in ds.files
-                     if f.checks_stored_file() and (src / f.path).exists() and sha256_of(src / f.path) != f.sha256]
+                     if f.checks_stored_file() and (src / f.path).exists() and sha256_of(src / f.path) != f.stored_sha256]
         if differing and verify:
             raise ChecksumError(
                 f"{ds.name}: {src / differing[0]} does not match its sha256 (a modified copy); "
@@ -449,7 +465,7 @@ def dataset_state(name: str, data_dir: Path | None = None) -> dict:
     base = ds.path(data_dir)
     present = [f for f in ds.files if (base / f.path).is_file()]
     files = dict(zip((f.path for f in present), _cached_sha256s([base / f.path for f in present], data_dir)))
-    differing = [f.path for f in present if f.checks_stored_file() and files[f.path] != f.sha256]
+    differing = [f.path for f in present if f.checks_stored_file() and files[f.path] != f.stored_sha256]
     marker = _read_markers(ds, data_dir).get(name, {})
     if ds.missing(data_dir):
         state = "missing"

@@ -257,3 +257,38 @@ def test_dataset_state_catches_an_edit_after_import_and_caches_digests(tmp_path,
     (dd / "t-edit" / "a.txt").write_bytes(b"x" * len(PAYLOAD))
     state = data.dataset_state("t-edit", data_dir=dd)
     assert state["state"] == "modified" and state["differing"] == ["a.txt"] and len(calls) == 1
+
+
+def test_a_derived_file_with_its_own_digest_is_checked_at_fetch_and_verified_after_import(server, tmp_path):
+    source_sha, derived_sha = hashlib.sha256(SCRIPT).hexdigest(), hashlib.sha256(b"ANSWER THE QUESTION.").hexdigest()
+    _register("t-derived", DataFile("prompt.txt", url=f"{server}/eval.py", sha256=source_sha,
+                                    derive=f"{__name__}:upper_prompt", derived_sha256=derived_sha))
+    data.fetch("t-derived", data_dir=tmp_path / "fetched")
+    assert data.dataset_state("t-derived", data_dir=tmp_path / "fetched")["state"] == "verified"
+    assert data.import_local(tmp_path / "fetched", data_dir=tmp_path / "dd", names=["t-derived"]) == {
+        "t-derived": "imported"}
+    assert data.dataset_state("t-derived", data_dir=tmp_path / "dd")["state"] == "verified"
+    edited = tmp_path / "edited"
+    (edited / "t-derived").mkdir(parents=True)
+    (edited / "t-derived" / "prompt.txt").write_bytes(b"ANSWER THE QUESTION!")
+    with pytest.raises(ChecksumError, match="prompt.txt does not match its sha256"):
+        data.import_local(edited, data_dir=tmp_path / "dd", names=["t-derived"])
+    data.import_local(edited, data_dir=tmp_path / "dd", names=["t-derived"], verify=False)
+    assert data.dataset_state("t-derived", data_dir=tmp_path / "dd")["state"] == "modified"
+    # a derivation that no longer gives the declared file: the fetch fails and stores nothing
+    _register("t-derived-changed", DataFile("prompt.txt", url=f"{server}/eval.py", sha256=source_sha,
+                                            derive=f"{__name__}:upper_prompt", derived_sha256="2" * 64))
+    with pytest.raises(ChecksumError, match=f"upper_prompt derived it .* expected {'2' * 64}"):
+        data.fetch("t-derived-changed", data_dir=tmp_path / "changed")
+    assert _leftovers(tmp_path / "changed") == []
+
+
+def test_gsm8k_imported_from_the_shared_data_is_verified_prompt_file_included(tmp_path):
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not (shared / "gsm8k").is_dir():
+        pytest.skip("no ../shared/data/gsm8k on this machine")
+    assert data.import_local(shared, data_dir=tmp_path, names=["gsm8k"]) == {"gsm8k": "imported"}
+    state = data.dataset_state("gsm8k", data_dir=tmp_path)
+    assert state["state"] == "verified", state
+    assert state["files"]["agenttuning_prompt.json"] == (
+        "4d26c702c00ee1288c4eae236b1ad3db82c4433be4e6de0f8bb4c2dd50f87944")

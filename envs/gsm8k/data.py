@@ -41,6 +41,7 @@ DATASET = Dataset(
                  "/eval_general/eval_gsm8k_tgi.py"),
             sha256="76e15add25881525a301aa75c792afaacfef06a765cef556e34e3d5a8d241e6d",  # of the script
             derive="agent_gym.envs.gsm8k.data:prompt_from_script",
+            derived_sha256="4d26c702c00ee1288c4eae236b1ad3db82c4433be4e6de0f8bb4c2dd50f87944",  # of the derived file
         ),
     ),
     description="GSM8K test set (1319 problems), train set (7473, optional) and AgentTuning's 8-shot chat prompt",
