@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,16 +32,41 @@ class ReplayPolicy:
 
 
 class RandomPolicy:
-    """Picks uniformly among ``info["admissible_actions"]``; without them, samples the action space."""
+    """Picks uniformly among ``info["admissible_actions"]``; without them, samples the action space.
+
+    Each episode draws from its own generator, seeded by the episode's seed: with ``env`` given,
+    the seed the env was last reset with (``env.unwrapped.np_random_seed``; the rollout resets
+    each episode with the plan's seed), mixed with ``seed`` when that is given too. So every
+    episode of a run gets other text, and a run played again gets the same. A reset without a
+    new seed (the env's generator unchanged) continues the previous episode's stream rather
+    than repeating it. Without ``env`` the generator is seeded once with ``seed``.
+    The action space is sampled through a private copy, so envs' shared spaces stay untouched.
+    """
 
     name = "random"
 
-    def __init__(self, action_space: Any = None, seed: int | None = None):
+    def __init__(self, action_space: Any = None, seed: int | None = None, env: Any = None):
+        self.seed, self._env = seed, env
         self.rng = np.random.default_rng(seed)
-        self.action_space = action_space
+        self.action_space = copy.deepcopy(action_space) if action_space is not None else None
+        if self.action_space is not None:
+            self.action_space.seed(int(self.rng.integers(2**32)))
+        self._seeded_from: Any = None  # the env generator the current stream was seeded from
 
     def reset(self, info: dict[str, Any]) -> None:
-        pass
+        if self._env is None:
+            return
+        base = self._env.unwrapped
+        generator = base.np_random
+        if generator is self._seeded_from:
+            return  # reset without a seed: go on with this stream
+        self._seeded_from = generator
+        episode_seed = base.np_random_seed
+        if episode_seed is None or episode_seed < 0:  # a generator set by hand: no seed to read
+            return
+        self.rng = np.random.default_rng(episode_seed if self.seed is None else [self.seed, episode_seed])
+        if self.action_space is not None:
+            self.action_space.seed(int(self.rng.integers(2**32)))
 
     def act(self, observation: str, info: dict[str, Any]) -> str:
         actions = info.get("admissible_actions")
@@ -67,4 +93,5 @@ def expert(env: Any, **options: Any) -> ReplayPolicy:
 
 
 def random_policy(env: Any, seed: int | None = None, **options: Any) -> RandomPolicy:
-    return RandomPolicy(env.action_space, seed=seed)
+    """Uniform random replies, seeded per episode (see :class:`RandomPolicy`); ``seed``: the run's."""
+    return RandomPolicy(env.action_space, seed=seed, env=env)
