@@ -18,6 +18,7 @@ Engines: ``engine="mariadb"`` (default where ``mariadbd`` is installed, and the 
 option; the expected hash is upstream's ``answer_md5``) or ``engine="sqlite"`` (the expected
 hash is recomputed by running the gold SQL on SQLite). Known differences from upstream (see
 docs/db.md): MariaDB 10.11 for MySQL 8 (error wording, float text); a 30 s statement limit;
+a 256 MB storage cap per episode (a statement past it shows error 1114 and is rolled back);
 ``ast.literal_eval`` for upstream's ``eval`` of the answer (no code runs); each episode's
 account sees only its own database.
 

@@ -659,6 +659,8 @@ class _StatementGuard(threading.Thread):
 
     def run(self) -> None:
         end = time.monotonic() + self.limit
+        if self._done.wait(STORAGE_POLL):  # most statements end before a first look (no cost to them)
+            return
         start_size, start_shared = (self.size(), self.shared()) if self.folder is not None else (0, 0)
         while not self._done.wait(STORAGE_POLL):
             if time.monotonic() > end:
