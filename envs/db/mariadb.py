@@ -459,14 +459,18 @@ class MariaDBServer:
     # ---------------------------------------------------------------- use
     def connect(self, user: str = "root", database: str | None = None, autocommit: bool = False,
                 password: str = "", multi_statements: bool = False, read_timeout: float | None = None) -> Any:
-        """A client connection; every read and write on it has a deadline (:data:`ENGINE_DEADLINE`,
-        or ``read_timeout`` for reads), so a wedged server cannot hold the caller."""
+        """A client connection; connecting and every read and write on it have a deadline
+        (:data:`ENGINE_DEADLINE`; ``read_timeout`` for reads after the handshake), so a wedged
+        server cannot hold the caller."""
         pymysql = _pymysql()
         flags = pymysql.constants.CLIENT.MULTI_STATEMENTS if multi_statements else 0
-        return pymysql.connect(unix_socket=self.socket, user=user, password=password, database=database,
+        conn = pymysql.connect(unix_socket=self.socket, user=user, password=password, database=database,
                                charset="utf8mb4", autocommit=autocommit, ssl_disabled=True,
-                               connect_timeout=self.deadline, read_timeout=read_timeout or self.deadline,
+                               connect_timeout=self.deadline, read_timeout=self.deadline,
                                write_timeout=self.deadline, client_flag=flags)
+        if read_timeout is not None:  # the handshake had the deadline; later reads may wait longer
+            conn._read_timeout = read_timeout  # PyMySQL applies it at the next read
+        return conn
 
     def kill_query(self, thread_id: int) -> None:
         """Interrupt the statement running on connection ``thread_id``."""
