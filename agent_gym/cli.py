@@ -185,10 +185,20 @@ def _resume_command(argv: list[str], output: Path) -> str:
     return shlex.join(["agent-gym", *rest, "-o", str(output)])
 
 
+def _warn_damaged(damaged: list[Any]) -> None:
+    """One stderr line per damaged line of a run file (file, line number, why), the first 20."""
+    for d in damaged[:20]:
+        print(f"agent-gym: warning: {d}", file=sys.stderr)
+    if len(damaged) > 20:
+        print(f"agent-gym: warning: {len(damaged) - 20} more damaged lines skipped", file=sys.stderr)
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from agent_gym.metrics import format_table, report_rows, to_json
 
-    rows = report_rows(args.files)
+    damaged: list[Any] = []
+    rows = report_rows(args.files, damaged)
+    _warn_damaged(damaged)
     print(to_json(rows) if args.json else format_table(rows, details=args.details))
     if args.plot:
         from agent_gym.plot import plot_scores
@@ -202,8 +212,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from agent_gym.export import select, write_agentinstruct
     from agent_gym.metrics import load_runs
 
-    stats: dict[str, int] = {}
+    stats: dict[str, Any] = {}
     trajs = [t for ts in load_runs(args.files, stats).values() for t in ts]
+    _warn_damaged(stats["damaged"])
     kept = list(select(trajs, args.min_score))
     n = write_agentinstruct(kept, args.output)
     superseded = f" ({stats['superseded']} older records superseded by newer ones left out)" if stats["superseded"] else ""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_gym import paper
-from agent_gym.trajectory import Trajectory, newest, read_jsonl
+from agent_gym.trajectory import DamagedLine, Trajectory, newest, read_jsonl
 
 
 def default_summary(trajs: Sequence[Trajectory]) -> dict[str, float]:
@@ -43,13 +43,17 @@ def load_runs(paths: Iterable[str | Path], stats: dict[str, int] | None = None) 
     """Trajectories of run files by (env id, agent), where the agent is "policy" or
     "policy:model". Files are append-only: an episode recorded more than once for the same agent
     (an error played again on resume) counts once, by its newest record; ``stats["superseded"]``
-    gets how many older records were left out, per (env id, agent) under ``stats[(env, agent)]``."""
-    latest, superseded = newest(t for p in paths for t in read_jsonl(p))
+    gets how many older records were left out, and ``stats["damaged"]`` the lines that are no
+    trajectory record (:class:`agent_gym.trajectory.DamagedLine`: file, line number, why), skipped.
+    Without ``stats`` a damaged line is warned (:class:`agent_gym.trajectory.DamagedRecordWarning`)."""
+    damaged: list[DamagedLine] | None = [] if stats is not None else None
+    latest, superseded = newest(t for p in paths for t in read_jsonl(p, damaged))
     out: dict[tuple[str, str], list[Trajectory]] = defaultdict(list)
     for t in latest:
         out[(t.env_id, t.agent)].append(t)
     if stats is not None:
         stats["superseded"] = superseded
+        stats["damaged"] = damaged  # type: ignore[assignment]
     return dict(out)
 
 
@@ -71,16 +75,20 @@ def summarize(env_id: str, trajs: Sequence[Trajectory]) -> dict[str, float]:
         return default_summary(trajs)
 
 
-def report_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+def report_rows(paths: Iterable[str | Path], damaged: list[DamagedLine] | None = None) -> list[dict[str, Any]]:
     """One row per (env, agent): the env's summary (``score`` 0..1, ...), ``errors``, the paper's
     AgentLM scores for the task (``paper``, percent), the protocol options the episodes ran with
     (``options``) and those that differ from the paper's (``options_differ``: ``{key: [ours,
     paper]}``), the dataset's checksum state (``data``), and ``superseded`` (older records of
-    episodes played again, left out; the same number on every row)."""
+    episodes played again, left out; the same number on every row) and ``damaged`` (the lines of
+    the files that are no trajectory record, skipped, as ``"FILE line N: why"``; on every row).
+    ``damaged``: a list that also gets those lines (:class:`agent_gym.trajectory.DamagedLine`)."""
     from agent_gym.rollout import env_class
 
-    stats: dict[str, int] = {}
+    stats: dict[str, Any] = {}
     groups = load_runs(paths, stats)
+    if damaged is not None:
+        damaged.extend(stats["damaged"])
     rows = []
     for (env_id, agent), trajs in sorted(groups.items()):
         summary = summarize(env_id, trajs)
@@ -91,7 +99,8 @@ def report_rows(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
         options, differ = _options(trajs)
         rows.append({"env": env_id, "policy": agent, "errors": sum(t.status == "error" for t in trajs), **summary,
                      "paper": paper.scores(task, paper.AGENTLM), "options": options, "options_differ": differ,
-                     "data": _data_states(trajs), "superseded": stats.get("superseded", 0)})
+                     "data": _data_states(trajs), "superseded": stats.get("superseded", 0),
+                     "damaged": [str(d) for d in stats["damaged"]]})
     return rows
 
 
@@ -157,6 +166,10 @@ def format_table(rows: list[dict[str, Any]], details: bool = False) -> str:
     if superseded:
         notes.append(f"{superseded} older records superseded by newer ones (episodes played again): "
                      "each episode counts once, by its newest record")
+    damaged = rows[0].get("damaged") or [] if rows else []
+    if damaged:
+        notes.append(f"{len(damaged)} damaged lines skipped (not trajectory records; a resume plays their episodes "
+                     f"again): {'; '.join(damaged[:5])}{' ...' if len(damaged) > 5 else ''}")
     if notes:
         text += "\n\n" + "\n".join(notes)
     if details:

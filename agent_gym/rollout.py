@@ -6,7 +6,11 @@ skips the episodes already recorded and plays again those whose newest record is
 ``error`` (a model that was missing, a server that was down; ``retry_errors=False`` keeps
 them). The file stays append-only: every reader takes the newest record of each episode
 (:func:`agent_gym.trajectory.newest`). So a run killed at any point loses at most the
-episodes in flight, and an error is never frozen into the score.
+episodes in flight, and an error is never frozen into the score. A line that is no
+trajectory record (a disk fault, an edit) is skipped and named (file, line number): its
+episode is played again. The output is locked (``flock``) while a rollout writes it, so a
+second run on the same file is refused (:class:`RunSetupError`) instead of playing every
+episode beside the first.
 
 Before the first episode the rollout makes one env per env id and one policy, in the calling
 thread: a policy that cannot be built (model not installed, server unreachable) stops the
@@ -27,6 +31,7 @@ neither corrupts the file (a torn last line is cut off on resume anyway).
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import inspect
 import os
 import queue
@@ -43,9 +48,10 @@ import gymnasium as gym
 import numpy as np
 
 import agent_gym  # noqa: F401  (registers the ids)
+from agent_gym.data import sha256_of
 from agent_gym.episode import run_episode
 from agent_gym.policy import Policy, policy_name
-from agent_gym.trajectory import Trajectory, dumps, newest, read_jsonl, repair_tail
+from agent_gym.trajectory import DamagedLine, Trajectory, dumps, newest, read_jsonl, repair_tail
 
 PolicyFactory = Callable[..., Policy]
 
@@ -69,10 +75,18 @@ class EpisodeSpec:
     split: str
     seed: int | None
     repeat: int = 0
+    tasks_file_sha256: str | None = None  # split "custom": the sha256 of the tasks file
+
+    @property
+    def split_key(self) -> str:
+        """The split as the episode id names it. A tasks file's episodes are keyed by the file
+        (``custom:<first 12 hex of its sha256>``), so two files' tasks written to one output,
+        whose ids may well be the same, are never taken for each other on resume."""
+        return f"{self.split}:{self.tasks_file_sha256[:12]}" if self.tasks_file_sha256 else self.split
 
     @property
     def episode_id(self) -> str:
-        return f"{self.env_id}|{self.split}|{self.task}|{self.repeat}"
+        return f"{self.env_id}|{self.split_key}|{self.task}|{self.repeat}"
 
 
 def env_class(env_id: str) -> type:
@@ -114,7 +128,8 @@ def plan(env_ids: Sequence[str], episodes: int | None = None, split: str | None 
          tasks_file: str | Path | None = None) -> list[EpisodeSpec]:
     """The episodes of a run: per env the first ``episodes`` tasks of the split (the paper's
     order), or a seeded random sample of them; ``tasks`` picks ids (or indices) explicitly;
-    ``tasks_file`` takes the tasks of a user's file (split ``"custom"``).
+    ``tasks_file`` takes the tasks of a user's file (split ``"custom"``; the episode ids name the
+    file by its sha256, see :attr:`EpisodeSpec.split_key`).
 
     Raises ``ValueError`` for an unknown split or task and a non-positive count, and
     :class:`agent_gym.data.DataMissingError` (naming the command) when the data is absent.
@@ -124,11 +139,17 @@ def plan(env_ids: Sequence[str], episodes: int | None = None, split: str | None 
     if repeats < 1:
         raise ValueError(f"--repeats must be at least 1, got {repeats}")
     specs: list[EpisodeSpec] = []
+    file_sha256 = None
+    if tasks_file is not None:
+        tasks_file = Path(tasks_file).expanduser().resolve()
+        if not tasks_file.is_file():
+            raise FileNotFoundError(f"tasks_file {tasks_file} does not exist")
+        file_sha256 = sha256_of(tasks_file)
     for env_id in env_ids:
         cls = env_class(env_id)
         if tasks_file is not None:
             sp = "custom"
-            all_ids = [t.id for t in cls.load_tasks_file(Path(tasks_file).expanduser().resolve())]
+            all_ids = [t.id for t in cls.load_tasks_file(tasks_file)]
         else:
             resolve = getattr(cls, "resolve_split", None)
             sp = (resolve(split) if resolve else split) if split else cls.splits[0]
@@ -146,7 +167,8 @@ def plan(env_ids: Sequence[str], episodes: int | None = None, split: str | None 
                 ids = ids[:episodes]
         for r in range(repeats):
             for i, task_id in enumerate(ids):
-                specs.append(EpisodeSpec(env_id, task_id, sp, seed=seed + r * len(ids) + i, repeat=r))
+                specs.append(EpisodeSpec(env_id, task_id, sp, seed=seed + r * len(ids) + i, repeat=r,
+                                         tasks_file_sha256=file_sha256))
     return specs
 
 
@@ -161,13 +183,14 @@ def _task_id(env_id: str, split: str, task: str, all_ids: list[str]) -> str:
                      f"{', '.join(repr(i) for i in all_ids[:3])}; an index 0..{len(all_ids) - 1} works too)")
 
 
-def recorded(output: Path) -> tuple[dict[str, Trajectory], int]:
+def recorded(output: Path, damaged: list[DamagedLine] | None = None) -> tuple[dict[str, Trajectory], int]:
     """The newest record of each episode in ``output`` (by episode id; a torn last line is cut
-    off first), and how many older records they supersede."""
+    off first), and how many older records they supersede. A damaged line (no trajectory
+    record) is skipped and reported (``damaged``, else a warning), so its episode is played again."""
     if not output.exists():
         return {}, 0
     repair_tail(output)
-    latest, superseded = newest(read_jsonl(output), key=lambda t: t.episode_id)
+    latest, superseded = newest(read_jsonl(output, damaged), key=lambda t: t.episode_id)
     return {t.episode_id: t for t in latest}, superseded
 
 
@@ -177,12 +200,41 @@ def finished_ids(output: Path) -> set[str]:
 
 
 class _Writer:
-    """Appends one trajectory per line with a single ``os.write`` of the whole line."""
+    """The run file, open for appending and locked for the whole run; appends one trajectory
+    per line with a single ``os.write`` of the whole line.
+
+    The lock is an advisory ``flock`` on the file itself, so a second rollout (another process,
+    or this one) on the same output is refused instead of playing every episode again beside
+    the first. ``flock`` and not ``lockf``: a POSIX lock would be dropped as soon as any other
+    descriptor of the file in this process closes (the readers open and close it).
+    """
 
     def __init__(self, path: Path, fsync: bool = False):
         self.path, self.fsync = path, fsync
+        self.wrote = False
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        while True:
+            try:
+                fd, self.created = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644), True
+            except FileExistsError:
+                try:
+                    fd, self.created = os.open(path, os.O_WRONLY | os.O_APPEND), False
+                except FileNotFoundError:
+                    continue  # removed in between (a refused setup cleaning up): create it then
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise RunSetupError(f"{path} is being written by another agent-gym run (it holds the file's lock): "
+                                    "let that run finish, or pass another --output") from None
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the file was removed or replaced before we locked it: lock the one there now
+        self._fd: int | None = fd
 
     def write(self, traj: Trajectory) -> None:
         if self._fd is None:
@@ -190,13 +242,22 @@ class _Writer:
         data = dumps(traj).encode("utf-8")
         while data:  # one write for any line a pipe or disk takes whole; the rest only if it was cut
             data = data[os.write(self._fd, data):]
+        self.wrote = True
         if self.fsync:
             os.fsync(self._fd)
 
     def close(self) -> None:
+        """Release the lock (closing the descriptor releases it)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def discard(self) -> None:
+        """Close after a run that could not start: a file this run created and left empty is
+        removed (still under the lock), so a setup that cannot work leaves nothing behind."""
+        if self._fd is not None and self.created and not self.wrote and os.fstat(self._fd).st_size == 0:
+            self.path.unlink(missing_ok=True)
+        self.close()
 
 
 @dataclasses.dataclass
@@ -205,7 +266,8 @@ class RolloutResult:
     they ended); ``skipped``: planned episodes already recorded (and kept); ``retried``: those
     among the played that were recorded as ``error`` before; ``kept_errors``: recorded
     errors kept by ``retry_errors=False``; ``resumed_score``: the score sum of the skipped;
-    ``interrupted``: stopped by Ctrl-C, ``abandoned`` episodes not played or not finished."""
+    ``interrupted``: stopped by Ctrl-C, ``abandoned`` episodes not played or not finished;
+    ``damaged``: lines of the output that were no trajectory record (skipped, reported)."""
 
     trajectories: list[Trajectory]
     skipped: int
@@ -216,6 +278,7 @@ class RolloutResult:
     resumed_score: float = 0.0
     interrupted: bool = False
     abandoned: int = 0
+    damaged: list[DamagedLine] = dataclasses.field(default_factory=list)
 
     @property
     def mean_score(self) -> float:
@@ -295,7 +358,8 @@ def rollout(episodes: Iterable[EpisodeSpec], policy: PolicyFactory | str, *, out
     ``output`` as it ends.
 
     Raises :class:`RunSetupError` before the first episode when the policy or an env cannot be
-    made, or ``output`` holds episodes of another agent. ``handle_sigint``: in the main thread,
+    made, ``output`` holds episodes of another agent, or another rollout holds ``output``'s lock
+    (the lock is held from the start to the end of the run). ``handle_sigint``: in the main thread,
     Ctrl-C stops the run as the module docstring says (the result has ``interrupted``).
     """
     if isinstance(policy, str):
@@ -308,11 +372,15 @@ def rollout(episodes: Iterable[EpisodeSpec], policy: PolicyFactory | str, *, out
     env_kwargs = dict(env_kwargs or {})
     for env_id in dict.fromkeys(e.env_id for e in episodes):
         check_env_kwargs(env_id, env_kwargs)
-    records, _ = recorded(output) if output is not None else ({}, 0)
-
+    # the lock first: a second run on this output is refused before it reads, builds or plays anything
+    writer = _Writer(output, fsync=fsync) if output is not None else None
+    damaged: list[DamagedLine] = []
     pool = _EnvPool(env_kwargs)
     agent = None
     try:
+        records, _ = recorded(output, damaged) if output is not None else ({}, 0)
+        for bad in damaged:
+            print(f"agent-gym: warning: {bad}; the episode it held, if any, is played again", file=sys.stderr)
         if episodes:
             agent = _probe(episodes, policy, policy_options, pool)
         others = sorted({t.agent for t in records.values() if t.policy} - {agent})
@@ -322,6 +390,8 @@ def rollout(episodes: Iterable[EpisodeSpec], policy: PolicyFactory | str, *, out
                 f"(a file holds one agent's episodes, so a resume never mixes two)")
     except BaseException:
         pool.close_all(CLOSE_TIMEOUT_S)
+        if writer is not None:
+            writer.discard()
         raise
 
     todo, skipped, kept_errors, retried = [], [], [], 0
@@ -336,9 +406,15 @@ def rollout(episodes: Iterable[EpisodeSpec], policy: PolicyFactory | str, *, out
             skipped.append(old)
             if old.status == "error":
                 kept_errors.append(old)
-    return _play(todo, skipped, policy, policy_options, pool, output=output, concurrency=concurrency,
-                 progress=progress, fsync=fsync, on_episode=on_episode, handle_sigint=handle_sigint,
-                 retried=retried, kept_errors=kept_errors, total=len(episodes))
+    try:
+        result = _play(todo, skipped, policy, policy_options, pool, output=output, writer=writer,
+                       concurrency=concurrency, progress=progress, on_episode=on_episode,
+                       handle_sigint=handle_sigint, retried=retried, kept_errors=kept_errors, total=len(episodes))
+    finally:
+        if writer is not None:
+            writer.close()  # releases the lock
+    result.damaged = damaged
+    return result
 
 
 def resolve_policy(name: str) -> PolicyFactory:
@@ -384,7 +460,7 @@ def _probe(episodes: list[EpisodeSpec], policy: PolicyFactory, policy_options: d
 
 
 def _play(todo: list[EpisodeSpec], skipped: list[Trajectory], policy: PolicyFactory, policy_options: dict[str, Any],
-          pool: _EnvPool, *, output: Path | None, concurrency: int, progress: bool, fsync: bool,
+          pool: _EnvPool, *, output: Path | None, writer: _Writer | None, concurrency: int, progress: bool,
           on_episode: Callable[[Trajectory], None] | None, handle_sigint: bool, retried: int,
           kept_errors: list[Trajectory], total: int) -> RolloutResult:
     stop = threading.Event()
@@ -437,7 +513,6 @@ def _play(todo: list[EpisodeSpec], skipped: list[Trajectory], policy: PolicyFact
 
         previous_handler = signal.signal(signal.SIGINT, on_sigint)
 
-    writer = _Writer(output, fsync=fsync) if output is not None else None
     results: list[Trajectory] = []
     started = time.perf_counter()
     threads = [threading.Thread(target=worker, name=f"episode-{i}", daemon=True)

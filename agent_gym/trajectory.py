@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -139,14 +140,54 @@ def dumps(traj: Trajectory) -> str:
     return json.dumps(traj.to_dict(), ensure_ascii=False, default=str) + "\n"
 
 
-def read_jsonl(path: str | os.PathLike) -> Iterator[Trajectory]:
-    """Trajectories of a file; a last line cut short by a crash is skipped."""
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.endswith("\n"):
+@dataclasses.dataclass(frozen=True)
+class DamagedLine:
+    """A line of a run file that is not a whole trajectory record (a disk fault, a hand edit, a
+    stray write), skipped by every reader. ``line`` counts from 1, as editors do."""
+
+    path: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path} line {self.line}: {self.reason}"
+
+
+class DamagedRecordWarning(UserWarning):
+    """Warned by :func:`read_jsonl` for each damaged line when the caller does not collect them."""
+
+
+def read_jsonl(path: str | os.PathLike, damaged: list[DamagedLine] | None = None) -> Iterator[Trajectory]:
+    """Trajectories of a file, in file order.
+
+    A last line with no newline (a write cut short by a crash) is skipped silently: its episode
+    never finished being recorded. Any other line that is not a trajectory record (not UTF-8,
+    not JSON, not a trajectory's fields) is skipped and reported with the file and line
+    number: appended to ``damaged`` when a list is given, else warned as
+    :class:`DamagedRecordWarning`. One bad line never hides the rest of the file.
+    """
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if not raw.endswith(b"\n"):
                 break  # torn final write: the episode never finished being recorded
-            if line.strip():
-                yield Trajectory.from_dict(json.loads(line))
+            if not raw.strip():
+                continue
+            try:
+                traj = Trajectory.from_dict(json.loads(raw.decode("utf-8").rstrip("\r\n")))
+            except UnicodeDecodeError as exc:
+                problem = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+            except json.JSONDecodeError as exc:
+                problem = f"not JSON ({exc.msg} at column {exc.colno})"
+            except (TypeError, ValueError, AttributeError, KeyError) as exc:
+                problem = f"not a trajectory record ({type(exc).__name__}: {exc})"
+            else:
+                yield traj
+                continue
+            bad = DamagedLine(str(path), number, f"skipped, {problem}")
+            if damaged is None:
+                warnings.warn(str(bad), DamagedRecordWarning, stacklevel=2)
+            else:
+                damaged.append(bad)
 
 
 def newest(trajs: Iterable[Trajectory], key: Callable[[Trajectory], Any] | None = None

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 from agent_gym.testing import need_data
 
@@ -312,3 +313,92 @@ def test_list_marks_a_deliberately_edited_dataset_as_modified(tmp_path, capsys, 
     rows = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["AgentTuning/GSM8K-v0"]["data"] == "modified" and rows["AgentTuning/MMLU-v0"]["data"] == "missing"
     assert data.dataset_state("gsm8k")["state"] == "modified"
+
+
+def _damage_line(path: Path, number: int) -> str:
+    """Overwrite line ``number`` (from 1) with bytes a disk fault might leave; the episode id it held."""
+    lines = path.read_bytes().splitlines(keepends=True)
+    episode = json.loads(lines[number - 1])["episode_id"]
+    lines[number - 1] = b"\x00" * 10 + lines[number - 1][10:30] + b"\n"
+    path.write_bytes(b"".join(lines))
+    return episode
+
+
+def test_a_damaged_line_mid_file_is_skipped_and_named_by_run_report_and_export(tmp_path, capsys):
+    need_data("gsm8k")
+    out = tmp_path / "run.jsonl"
+    assert main(["run", "gsm8k", "--policy", "expert", "-n", "4", "-o", str(out), "--no-progress"]) == 0
+    lost = _damage_line(out, 2)
+    capsys.readouterr()
+
+    assert main(["report", str(out), "--json"]) == 0
+    captured = capsys.readouterr()
+    (row,) = json.loads(captured.out)
+    assert row["episodes"] == 3 and row["damaged"] == [f"{out} line 2: skipped, not JSON (Expecting value at column 1)"]
+    assert _err_lines_of(captured.err) == [f"agent-gym: warning: {out} line 2: skipped, not JSON (Expecting value at column 1)"]
+
+    exported = tmp_path / "ai.jsonl"
+    assert main(["export", str(out), "-o", str(exported)]) == 0
+    captured = capsys.readouterr()
+    assert "kept 3 of 3" in captured.out and f"{out} line 2: skipped" in captured.err
+
+    # the resume plays the damaged episode again, appends it, and the report counts all 4
+    assert main(["run", "gsm8k", "--policy", "expert", "-n", "4", "-o", str(out), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert f"{out} line 2: skipped" in captured.err and "1 episodes in" in captured.err and "(3 already in" in captured.err
+    assert json.loads(out.read_bytes().splitlines()[-1])["episode_id"] == lost
+    assert main(["report", str(out), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["episodes"] == 4 and row["score"] == 1.0 and len(row["damaged"]) == 1
+
+
+def _err_lines_of(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.strip()]
+
+
+GATED_EXPERT = """
+import os, time
+from agent_gym.policies.simple import expert
+
+def make(env, **options):
+    policy = expert(env)
+    gate, reset = os.environ.get("GATE"), policy.reset
+
+    def gated_reset(info):  # after the first episode, wait until the test opens the gate
+        while gate and info["task_id"] != "0" and not os.path.exists(gate):
+            time.sleep(0.02)
+        reset(info)
+
+    policy.reset = gated_reset
+    return policy
+"""
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_holds_it(tmp_path):
+    need_data("gsm8k")
+    (tmp_path / "gated.py").write_text(GATED_EXPERT)
+    out, gate = tmp_path / "run.jsonl", tmp_path / "open"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    args = [*CLI, "run", "gsm8k", "--policy", "gated:make", "-n", "30", "-o", str(out), "--no-progress"]
+    first = subprocess.Popen(args, env={**env, "GATE": str(gate)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        deadline = time.time() + 60
+        while (not out.exists() or out.read_bytes().count(b"\n") < 1) and time.time() < deadline:
+            time.sleep(0.05)
+        assert out.read_bytes().count(b"\n") == 1 and first.poll() is None, "the first run did not get going"
+        second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        assert _err_lines_of(second.stderr) == [
+            f"agent-gym: error: {out} is being written by another agent-gym run (it holds the file's lock): "
+            "let that run finish, or pass another --output"]
+        assert out.read_bytes().count(b"\n") == 1  # the refused run wrote nothing
+    finally:
+        gate.touch()
+        _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    ids = [json.loads(line)["episode_id"] for line in out.read_text().splitlines()]
+    assert len(ids) == 30 and len(set(ids)) == 30
+    # the lock went with the first run: the same command now resumes (nothing left to play)
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "(30 already in" in again.stderr

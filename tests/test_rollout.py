@@ -327,3 +327,71 @@ def test_second_ctrl_c_stops_at_once_and_leaves_the_file_whole(tmp_path):
     proc.communicate(timeout=10)
     assert proc.returncode == 130 and time.time() - t0 < 3
     assert 2 <= len(_valid_records(out)) < 40
+
+
+def test_a_damaged_line_mid_file_is_skipped_and_its_episode_played_again_on_resume(tmp_path, capsys):
+    from agent_gym.trajectory import DamagedRecordWarning
+
+    out = tmp_path / "r.jsonl"
+    rollout(plan([TOY], episodes=5), lambda env, **_: Say(), output=out, progress=False)
+    lines = out.read_bytes().splitlines(keepends=True)
+    lost = json.loads(lines[2])["episode_id"]
+    lines[2] = lines[2][: len(lines[2]) // 2] + b"\n"  # a record cut in the middle, more lines after it
+    out.write_bytes(b"".join(lines))
+    capsys.readouterr()
+    result = rollout(plan([TOY], episodes=5), lambda env, **_: Say(), output=out, progress=False)
+    assert [(d.path, d.line) for d in result.damaged] == [(str(out), 3)]
+    assert result.skipped == 4 and [t.episode_id for t in result.trajectories] == [lost]
+    assert f"agent-gym: warning: {out} line 3: skipped, not JSON" in capsys.readouterr().err
+    with pytest.warns(DamagedRecordWarning, match=r"line 3: skipped"):  # the damaged line stays, and is named
+        assert finished_ids(out) == {e.episode_id for e in plan([TOY], episodes=5)}
+
+
+def test_a_second_rollout_on_an_output_in_use_is_refused_and_writes_nothing(tmp_path):
+    import threading
+
+    out = tmp_path / "r.jsonl"
+    started, release = threading.Event(), threading.Event()
+
+    class Waits(Say):
+        def reset(self, info):
+            started.set()
+            release.wait(30)
+
+    first = threading.Thread(target=rollout, args=(plan([TOY], episodes=3), lambda env, **_: Waits()),
+                             kwargs={"output": out, "progress": False, "handle_sigint": False})
+    first.start()
+    try:
+        assert started.wait(30)
+        with pytest.raises(RunSetupError, match=r"is being written by another agent-gym run .*pass another --output"):
+            rollout(plan([TOY], episodes=3), lambda env, **_: Say(), output=out, progress=False)
+        assert out.exists() and out.read_bytes() == b""  # the refused run neither wrote nor removed the file
+    finally:
+        release.set()
+        first.join(30)
+    assert len(out.read_text().splitlines()) == 3
+    assert rollout(plan([TOY], episodes=3), lambda env, **_: Say(), output=out, progress=False).skipped == 3
+
+
+def test_tasks_files_are_keyed_by_their_digest_so_two_files_share_one_output(tmp_path):
+    need_data("gsm8k")
+    import hashlib
+
+    out = tmp_path / "r.jsonl"
+    files = []
+    for name, (q, a) in {"a.jsonl": ("What is 2 + 3?", 5), "b.jsonl": ("What is 4 + 4?", 8)}.items():
+        path = tmp_path / name
+        path.write_text(json.dumps({"question": q, "answer": f"so\n#### {a}"}) + "\n")
+        files.append(path)
+    played = []
+    for path in files:
+        result = rollout(plan(["AgentTuning/GSM8K-v0"], tasks_file=path), "expert", output=out, progress=False,
+                         env_kwargs={"tasks_file": str(path)})
+        assert result.skipped == 0 and len(result.trajectories) == 1  # b's task "0" is not taken for a's
+        played.append(result.trajectories[0])
+    digests = [hashlib.sha256(p.read_bytes()).hexdigest()[:12] for p in files]
+    assert [t.episode_id for t in played] == [f"AgentTuning/GSM8K-v0|custom:{d}|0|0" for d in digests]
+    assert [t.score for t in played] == [1.0, 1.0]
+    again = rollout(plan(["AgentTuning/GSM8K-v0"], tasks_file=files[0]), "expert", output=out, progress=False,
+                    env_kwargs={"tasks_file": str(files[0])})
+    assert again.skipped == 1 and again.trajectories == []  # the same file resumes

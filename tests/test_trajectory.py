@@ -88,3 +88,26 @@ def test_newest_record_of_each_episode_wins_and_the_superseded_are_counted():
         ("b", "completed", "react:m"), ("a", "completed", "react:m"), ("a", "completed", "react:other")]
     assert superseded == 1
     assert newest(records, key=lambda t: t.episode_id)[1] == 2
+
+
+def test_a_damaged_line_is_skipped_and_reported_with_its_file_and_line_and_the_rest_is_read(tmp_path):
+    import pytest
+
+    from agent_gym.trajectory import DamagedLine, DamagedRecordWarning
+
+    path = tmp_path / "run.jsonl"
+    write_jsonl([_traj(), _traj(0.0), _traj(0.5)], path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    # line 2 overwritten by a disk fault, a stray line 4 and a non-UTF-8 line 5 inserted, a torn last line
+    path.write_bytes(lines[0] + b'{"env_id": "AgentTuning/OS-v0", "task_' + b"\x00" * 20 + b"\n" + lines[2]
+                     + b'{"not": "a trajectory"}\n' + b"\xff\xfe garbage\n" + b'{"env_id": "AgentTuning/OS')
+    damaged: list[DamagedLine] = []
+    back = list(read_jsonl(path, damaged))
+    assert [t.score for t in back] == [1.0, 0.5]
+    assert [(d.path, d.line) for d in damaged] == [(str(path), 2), (str(path), 4), (str(path), 5)]
+    assert damaged[0].reason.startswith("skipped, not JSON")
+    assert "not a trajectory record" in damaged[1].reason and "not UTF-8" in damaged[2].reason
+    assert str(damaged[0]).startswith(f"{path} line 2: skipped, not JSON")
+    with pytest.warns(DamagedRecordWarning) as caught:  # nobody collects them: each is a warning
+        assert len(list(read_jsonl(path))) == 2
+    assert [str(w.message).split(": ")[0] for w in caught] == [f"{path} line {n}" for n in (2, 4, 5)]
