@@ -177,7 +177,7 @@ def read_jsonl(path: str | os.PathLike, damaged: list[DamagedLine] | None = None
             except UnicodeDecodeError as exc:
                 problem = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
             except json.JSONDecodeError as exc:
-                problem = f"not JSON ({exc.msg} at column {exc.colno})"
+                problem = f"not JSON ({exc.msg}: column {exc.colno})"
             except (TypeError, ValueError, AttributeError, KeyError) as exc:
                 problem = f"not a trajectory record ({type(exc).__name__}: {exc})"
             else:

@@ -334,8 +334,9 @@ def test_a_damaged_line_mid_file_is_skipped_and_named_by_run_report_and_export(t
     assert main(["report", str(out), "--json"]) == 0
     captured = capsys.readouterr()
     (row,) = json.loads(captured.out)
-    assert row["episodes"] == 3 and row["damaged"] == [f"{out} line 2: skipped, not JSON (Expecting value at column 1)"]
-    assert _err_lines_of(captured.err) == [f"agent-gym: warning: {out} line 2: skipped, not JSON (Expecting value at column 1)"]
+    named = f"{out} line 2: skipped, not JSON (Expecting value: column 1)"
+    assert row["episodes"] == 3 and row["damaged"] == [named]
+    assert _err_lines_of(captured.err) == [f"agent-gym: warning: {named}"]
 
     exported = tmp_path / "ai.jsonl"
     assert main(["export", str(out), "-o", str(exported)]) == 0
@@ -345,7 +346,8 @@ def test_a_damaged_line_mid_file_is_skipped_and_named_by_run_report_and_export(t
     # the resume plays the damaged episode again, appends it, and the report counts all 4
     assert main(["run", "gsm8k", "--policy", "expert", "-n", "4", "-o", str(out), "--no-progress"]) == 0
     captured = capsys.readouterr()
-    assert f"{out} line 2: skipped" in captured.err and "1 episodes in" in captured.err and "(3 already in" in captured.err
+    assert f"{out} line 2: skipped" in captured.err
+    assert "1 episodes in" in captured.err and "(3 already in" in captured.err
     assert json.loads(out.read_bytes().splitlines()[-1])["episode_id"] == lost
     assert main(["report", str(out), "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
