@@ -94,7 +94,10 @@ class DockerSandbox(Sandbox):
                 "capabilities": sorted(CAPABILITY_NUMBERS[c] for c in CAPABILITIES), "argv": [*timeout, *argv],
                 "env": env}
         lim = self.limits
+        # SYS_ADMIN builds the view (mounts, setns) and is dropped before the check runs; AppArmor's and
+        # SELinux's container profiles forbid mounting at all, so the builder runs without them
         return [*self._docker(), "run", "--rm", "--cap-add", "SYS_ADMIN", "--cap-add", "SYS_PTRACE",
+                "--security-opt", "apparmor=unconfined", "--security-opt", "label=disable",
                 "--pid", f"container:{self.container}",
                 "--network", "none", "--memory", f"{lim.memory_mb}m", "--pids-limit", str(lim.processes),
                 "--ulimit", f"cpu={lim.cpu_seconds}:{lim.cpu_seconds}", "--ulimit", f"fsize={lim.file_mb << 20}",

@@ -31,10 +31,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agent_gym.envs.os_interaction.data import Script
+from agent_gym.envs.os_interaction.pristine import FAILED as CHECKER_FAILED
+from agent_gym.envs.os_interaction.pristine import FAILED_PREFIX as CHECKER_FAILED_PREFIX
 
 
 class SandboxError(RuntimeError):
     """The sandbox failed (could not start, died); the message says what to fix."""
+
+
+class CheckerError(SandboxError):
+    """A check could not be run with the image's tools on this machine (not the agent's doing)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,7 +314,12 @@ class Sandbox:
             argv[1:1] = ["-I"]
         env = {"PATH": CHECK_PATH, "HOME": "/root", "HOSTNAME": self.hostname, "PYTHONNOUSERSITE": "1",
                "PYTHONSAFEPATH": "1"}
-        return self._run_argv(self._enter_pristine(argv, env), timeout)
+        result = self._run_argv(self._enter_pristine(argv, env), timeout)
+        if result.exit_code == CHECKER_FAILED and CHECKER_FAILED_PREFIX in result.output:
+            raise CheckerError(
+                f"{result.output.strip()[-400:]}: the checker needs root, Linux 5.12+ (open_tree, move_mount, "
+                f"mount_setattr) and overlayfs, and for Docker a local daemon that allows --cap-add SYS_ADMIN")
+        return result
 
     def _enter_pristine(self, argv: list[str], env: dict[str, str]) -> list[str]:
         """The host command line that runs ``argv`` as a checker (see :mod:`.pristine`)."""

@@ -176,6 +176,8 @@ class OSEnv(TextEnv):
                     if result.exit_code != 0:
                         return False
                     params.append(result.output)
+        except engine.CheckerError:
+            raise  # this machine cannot run checks: an error to fix (and retry), not a wrong answer
         except (engine.SandboxError, OSError, ValueError):
             return False
         return True

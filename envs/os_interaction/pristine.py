@@ -21,7 +21,8 @@ Then it drops to the sandbox's capabilities and execs the check. It is run with 
 -c`` by a trusted interpreter: the host's (bwrap) or the image's in a fresh privileged container
 that shares the agent container's pid namespace (Docker). Standard library only, Python 3.8+,
 Linux 5.12+ (``open_tree``, ``move_mount``, ``mount_setattr``). Argument: one JSON object
-(see :func:`main`). Exit 125 with a message when the view cannot be built.
+(see :func:`main`). Exit 125 with a message when the view cannot be built: "refused" when the
+agent made it impossible (the check fails), "failed" when this machine cannot (an error).
 """
 
 import ctypes
@@ -52,6 +53,7 @@ CODE_DIRS = ("usr/bin", "usr/sbin", "usr/lib", "usr/lib32", "usr/lib64", "usr/li
              "usr/local/lib", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 BIN_DIRS = ("usr/bin", "usr/sbin", "bin", "sbin", "usr/local/bin", "usr/local/sbin")
 FAILED = 125
+FAILED_PREFIX = "agent-gym checker failed:"  # engine.py turns it into a CheckerError
 
 
 class Refused(Exception):
@@ -173,6 +175,14 @@ def build_tool_tree(pristine, agent_root, top, changes, staging):
     for d in (up, work, merged):
         os.mkdir(d)
     mount("overlay", merged, "overlay", 0, "lowerdir=%s,upperdir=%s,workdir=%s" % (lower, up, work))
+    try:
+        _apply(agent_root, top, changes, merged)
+    except OSError as exc:
+        raise Refused("cannot apply the agent's changes to /%s: %s" % (top, exc)) from exc
+    return merged
+
+
+def _apply(agent_root, top, changes, merged):
     for kind, rel, agent in changes:
         dest = os.path.join(merged, rel[len(top) + 1:])
         source = os.path.join(agent_root, rel)
@@ -190,7 +200,6 @@ def build_tool_tree(pristine, agent_root, top, changes, staging):
     os.chown(merged, folder.st_uid, folder.st_gid)
     os.chmod(merged, stat.S_IMODE(folder.st_mode))
     os.utime(merged, ns=(folder.st_atime_ns, folder.st_mtime_ns))
-    return merged
 
 
 def drop_capabilities(keep):
@@ -217,7 +226,10 @@ def build_view(spec):
     private_namespace()
     staging = os.path.join(pristine, "tmp")
     mount("agent-gym-check", staging, "tmpfs", 0, "mode=700")
-    changes = adjustments(pristine, agent, spec.get("changed", ()))
+    try:
+        changes = adjustments(pristine, agent, spec.get("changed", ()))
+    except OSError as exc:
+        raise Refused("cannot read the agent's changes to the code folders: %s" % exc) from exc
     tools = []  # (target, detached tree)
     for top in CODE_DIRS:
         image = os.path.join(pristine, top)
@@ -251,10 +263,11 @@ def build_view(spec):
     _check(_libc.setns(mnt_fd, CLONE_NEWNS), "setns mnt")
     private_namespace()
     os.chdir("/")
-    for target, fd in tools:
-        attach(fd, target)
-    for target, fd in etc:
-        attach(fd, target)
+    try:
+        for target, fd in tools + etc:
+            attach(fd, target)
+    except OSError as exc:
+        raise Refused("cannot lay the image's files over the agent's: %s" % exc) from exc
 
 
 def main(argv):
@@ -266,8 +279,12 @@ def main(argv):
     try:
         build_view(spec)
         drop_capabilities(set(spec["capabilities"]))
-    except (Refused, OSError) as exc:
-        sys.stderr.write("agent-gym checker: %s\n" % exc)
+    except Refused as exc:  # the agent's doing: the check fails
+        sys.stderr.write("agent-gym checker refused: %s\n" % exc)
+        sys.stderr.flush()
+        os._exit(FAILED)
+    except OSError as exc:  # this machine's: the episode is an error, not a failed check
+        sys.stderr.write("%s %s\n" % (FAILED_PREFIX, exc))
         sys.stderr.flush()
         os._exit(FAILED)
     # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across exec: a check's

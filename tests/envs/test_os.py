@@ -34,6 +34,7 @@ NEEDS_NETWORK = {
 }
 # Problems whose result depends on the moment it is computed: AgentBench's own nondeterminism.
 FLAKY = {
+    "7/bootstrap-0": "counts processes; its init's five `sleep 60` end if a minute passes between the two counts (a loaded machine)",
     "7/bootstrap-6": "the machine's used-memory percentage (`free -m`) changes between the two runs",
     "7/bootstrap-8": "`find $TARGET_DIR` with the variable unset (the init script exported it to itself): counts `/`, /proc included",
     "7/bootstrap-18": "adds the machine's used-memory percentage (`free`), which changes between the two runs",
@@ -115,6 +116,21 @@ def test_problems_load_in_upstream_order():
     msgs = prompt.prompt_messages(data.prompts())
     assert [m["role"] for m in msgs] == ["user", "assistant", "user", "assistant", "user", "assistant"]
     assert msgs[0]["content"].endswith('Now, my problem is:\n\ntell me how many files are in the directory "/etc"?')
+
+
+@needs_bwrap
+def test_a_checker_that_cannot_run_here_is_an_error_not_a_wrong_answer(env):
+    """When this machine cannot build the checker's view, the episode ends as an error (retried on
+    resume), never as a failed check; a view the agent made impossible is a failed check."""
+    start(env, "4/Q19-0")
+    env.unwrapped.sandbox.root = "/nonexistent-image"  # the image vanished under the sandbox
+    *_, term, trunc, info = env.step(prompt.answer_reply("3"))
+    assert info["status"] == "error" and info["end_reason"] == "env_error"
+    assert "checker needs root, Linux 5.12+" in info["error"]
+    start(env, "4/Q19-0")
+    env.step(bash("rm -rf /usr/lib; echo x > /usr/lib"))  # no folder left to lay the image's libraries on
+    *_, term, trunc, info = env.step(prompt.answer_reply("3"))
+    assert term and info["status"] == "completed" and info["success"] is False
 
 
 # ------------------------------------------------------------------ the env on bubblewrap
