@@ -686,6 +686,20 @@ class _StatementGuard(threading.Thread):
         return self.reason
 
 
+def _rollback_prepared(cur: Any) -> None:
+    """Roll back every prepared XA transaction whose connection has gone. ``XA PREPARE`` in an
+    agent's batch outlives its connection (and the server's restarts), holding locks on its rows
+    and a metadata lock that makes ``DROP DATABASE`` wait: only agents use XA here, and a
+    transaction whose connection is still open cannot be rolled back from outside (skipped)."""
+    cur.execute("XA RECOVER FORMAT='SQL'")
+    for *_, xid in cur.fetchall():
+        try:
+            cur.execute(f"XA ROLLBACK {xid.decode() if isinstance(xid, bytes) else xid}")
+        except _pymysql().err.MySQLError as exc:
+            if _client_error(exc):
+                raise
+
+
 def _is_view(folder: Any, name: str) -> bool:
     try:
         with open(os.path.join(folder, name), "rb") as f:
@@ -805,6 +819,7 @@ class MariaDBEngine:
         setup_error = None
         try:
             with conn.cursor() as cur:
+                _rollback_prepared(cur)
                 cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
                 cur.execute(f"CREATE DATABASE `{name}`")
                 cur.execute(f"USE `{name}`")
@@ -850,6 +865,7 @@ class MariaDBEngine:
             return
         try:
             with self._admin_conn().cursor() as cur:
+                _rollback_prepared(cur)
                 cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
                 if user is not None:  # its grants go with it
                     cur.execute(f"DROP USER IF EXISTS '{user}'@'localhost'")

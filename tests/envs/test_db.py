@@ -705,7 +705,8 @@ def test_nothing_done_through_an_episodes_account_outlives_it(mariadb_server, tm
 
 
 HOSTILE_SQL = [
-    "SET PASSWORD = PASSWORD('x')",  # issue 15: this locked every later episode out of the shared account
+    # a prepared XA transaction outlives its connection, holding locks that made the next reset's DROP wait
+    "XA START 'x'; UPDATE `Jiu-Jitsu Championships Results` SET Notes = 'z'; XA END 'x'; XA PREPARE 'x'",
     "SET GLOBAL max_connections = 1", "SET GLOBAL sql_mode = ''", "SET GLOBAL max_statement_time = 0",
     "SET @@GLOBAL.group_concat_max_len = 4", "SET GLOBAL read_only = 1", "SET GLOBAL event_scheduler = ON",
     "CREATE DATABASE other_db", "DROP DATABASE mysql", "DROP TABLE mysql.user", "USE mysql",
@@ -714,6 +715,8 @@ HOSTILE_SQL = [
     "RENAME USER CURRENT_USER() TO 'root'@'%'", "SET GLOBAL max_heap_table_size = 1",
     "PRAGMA max_page_count = 2147483647", "ATTACH DATABASE '/tmp/agent-gym-db-hostile.sqlite' AS x",
     "DROP DATABASE `Jiu-Jitsu Championships Results`",  # its own: gone for this episode only
+    "SET PASSWORD = PASSWORD('x')",  # issue 15: this locked every later episode out of the shared account
+    "SELECT 1",  # now locked out itself: 1045 for the rest of its episode
 ]
 
 
@@ -738,7 +741,11 @@ def test_after_a_hostile_episode_the_next_episodes_gold_replay_scores(make_env, 
         obs, reward, term, trunc, info = env.step(prompt.operation(sql))
         assert not (term or trunc) and info["status"] == "running", (sql, obs)
         if env._rounds == MAX_ROUNDS:
+            t0 = time.monotonic()
             env.reset(options={"task": "other/0"})  # a second hostile episode for the rest
+            assert time.monotonic() - t0 < 5
+            obs, *_ = env.step(prompt.operation(f"SELECT COUNT(*) FROM {JIU_JITSU} WHERE Notes = 'z'"))
+            assert obs == "[(0,)]"
     assert not Path("/tmp/agent-gym-db-hostile.sqlite").exists()
     for q in gold:
         assert _gold_scores(env, q) == ("completed", 1.0), q.id
@@ -747,6 +754,7 @@ def test_after_a_hostile_episode_the_next_episodes_gold_replay_scores(make_env, 
         users = lambda state: {u for u, _ in state[1] if not u.startswith(mariadb.AGENT_USER_PREFIX)}  # noqa: E731
         assert after[0] == before[0] and users(after) == users(before)
         assert set(after[2]) - set(before[2]) <= {(q.table.name,) for q in gold}  # other envs' episodes
+        assert _root_query(server, "XA RECOVER") == ()
 
 
 GROW_SQL = {  # issue 15: one statement wrote about 200 MB/s (MariaDB), grew the process by 517 MB in 2.6 s (SQLite)
