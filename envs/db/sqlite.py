@@ -2,9 +2,10 @@
 
 No file can be attached or written (ATTACH and ``VACUUM INTO`` need an attached database, and
 none is allowed), values are capped at 16 MB, the database (and its temporary one) at
-:data:`~agent_gym.envs.db.engine.STORAGE_CAP` (``max_page_count``, which the agent cannot set), and
-a progress handler stops a statement that runs past the time limit. The table's columns compare as MySQL 8's do (case- and
-accent-insensitive), so the same SQL finds the same rows on both engines. Write questions are
+:data:`~agent_gym.envs.db.engine.STORAGE_CAP` (``max_page_count``, which the agent cannot set),
+and a progress handler stops a statement that runs past the time limit. The table's columns
+compare as MySQL 8's do (case- and accent-insensitive), so the same SQL finds the same rows on
+both engines. Write questions are
 scored against the gold SQL replayed on SQLite, where MySQL's ``answer_md5`` is out of reach.
 """
 
