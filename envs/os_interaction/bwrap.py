@@ -65,6 +65,34 @@ _PROC_GUARDS = (
 _HIDDEN = ("/var/lib/docker", "/var/lib/containerd", "/var/lib/mysql", "/var/tmp", "/var/run", "/var/lib/apt/lists")
 
 
+# The sandbox's pid 1 (bwrap --as-pid-1), as bash is in AgentBench's containers. The kernel
+# never delivers a signal sent from inside the namespace to its init unless the init handles it, so
+# nothing the agent runs (`kill -9 -1`, `kill -9 1`) can end the sandbox; bash would handle INT,
+# TERM, ... itself, hence the traps. It reaps the orphans reparented to it (bash reaps any child on
+# SIGCHLD) and blocks reading a pipe from this process, ending when that closes.
+_INIT = ("trap '' HUP INT QUIT USR1 USR2 PIPE ALRM TERM TSTP TTIN TTOU URG XCPU XFSZ VTALRM PROF WINCH IO PWR SYS; "
+         "while :; do read -r _ || exit 0; done")
+_LAST_TRAP_BIT = 1 << (signal.SIGSYS - 1)
+
+
+def _init_ready(pid: int) -> bool:
+    """Whether ``pid`` has exec'd _INIT and set its traps (SIGSYS ignored: the last one set)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    match = re.search(r"^SigIgn:\s*([0-9a-f]+)", status, re.M)
+    return "Name:\tbash" in status and match is not None and bool(int(match.group(1), 16) & _LAST_TRAP_BIT)
+
+
+def _protect_from_oom(pid: int) -> None:
+    """Keep the memory cgroup's OOM killer off pid 1: it kills the agent's processes, not the sandbox."""
+    try:
+        Path(f"/proc/{pid}/oom_score_adj").write_text("-1000")
+    except OSError:
+        pass
+
+
 def _cgroup_dirs(name: str, limits: Limits) -> list[Path]:
     """Create the sandbox's cgroups (v1 pids + memory, or v2) and return their folders."""
     base = Path("/sys/fs/cgroup")
@@ -134,8 +162,7 @@ class BwrapSandbox(Sandbox):
         self._cgroups: list[Path] = []
         self._proc: subprocess.Popen | None = None
         self._staging: str | None = None
-        self.init_pid = 0  # host pid of the sandbox's pid 1 (bwrap's reaper)
-        self.main_pid = 0  # host pid of its main process (``sleep infinity``), which keeps the sandbox up
+        self.init_pid = 0  # host pid of the sandbox's pid 1 (_INIT), which keeps the sandbox up
 
     @staticmethod
     def unavailable() -> str | None:
@@ -171,10 +198,11 @@ class BwrapSandbox(Sandbox):
                  "--clearenv", "--setenv", "PATH", PATH, "--chdir", "/", "--info-fd", str(info_w)]
         if self.root == "/":
             bwrap += [a for h in _HIDDEN if os.path.isdir(h) and not os.path.islink(h) for a in ("--tmpfs", h)]
-        bwrap += ["--", "sleep", "infinity"]
+        bwrap += ["--as-pid-1", "--", "bash", "-c", _INIT]
         argv = [*self._prefix(), "unshare", "-m", "--propagation", "private", "sh", "-c", _LAUNCH, "sh",
                 self._staging, self.root, str(self.limits.disk_mb), *bwrap]
-        self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        # stdin: a pipe nobody writes to; pid 1 reads it, and ends at its end of file (this process gone)
+        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                       pass_fds=(info_w,), start_new_session=True)
         os.close(info_w)
         with os.fdopen(info_r, "rb") as info:
@@ -185,23 +213,19 @@ class BwrapSandbox(Sandbox):
             self._teardown()
             raise SandboxError(f"bwrap did not start the sandbox: {err.strip()[-800:] or 'no child pid reported'}")
         self.init_pid = int(match.group(1))
-        # bwrap reports the pid before it has built the root: ready once pid 1 has exec'd the main command
-        children = Path(f"/proc/{self.init_pid}/task/{self.init_pid}/children")
+        # bwrap reports the pid before it has built the root: ready once pid 1 runs _INIT with its
+        # signals ignored (before that an early signal could still end it)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            try:
-                for child in children.read_text().split():
-                    if Path(f"/proc/{child}/comm").read_text().strip() == "sleep":
-                        self.main_pid = int(child)
-                        return
-            except OSError:
-                pass
+            if _init_ready(self.init_pid):
+                _protect_from_oom(self.init_pid)
+                return
             if self._proc.poll() is not None:
                 break
             time.sleep(0.002)
         err = self._proc.stderr.read().decode(errors="replace").strip() if self._proc.poll() is not None else ""
         self._teardown()
-        raise SandboxError(f"the bwrap sandbox did not come up: {err[-800:] or 'no main process within 30 s'}")
+        raise SandboxError(f"the bwrap sandbox did not come up: {err[-800:] or 'no init within 30 s'}")
 
     def _enter(self, argv: list[str], *, tty: bool, env: dict[str, str]) -> list[str]:
         caps = ",".join(["-all", *(f"+{c}" for c in CAPABILITIES)])
@@ -246,7 +270,7 @@ class BwrapSandbox(Sandbox):
 
     def _sandbox_pids(self) -> list[int]:
         """Host pids of the processes inside, without pid 1 and the main ``sleep``."""
-        keep = {self.init_pid, self.main_pid}
+        keep = {self.init_pid}
         pids: set[int] = set()
         if self._cgroups:
             for d in self._cgroups:
@@ -307,6 +331,7 @@ class BwrapSandbox(Sandbox):
             except ProcessLookupError:
                 pass
             self._proc.wait()
+            self._proc.stdin.close()
             self._proc.stderr.close()
             self._proc = None
         # pid 1 dies with bwrap (--die-with-parent), and every process of its namespace with it

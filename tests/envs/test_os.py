@@ -592,6 +592,44 @@ def test_an_exited_shell_is_replaced(sandbox):
     assert sandbox.resets == 0
 
 
+def _kill_everything_inside(sb) -> None:
+    """`kill -9 -1` from the agent's shell (the shell lives on) and from a child (the shell dies too):
+    the sandbox's init survives, every later command runs, and a killed shell is replaced."""
+    init = sb.init_pid if isinstance(sb, bwrap.BwrapSandbox) else None
+    sb.execute("sleep 300 & touch /root/kept")
+    out = sb.execute("kill -9 -1; echo shell-lived")
+    assert "shell-lived" in out
+    time.sleep(0.5)  # the init, were it killable, would be gone by now (and the namespace with it)
+    assert "first-after" in sb.execute("echo first-after") and "second-after" in sb.execute("echo second-after")
+    sb.execute("/bin/kill -9 -1")  # from a child: kills the agent's shell as well
+    time.sleep(0.5)
+    out = sb.execute("pwd; ls /root/kept; echo third-after")
+    assert "third-after" in out and "/root/kept" in out
+    assert "S" in sb.execute("ps -o stat= -p 1") and "1-alive" in sb.execute("kill -9 1; kill -TERM 1; echo 1-alive")
+    if init is not None:
+        assert Path(f"/proc/{init}").exists() and sb.init_pid == init
+
+
+@needs_bwrap
+def test_kill_everything_inside_leaves_the_sandbox_up(sandbox):
+    _kill_everything_inside(sandbox)
+    assert sandbox.run(engine.Script("bash", "echo script-ran")).output == "script-ran\n"
+
+
+@needs_bwrap
+def test_kill_everything_inside_an_episode_goes_on(env):
+    """The issue's case: after `kill -9 -1` the next commands run and the episode goes on to be judged."""
+    start(env, "4/Q19-0")
+    env.step(bash("kill -9 -1"))
+    time.sleep(0.5)
+    obs, *_ = env.step(bash("echo first-after"))
+    assert "first-after" in obs
+    obs, reward, term, trunc, info = env.step(bash("wc -l < /root/matrix.txt"))
+    assert "3" in obs and not (term or trunc) and info["status"] == "running"
+    *_, term, trunc, info = env.step(prompt.answer_reply("3"))
+    assert term and info["status"] == "completed" and info["success"] is True
+
+
 @needs_bwrap
 def test_100_mb_of_output_is_capped(sandbox):
     t = time.monotonic()
@@ -658,6 +696,12 @@ def test_docker_shell_state_and_isolation(docker_host, monkeypatch):
         sb.execute("rm -rf --no-preserve-root / 2>/dev/null")
     with docker.DockerSandbox(host=docker_host) as sb:  # the next episode starts from the image again
         assert "/bin/bash" in sb.execute("ls /bin/bash")
+
+
+@pytest.mark.docker
+def test_docker_kill_everything_inside_leaves_the_container_up(docker_host):
+    with docker.DockerSandbox(engine.Limits(command_seconds=3, processes=64), host=docker_host) as sb:
+        _kill_everything_inside(sb)
 
 
 @pytest.mark.docker
