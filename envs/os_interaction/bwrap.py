@@ -6,8 +6,10 @@ host's ``/usr``, ``/etc`` and ``/var``); ``bwrap`` makes that the root with a fr
 minimal ``/dev``, empty ``/root`` / ``/home`` / ``/tmp``, new pid / net / ipc / uts namespaces,
 an empty environment and Docker's default capabilities less ``mknod`` and ``net_raw``. The
 agent's shell and the scripts join it with ``nsenter`` (``setpriv`` caps them again). The
-sandbox's processes share a pids + memory cgroup; nothing written inside reaches the host, and
-it all vanishes with the namespace.
+sandbox's processes share a pids + memory cgroup nested in the runner's own (:mod:`.cgroups`);
+nothing written inside reaches the host, and it all vanishes with the namespace. What a runner
+killed with ``SIGKILL`` leaves (its staging folder, its sandboxes' cgroups) the next start
+removes (:func:`sweep`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -27,7 +30,7 @@ import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
-from agent_gym.envs.os_interaction import pristine
+from agent_gym.envs.os_interaction import cgroups, pristine
 from agent_gym.envs.os_interaction.engine import (CAPABILITIES, CAPABILITY_NUMBERS, PATH, Limits, Sandbox, SandboxError,
                                                   checker_command)
 
@@ -93,34 +96,36 @@ def _protect_from_oom(pid: int) -> None:
         pass
 
 
-def _cgroup_dirs(name: str, limits: Limits) -> list[Path]:
-    """Create the sandbox's cgroups (v1 pids + memory, or v2) and return their folders."""
-    base = Path("/sys/fs/cgroup")
-    made: list[Path] = []
-    try:
-        if (base / "pids" / "cgroup.procs").exists() and (base / "memory" / "cgroup.procs").exists():
-            for ctl, settings in (("pids", {"pids.max": str(limits.processes)}),
-                                  ("memory", {"memory.limit_in_bytes": str(limits.memory_mb << 20)})):
-                d = base / ctl / "agent-gym-os" / name
-                d.mkdir(parents=True)
-                made.append(d)
-                for key, value in settings.items():
-                    (d / key).write_text(value)
-        elif (base / "cgroup.controllers").exists():
-            d = base / f"agent-gym-os-{name}"
-            d.mkdir()
-            made.append(d)
-            (d / "pids.max").write_text(str(limits.processes))
-            (d / "memory.max").write_text(str(limits.memory_mb << 20))
-        else:
-            raise OSError("no cgroup v1 pids/memory or cgroup v2 hierarchy under /sys/fs/cgroup")
-    except OSError as exc:
-        for d in reversed(made):
-            d.rmdir()
-        raise SandboxError(
-            f"cannot create cgroups for the sandbox's process and memory limits ({exc}); run as root with "
-            "/sys/fs/cgroup writable, or pass cgroups=False to run without those two limits") from exc
-    return made
+def sweep() -> None:
+    """Remove what the sandboxes of dead processes left behind (a process killed with ``SIGKILL``
+    cannot clean up; its sandbox's processes die with it, ``--die-with-parent``): staging folders
+    ``/tmp/agent-gym-os-<pid>-<start>-*``, the cgroups each recorded, stale cgroups in this
+    process's own (:func:`cgroups.sweep`). Ours only (same user); a live owner's are kept."""
+    for folder in Path(tempfile.gettempdir()).glob(cgroups.PREFIX + "*"):
+        try:
+            st = folder.lstat()
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+                continue
+            if cgroups.owner_alive(folder.name):
+                # a folder of a version that did not name its owner: empty, and a day old
+                if not _UNNAMED_STAGING.match(folder.name) or time.time() - st.st_mtime < 86400:
+                    continue
+                folder.rmdir()
+                continue
+        except OSError:
+            continue
+        try:
+            recorded = (folder / "cgroups").read_text().splitlines()
+        except OSError:
+            recorded = []
+        for line in recorded:
+            if line and cgroups.is_sandbox_cgroup(Path(line)):
+                cgroups.remove(Path(line))
+        shutil.rmtree(folder, ignore_errors=True)
+    cgroups.sweep()
+
+
+_UNNAMED_STAGING = re.compile(r"agent-gym-os-[a-z0-9_]{8}$")  # tempfile.mkdtemp's own 8 characters
 
 
 _LIVE: weakref.WeakSet = weakref.WeakSet()
@@ -187,10 +192,20 @@ class BwrapSandbox(Sandbox):
             raise SandboxError(f"bubblewrap sandbox unavailable: {reason}")
         if self.root != "/" and not Path(self.root, "bin").exists():
             raise SandboxError(f"{self.root} is not a root filesystem (no bin/); build one with docker/os/build.sh")
+        sweep()
         _LIVE.add(self)
-        name = f"{os.getpid()}-{self.hostname}"
-        self._cgroups = _cgroup_dirs(name, self.limits) if self.use_cgroups else []
-        self._staging = tempfile.mkdtemp(prefix="agent-gym-os-")
+        owner = cgroups.PREFIX + cgroups.owner_tag()  # agent-gym-os-<pid>-<start>: see sweep()
+        self._staging = tempfile.mkdtemp(prefix=owner + "-")
+        if self.use_cgroups:
+            try:
+                planned = cgroups.plan(f"{owner}-{self.hostname}")
+                # recorded before they exist: a start after this process is killed finds them here
+                Path(self._staging, "cgroups").write_text("".join(f"{d}\n" for d in planned))
+                cgroups.create(planned, self.limits.processes, self.limits.memory_mb << 20)
+            except OSError as exc:
+                self._teardown()
+                raise SandboxError(f"cannot create cgroups for the sandbox's process and memory limits: {exc}") from exc
+            self._cgroups = planned
         info_r, info_w = os.pipe()
         bwrap = ["bwrap", "--bind", f"{self._staging}/root", "/", "--proc", "/proc", *_PROC_GUARDS, "--dev", "/dev",
                  "--unshare-all", "--hostname", self.hostname, "--die-with-parent", "--cap-drop", "ALL",
@@ -336,22 +351,11 @@ class BwrapSandbox(Sandbox):
             self._proc = None
         # pid 1 dies with bwrap (--die-with-parent), and every process of its namespace with it
         for d in self._cgroups:
-            for _ in range(100):
-                try:
-                    d.rmdir()
-                    break
-                except OSError:
-                    for p in (d / "cgroup.procs").read_text().split() if (d / "cgroup.procs").exists() else ():
-                        try:
-                            os.kill(int(p), signal.SIGKILL)
-                        except ProcessLookupError:
-                            pass
-                    time.sleep(0.02)
+            cgroups.remove(d)
         self._cgroups = []
         if self._staging:
-            try:
-                os.rmdir(self._staging)
-            except OSError:
-                pass
+            # on the host the folder holds only the cgroups record (the sandbox's tmpfs was mounted on
+            # it in the launcher's own mount namespace, gone now)
+            shutil.rmtree(self._staging, ignore_errors=True)
             self._staging = None
         _LIVE.discard(self)

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -651,6 +652,92 @@ def test_processes_outside_cannot_be_seen_or_killed(sandbox):
     finally:
         victim.kill()
         victim.wait()
+
+
+def _cgroup_paths(pid: int) -> dict[str, str]:
+    """{"pids": path, "memory": path} (v1) or {"": path} (v2) of a process, as /proc/<pid>/cgroup names them."""
+    out = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for ctl in controllers.split(",") if controllers else [""]:
+            if ctl in ("pids", "memory", ""):
+                out[ctl] = path
+    return out
+
+
+@needs_bwrap
+def test_sandbox_cgroups_are_nested_in_the_runners_own(sandbox):
+    """A limit put on the runner's cgroup covers its sandboxes: theirs are made inside it."""
+    from agent_gym.envs.os_interaction import cgroups
+
+    own = cgroups.own_cgroups()
+    assert sandbox._cgroups  # noqa: SLF001
+    for d in sandbox._cgroups:  # noqa: SLF001
+        assert d.parent in own.values() and d.name.startswith(f"agent-gym-os-{os.getpid()}-")
+    mine, theirs = _cgroup_paths(os.getpid()), _cgroup_paths(sandbox.init_pid)
+    sandbox.execute("true")
+    shell = sandbox.shell.proc.pid  # the host side of the shell (nsenter), in the sandbox's cgroups
+    for ctl in ("pids", "memory") if "memory" in own else ("",):
+        assert theirs[ctl].startswith(mine[ctl].rstrip("/") + "/agent-gym-os-"), (ctl, mine, theirs)
+        assert _cgroup_paths(shell)[ctl] == theirs[ctl]
+
+
+def test_runner_cgroups_read_v1_v2_and_cgroup_namespaces():
+    from agent_gym.envs.os_interaction import cgroups
+
+    v1 = ("8:pids:/\n4:memory:/jobs/abc\n1:cpu:/\n0::/\n",
+          "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+          "39 31 0:36 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n"
+          "41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n")
+    assert cgroups.runner_cgroups(*v1) == {"pids": Path("/sys/fs/cgroup/pids"),
+                                           "memory": Path("/sys/fs/cgroup/memory/jobs/abc"),
+                                           "": Path("/sys/fs/cgroup/unified")}
+    v2 = ("0::/user.slice/user-0.slice/session-3.scope\n",
+          "30 24 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n")
+    assert cgroups.runner_cgroups(*v2) == {"": Path("/sys/fs/cgroup/user.slice/user-0.slice/session-3.scope")}
+    # a container that sees its own cgroup as the mount's root (no cgroup namespace): the mount root maps it
+    ns = ("0::/docker/f00/job\n", "30 24 0:26 /docker/f00 /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n")
+    assert cgroups.runner_cgroups(*ns) == {"": Path("/sys/fs/cgroup/job")}
+
+
+_KILLED_RUNNER = """
+import json, sys
+from agent_gym.envs.os_interaction import bwrap, engine
+sb = bwrap.BwrapSandbox(engine.Limits(command_seconds=3, processes=64, memory_mb=256)).start()
+sb.execute("sleep 300 &")
+print(json.dumps({"staging": sb._staging, "cgroups": [str(d) for d in sb._cgroups], "init": sb.init_pid,
+                  "shell": sb.shell.proc.pid}), flush=True)
+sys.stdin.read()
+"""
+
+
+@needs_bwrap
+def test_a_start_sweeps_what_a_sigkilled_runner_left():
+    """The issue's case: SIGKILL of the Python process leaves its staging folder and the two
+    cgroups of each live sandbox; the sandbox's processes die with it, and the next start removes
+    the rest (names carry pid and start time: a live runner's are kept)."""
+    import signal
+
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_RUNNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    left = json.loads(child.stdout.readline())
+    with bwrap.BwrapSandbox(engine.Limits(processes=64, memory_mb=256)) as live:  # a live runner's: kept
+        assert Path(left["staging"]).is_dir() and all(Path(d).is_dir() for d in left["cgroups"])
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdin.close()
+        child.stdout.close()
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{left['init']}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _start_time(left["init"]) is None and _start_time(left["shell"]) is None  # died with it
+        assert Path(left["staging"]).is_dir() and len(left["cgroups"]) >= 1
+        assert all(Path(d).is_dir() for d in left["cgroups"])  # what the kill left, until a start
+        with bwrap.BwrapSandbox(engine.Limits(processes=64, memory_mb=256)) as sb:
+            assert "ok" in sb.execute("echo ok")
+            assert not Path(left["staging"]).exists() and not any(Path(d).exists() for d in left["cgroups"])
+            assert Path(live._staging).is_dir() and all(d.is_dir() for d in live._cgroups)  # noqa: SLF001
+        assert "still" in live.execute("echo still")
 
 
 @needs_bwrap
