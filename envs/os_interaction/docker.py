@@ -11,17 +11,27 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from agent_gym.envs.os_interaction import pristine
+from agent_gym.envs.os_interaction import cgroups, pristine
 from agent_gym.envs.os_interaction.engine import (CAPABILITIES, CAPABILITY_NUMBERS, Limits, Sandbox, SandboxError,
                                                   checker_command)
 
 DEFAULT_IMAGE = "agent-gym/os:latest"
+
+
+def _owner() -> str:
+    """``<boot id>/<hostname>/<pid>-<start>``: the process that made a container, as a label."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = "unknown-boot"
+    return f"{boot}/{socket.gethostname()}/{cgroups.owner_tag()}"
 
 
 class DockerSandbox(Sandbox):
@@ -63,17 +73,36 @@ class DockerSandbox(Sandbox):
             return None
         return probe.stdout.strip() if probe.returncode == 0 else None
 
+    def sweep(self) -> list[str]:
+        """Remove the containers of runners on this machine that died without removing them (a
+        ``SIGKILL``ed process leaves its ``docker run -d`` containers running); return their ids.
+        Each container names its owner (boot id, hostname, pid and start time): a live owner's, or
+        one from another machine sharing the daemon, are kept."""
+        listed = subprocess.run([*self._docker(), "ps", "-a", "--filter", "label=created_by=agent-gym-os", "--format",
+                                 '{{.ID}}\t{{.Label "agent-gym-os.owner"}}'], capture_output=True, text=True, timeout=60)
+        here = _owner().rsplit("/", 1)[0] + "/"
+        stale = []
+        for line in listed.stdout.splitlines():
+            cid, _, owner = line.partition("\t")
+            tag = owner[len(here):] if owner.startswith(here) else ""
+            if tag and not cgroups.owner_alive(f"{cgroups.PREFIX}{tag}-"):
+                stale.append(cid)
+        if stale:
+            subprocess.run([*self._docker(), "rm", "-f", *stale], capture_output=True, timeout=120)
+        return stale
+
     def _launch(self) -> None:
         reason = self.unavailable()
         if reason:
             raise SandboxError(f"docker sandbox unavailable: {reason}")
+        self.sweep()
         lim = self.limits
         run = subprocess.run(
             [*self._docker(), "run", "-d", "-i", "-t", "--network", "none", "--hostname", self.hostname,
              "--memory", f"{lim.memory_mb}m", "--memory-swap", f"{lim.memory_mb}m", "--pids-limit", str(lim.processes),
              "--ulimit", f"cpu={lim.cpu_seconds}:{lim.cpu_seconds}", "--ulimit", f"fsize={lim.file_mb << 20}",
              "--ulimit", "core=0", "--cap-drop", "MKNOD", "--cap-drop", "NET_RAW",
-             "--label", "created_by=agent-gym-os", self.image, "bash"],
+             "--label", "created_by=agent-gym-os", "--label", f"agent-gym-os.owner={_owner()}", self.image, "bash"],
             capture_output=True, text=True, timeout=120)
         if run.returncode != 0:
             raise SandboxError(f"docker run failed: {run.stderr.strip()[-800:]}")
@@ -101,7 +130,8 @@ class DockerSandbox(Sandbox):
                 "--pid", f"container:{self.container}",
                 "--network", "none", "--memory", f"{lim.memory_mb}m", "--pids-limit", str(lim.processes),
                 "--ulimit", f"cpu={lim.cpu_seconds}:{lim.cpu_seconds}", "--ulimit", f"fsize={lim.file_mb << 20}",
-                "--ulimit", "core=0", "--label", "created_by=agent-gym-os", self.image,
+                "--ulimit", "core=0", "--label", "created_by=agent-gym-os", "--label", f"agent-gym-os.owner={_owner()}",
+                self.image,
                 *checker_command(["/usr/bin/python3"], spec)]
 
     def _changed_paths(self) -> list[str]:

@@ -791,6 +791,38 @@ def test_docker_kill_everything_inside_leaves_the_container_up(docker_host):
         _kill_everything_inside(sb)
 
 
+_KILLED_DOCKER_RUNNER = """
+import json, sys
+from agent_gym.envs.os_interaction import docker, engine
+sb = docker.DockerSandbox(engine.Limits(command_seconds=3), host=sys.argv[1]).start()
+sb.execute("sleep 300 &")
+print(json.dumps({"container": sb.container}), flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.docker
+def test_docker_start_removes_the_containers_a_sigkilled_runner_left(docker_host):
+    import signal
+
+    def running() -> set[str]:
+        out = subprocess.run(["docker", "-H", docker_host, "ps", "-aq", "--no-trunc"], capture_output=True, text=True)
+        return set(out.stdout.split())
+
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_DOCKER_RUNNER, docker_host], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    left = json.loads(child.stdout.readline())["container"]
+    with docker.DockerSandbox(host=docker_host) as live:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdin.close()
+        child.stdout.close()
+        assert left in running()  # docker run -d: the container outlives its runner, until a start
+        with docker.DockerSandbox(host=docker_host) as sb:
+            assert left not in running() and {sb.container, live.container} <= running()
+            assert "ok" in sb.execute("echo ok")
+
+
 @pytest.mark.docker
 def test_checker_uses_the_images_tools_on_docker(docker_host):
     need_data("agentbench_os")
