@@ -106,12 +106,13 @@ def shots_near(tasks_file: Path, subject: str) -> tuple[Question, ...] | None:
     return None
 
 
-#: Hendrycks et al.'s subject -> category table (hendrycks/test ``categories.py``: subcategories
-#: grouped into STEM, humanities, social sciences and other). AgentTuning's eval_mmlu_hf.py has its
-#: own copy that differs in one subject: it counts ``anatomy`` as STEM (Hendrycks: other / health).
+#: The paper's subject -> category table (AgentTuning eval_general/eval_mmlu_hf.py ``TASK_NAME_MAPPING``;
+#: category means are micro accuracies over the category's questions, as its ``cal_mmlu``). It is
+#: Hendrycks et al.'s grouping (hendrycks/test ``categories.py``) except one subject: the paper counts
+#: ``anatomy`` as STEM, Hendrycks as other (health).
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "STEM": (
-        "abstract_algebra", "astronomy", "college_biology", "college_chemistry", "college_computer_science",
+        "abstract_algebra", "anatomy", "astronomy", "college_biology", "college_chemistry", "college_computer_science",
         "college_mathematics", "college_physics", "computer_security", "conceptual_physics",
         "electrical_engineering", "elementary_mathematics", "high_school_biology", "high_school_chemistry",
         "high_school_computer_science", "high_school_mathematics", "high_school_physics",
@@ -128,7 +129,7 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
         "professional_psychology", "public_relations", "security_studies", "sociology", "us_foreign_policy",
     ),
     "other": (
-        "anatomy", "business_ethics", "clinical_knowledge", "college_medicine", "global_facts", "human_aging",
+        "business_ethics", "clinical_knowledge", "college_medicine", "global_facts", "human_aging",
         "management", "marketing", "medical_genetics", "miscellaneous", "nutrition", "professional_accounting",
         "professional_medicine", "virology",
     ),

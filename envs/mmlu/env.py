@@ -101,7 +101,7 @@ class MMLUEnv(TextEnv):
     @classmethod
     def summarize(cls, trajectories: Sequence[Any]) -> dict[str, float]:
         """``score``: micro accuracy over all questions (the paper's); ``category/<name>``: micro
-        accuracy within each of Hendrycks' four categories; ``subject/<name>`` per subject; and
+        accuracy within each of the paper's four categories (STEM, humanities, social sciences, other); ``subject/<name>`` per subject; and
         ``subject_macro_avg``, the mean of the subject accuracies."""
         from agent_gym.metrics import default_summary, group_means
 

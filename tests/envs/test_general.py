@@ -288,11 +288,12 @@ def test_mmlu_tasks_file_of_another_shape_is_refused(tmp_path):
         mmlu_data.load_file(bad)
 
 
-def test_mmlu_categories_are_hendrycks_four():
+def test_mmlu_categories_are_the_papers_four():
+    """eval_mmlu_hf.py's TASK_NAME_MAPPING: Hendrycks' grouping, but anatomy counts as STEM."""
     assert len(mmlu_data.CATEGORY_OF) == 57
     assert {c: len(s) for c, s in mmlu_data.CATEGORIES.items()} == {
-        "STEM": 18, "humanities": 13, "social sciences": 12, "other": 14}
-    assert mmlu_data.CATEGORY_OF["anatomy"] == "other" and mmlu_data.CATEGORY_OF["machine_learning"] == "STEM"
+        "STEM": 19, "humanities": 13, "social sciences": 12, "other": 13}
+    assert mmlu_data.CATEGORY_OF["anatomy"] == "STEM" and mmlu_data.CATEGORY_OF["virology"] == "other"
 
 
 # ------------------------------------------------------- the prompt string the paper's harness built
@@ -430,10 +431,11 @@ def test_wrong_answers_score_zero(tmp_path):
 
 def test_mmlu_metric_is_micro_overall_per_category_and_per_subject(tmp_path):
     need_data("mmlu")
-    # right on abstract_algebra (STEM, 100 q) and philosophy (humanities, 311 q), wrong on anatomy (other, 135 q)
+    # right on abstract_algebra (STEM, 100 q) and philosophy (humanities, 311 q), wrong on anatomy (STEM, 135 q)
+    # and virology (other, 166 q)
     right = {"abstract_algebra", "philosophy"}
     tasks = ([f"abstract_algebra/{i}" for i in range(100)] + [f"anatomy/{i}" for i in range(135)]
-             + [f"philosophy/{i}" for i in range(311)])
+             + [f"philosophy/{i}" for i in range(311)] + [f"virology/{i}" for i in range(166)])
 
     def policy(env, **_):
         def replies(info):
@@ -444,12 +446,13 @@ def test_mmlu_metric_is_micro_overall_per_category_and_per_subject(tmp_path):
     out = tmp_path / "mix.jsonl"
     rollout(plan([MMLU], tasks=tasks), policy, output=out, progress=False)
     (row,) = report_rows([out])
-    assert row["score"] == pytest.approx(411 / 546)
-    assert row["subject_macro_avg"] == pytest.approx(2 / 3)
-    assert row["category/STEM"] == 1.0 and row["category/humanities"] == 1.0 and row["category/other"] == 0.0
+    assert row["score"] == pytest.approx(411 / 712)
+    assert row["subject_macro_avg"] == pytest.approx(2 / 4)
+    assert row["category/STEM"] == pytest.approx(100 / 235)  # micro within the category, as cal_mmlu
+    assert row["category/humanities"] == 1.0 and row["category/other"] == 0.0
     assert "category/social sciences" not in row
     assert row["subject/abstract_algebra"] == 1.0 and row["subject/anatomy"] == 0.0
-    assert "category/STEM: 100.0" in format_table([row], details=True)
+    assert "category/STEM: 42.6" in format_table([row], details=True)
 
 
 # --------------------------------------------------------------------------- number helpers
