@@ -58,10 +58,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'id':26} {'suite':9} {'steps':>5}  {'data':8} {'engine':32} tasks per split")
+    # the engine's message last and whole: it says what to install or build, and in which mode the engine runs
+    print(f"{'id':26} {'suite':9} {'steps':>5}  {'data':8} {'tasks per split':36} engine")
     for r in rows:
         tasks = ", ".join(f"{k}: {v}" for k, v in r["tasks"].items()) or f"run: agent-gym data fetch {r['dataset']}"
-        print(f"{r['id']:26} {r['suite']:9} {str(r['max_steps']):>5}  {r['data']:8} {r['engine'][:32]:32} {tasks}")
+        print(f"{r['id']:26} {r['suite']:9} {str(r['max_steps']):>5}  {r['data']:8} {tasks:36} {r['engine']}")
     return 0
 
 

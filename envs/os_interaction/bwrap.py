@@ -36,7 +36,7 @@ from agent_gym.envs.os_interaction.engine import (CAPABILITIES, CAPABILITY_NUMBE
 
 _LAUNCH = r"""
 set -e
-D=$1; LOWER=$2; SIZE=$3; shift 3
+D=$1; LOWER=$2; SIZE=$3; MASKED=$4; shift 4
 mount -t tmpfs -o "size=${SIZE}m,mode=755" agent-gym-os "$D"
 mkdir "$D/root" "$D/up" "$D/wk"
 if [ "$LOWER" = / ]; then
@@ -50,6 +50,14 @@ if [ "$LOWER" = / ]; then
   for d in root home tmp proc dev sys run mnt media opt srv boot; do mkdir -p "$D/root/$d"; done
   chmod 700 "$D/root/root"; chmod 1777 "$D/root/tmp"
   cp -a /etc/skel/. "$D/root/root/" 2>/dev/null || true
+  # the host's secrets (see _masked): password hashes blanked, the rest removed from the copy
+  while [ "$MASKED" -gt 0 ]; do
+    case "$1" in
+      /etc/shadow|/etc/shadow-|/etc/gshadow|/etc/gshadow-) sed -E 's/^([^:]*):[^:]*:/\1:*:/' "$1" > "$D/root$1" ;;
+      *) rm -rf "$D/root$1" ;;
+    esac
+    shift; MASKED=$((MASKED - 1))
+  done
 else
   mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$D/up,workdir=$D/wk" "$D/root"
 fi
@@ -64,8 +72,46 @@ _PROC_GUARDS = (
     *[a for p in ("kcore", "keys", "timer_list", "sched_debug", "latency_stats", "kallsyms")
       if os.path.exists(f"/proc/{p}") for a in ("--ro-bind", "/dev/null", f"/proc/{p}")],
 )
-# host folders under /var that are nobody's business inside the sandbox
-_HIDDEN = ("/var/lib/docker", "/var/lib/containerd", "/var/lib/mysql", "/var/tmp", "/var/run", "/var/lib/apt/lists")
+# Without an image the sandbox's /usr, /etc and /var are copies of the host's. Host state that is
+# nobody's business inside (logs, mail, spools, caches, backups, other services' data) is hidden
+# under an empty tmpfs; what the host keeps from its other users is masked (see _masked).
+_HIDDEN = ("/var/log", "/var/backups", "/var/mail", "/var/spool", "/var/cache", "/var/tmp", "/var/run", "/var/lib/docker",
+           "/var/lib/containerd", "/var/lib/mysql", "/var/lib/postgresql", "/var/lib/apt/lists", "/var/lib/private")
+HOST_MODE = ("no OS image: copies of the host's /usr, /etc, /var with its secrets masked (password hashes "
+             "blanked, files other users cannot read removed, logs, mail, caches hidden)")
+
+
+def _masked() -> list[str]:
+    """The host's paths under /etc and /var that other users cannot read (files without o+r,
+    folders without o+rx): ``/etc/shadow`` and ``/etc/gshadow`` (kept with their hashes blanked,
+    so ``useradd`` and ``passwd`` work), ssh host keys, ``/etc/ssl/private``, services' credentials.
+    The agent is root inside: without this it would read them. Walked at each start (about 30 ms),
+    so a secret added later is masked too."""
+    found: list[str] = []
+    stack = ["/etc", "/var"]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.path in _HIDDEN:
+                continue
+            try:
+                mode = entry.stat(follow_symlinks=False).st_mode
+            except OSError:
+                continue
+            if stat.S_ISDIR(mode):
+                if mode & 0o005 != 0o005:
+                    found.append(entry.path)
+                else:
+                    stack.append(entry.path)
+            elif not stat.S_ISLNK(mode) and not mode & 0o004:
+                found.append(entry.path)
+    # the password files always: blanked even where the host made them world-readable
+    found += [p for p in ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-")
+              if p not in found and os.path.isfile(p)]
+    return sorted(found)
 
 
 # The sandbox's pid 1 (bwrap --as-pid-1), as bash is in AgentBench's containers. The kernel
@@ -214,8 +260,9 @@ class BwrapSandbox(Sandbox):
         if self.root == "/":
             bwrap += [a for h in _HIDDEN if os.path.isdir(h) and not os.path.islink(h) for a in ("--tmpfs", h)]
         bwrap += ["--as-pid-1", "--", "bash", "-c", _INIT]
+        masked = _masked() if self.root == "/" else []
         argv = [*self._prefix(), "unshare", "-m", "--propagation", "private", "sh", "-c", _LAUNCH, "sh",
-                self._staging, self.root, str(self.limits.disk_mb), *bwrap]
+                self._staging, self.root, str(self.limits.disk_mb), str(len(masked)), *masked, *bwrap]
         # stdin: a pipe nobody writes to; pid 1 reads it, and ends at its end of file (this process gone)
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                       pass_fds=(info_w,), start_new_session=True)

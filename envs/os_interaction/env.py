@@ -80,14 +80,15 @@ class OSEnv(TextEnv):
 
     @classmethod
     def engine_status(cls) -> str:
-        from agent_gym.envs.os_interaction.bwrap import BwrapSandbox, default_rootfs
+        """Whether the bwrap sandbox can run and which mode it is in: on the image ``docker/os/build.sh``
+        built, or (without it) on copies of the host's own folders with its secrets masked."""
+        from agent_gym.envs.os_interaction.bwrap import HOST_MODE, BwrapSandbox, default_rootfs
 
         reason = BwrapSandbox.unavailable()
         if reason:
             return f"bwrap sandbox unavailable: {reason}"
         if default_rootfs() is None:
-            return ("no OS image (docker/os/build.sh): the bwrap sandbox runs on a copy of the host's /usr; "
-                    "build the image with docker/os/build.sh")
+            return f"bwrap ready, {HOST_MODE}; build the image with docker/os/build.sh"
         return f"bwrap ready, OS image built ({default_rootfs()})"
 
     def engine_info(self) -> dict[str, str]:
@@ -108,7 +109,7 @@ class OSEnv(TextEnv):
 
         root = self.sandbox_options.get("root") or default_rootfs()
         if root is None or str(root) == "/":
-            return "host:/ (no image built: a copy of the host's /usr)"
+            return "host:/ (no image built: copies of the host's /usr, /etc, /var, its secrets masked)"
         status = Path(root, "var/lib/dpkg/status")
         digest = hashlib.sha256(status.read_bytes()).hexdigest()[:16] if status.is_file() else "no dpkg status"
         return f"{root} (dpkg {digest})"

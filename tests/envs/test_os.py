@@ -261,10 +261,12 @@ def test_engine_status_says_when_the_image_is_not_built(tmp_path, monkeypatch, c
     if BWRAP_MISSING:
         assert status.startswith("bwrap sandbox unavailable")
         return
-    assert "docker/os/build.sh" in status and "host's /usr" in status
+    assert "docker/os/build.sh" in status and "host's /usr" in status and "secrets masked" in status
     cli.main(["list", "--json"])
     row = next(r for r in json.loads(capsys.readouterr().out) if r["id"] == "AgentTuning/OS-v0")
     assert row["engine"] == status
+    cli.main(["list"])  # the table shows the message whole: it says which mode the sandbox runs in
+    assert any(line.startswith("AgentTuning/OS-v0") and line.endswith(status) for line in capsys.readouterr().out.splitlines())
     (tmp_path / "rootfs" / "bin").mkdir(parents=True)
     (tmp_path / "rootfs" / "bin" / "bash").touch()
     monkeypatch.setenv("AGENT_GYM_OS_ROOTFS", str(tmp_path / "rootfs"))
@@ -543,6 +545,39 @@ def test_host_home_and_environment_are_invisible(sandbox, monkeypatch):
         assert sandbox.run(engine.Script("bash", "env; cat /proc/*/environ")).output.count(secret) == 0
     finally:
         home_file.unlink()
+
+
+@needs_bwrap
+def test_without_an_image_the_hosts_secrets_are_masked():
+    """The issue's case: on the host's own /etc and /var (no image built) the agent, root inside,
+    read /etc/shadow. Now the password hashes are blanked (users kept, so useradd works), what the
+    host keeps from other users is gone, logs and the like are hidden; the rest is the host's."""
+    tag = os.urandom(6).hex()
+    secret_file, log_file = Path(f"/etc/agent-gym-secret-{tag}"), Path(f"/var/log/agent-gym-{tag}.log")
+    secret_file.write_text(f"s3cr3t={tag[::-1]}")
+    secret_file.chmod(0o600)
+    log_file.write_text(f"l0gged={tag[::-1]}")  # world-readable, but host state all the same
+    try:
+        with bwrap.BwrapSandbox(engine.Limits(command_seconds=5), root="/") as sb:
+            out = sb.execute(f"cat /etc/shadow /etc/gshadow; cat {secret_file} {log_file}; ls /var/log | wc -l; "
+                             "ls /etc/ssl/private; find /etc /var -xdev ! -perm -o=r ! -type l 2>/dev/null | wc -l")
+            assert "s3cr3t=" not in out and "l0gged=" not in out and "No such file" in out
+            shadow = sb.run(engine.Script("bash", "cat /etc/shadow")).output.splitlines()
+            host_users = [line.split(":")[0] for line in Path("/etc/shadow").read_text().splitlines()]
+            assert [line.split(":")[0] for line in shadow] == host_users
+            assert all(line.split(":")[1] == "*" for line in shadow)
+            assert all(line.split(":")[1] == "*" for line in sb.run(engine.Script("bash", "cat /etc/gshadow")).output.splitlines())
+            counts = sb.run(engine.Script("bash", "ls -A /var/log | wc -l; find /etc /var -xdev ! -perm -o=r ! -type l "
+                                                  "! -path '/etc/*shadow*' 2>/dev/null | wc -l")).output.split()
+            assert counts == ["0", "0"], counts
+            # the rest is the host's, writable as before
+            assert "agent-gym-probe" in sb.execute("useradd -m agent-gym-probe && id agent-gym-probe && getent passwd root")
+            assert Path("/etc/os-release").read_text() == sb.run(engine.Script("bash", "cat /etc/os-release")).output
+    finally:
+        secret_file.unlink()
+        log_file.unlink()
+    assert "agent-gym-probe" not in Path("/etc/passwd").read_text()
+    assert "secrets masked" in OSEnv.engine_status() or bwrap.default_rootfs() is not None
 
 
 @needs_bwrap
