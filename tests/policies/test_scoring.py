@@ -133,7 +133,8 @@ def test_paper_mode_mmlu_picks_the_same_letter_in_process_and_over_both_http_pro
 @pytest.mark.slow
 def test_all_57_subjects_first_question_same_choice_local_and_agent_gym_serve(local_backend, server, require_data):
     """The issue's must-show: every subject's first test question, local backend vs ``agent-gym serve``
-    over HTTP (TGI's protocol). About 2 x 57 prefills of 5-shot prompts: minutes on 2 CPU cores."""
+    over HTTP (TGI's protocol). 2 x 57 prefills of 5-shot prompts (450-1800 tokens): 25 minutes on 2 CPU cores
+    shared with other jobs (load 11), seconds on a GPU."""
     require_data("mmlu")
     env = gym.make("AgentTuning/MMLU-v0")
     tasks = first_question_of_each_subject(env)
