@@ -30,7 +30,7 @@ import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
-from agent_gym.envs.os_interaction import cgroups, pristine
+from agent_gym.envs.os_interaction import cgroups, engine, pristine
 from agent_gym.envs.os_interaction.engine import (CAPABILITIES, CAPABILITY_NUMBERS, PATH, Limits, Sandbox, SandboxError,
                                                   checker_command)
 
@@ -288,6 +288,19 @@ class BwrapSandbox(Sandbox):
         err = self._proc.stderr.read().decode(errors="replace").strip() if self._proc.poll() is not None else ""
         self._teardown()
         raise SandboxError(f"the bwrap sandbox did not come up: {err[-800:] or 'no init within 30 s'}")
+
+    def wedged(self) -> str | None:
+        """The sandbox's init or the agent's shell stopped from outside (the agent cannot stop the init;
+        its shell's host pid is the child of the ``nsenter`` that started it)."""
+        what = {"the bwrap sandbox's init": self.init_pid}
+        if self._shell is not None and self._shell.fd >= 0:
+            pid = self._shell.proc.pid
+            try:
+                inner = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except OSError:
+                inner = []
+            what["the bwrap sandbox's shell"] = int(inner[0]) if inner else 0
+        return engine.stopped(what)
 
     def _enter(self, argv: list[str], *, tty: bool, env: dict[str, str]) -> list[str]:
         caps = ",".join(["-all", *(f"+{c}" for c in CAPABILITIES)])

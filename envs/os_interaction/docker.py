@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from agent_gym.envs.os_interaction import cgroups, pristine
+from agent_gym.envs.os_interaction import cgroups, engine, pristine
 from agent_gym.envs.os_interaction.engine import (CAPABILITIES, CAPABILITY_NUMBERS, Limits, Sandbox, SandboxError,
                                                   checker_command)
 
@@ -44,6 +44,8 @@ class DockerSandbox(Sandbox):
         self.image = image
         self.host = host or os.environ.get("DOCKER_HOST")
         self.container: str | None = None
+        self._init_pid, self._pid_ns = 0, ""  # the container's pid 1 as a process here, and its pid namespace
+        self._shell_pid: tuple[object, int] = (None, 0)  # (the Shell, its host pid)
         self._upper: str | None = None  # the container's writable layer on this host ("" when unreadable)
 
     def _docker(self) -> list[str]:
@@ -107,6 +109,46 @@ class DockerSandbox(Sandbox):
         if run.returncode != 0:
             raise SandboxError(f"docker run failed: {run.stderr.strip()[-800:]}")
         self.container = run.stdout.strip()
+        probe = subprocess.run([*self._docker(), "inspect", "--format", "{{.State.Pid}}", self.container],
+                               capture_output=True, text=True, timeout=60)
+        pid = int(probe.stdout.strip()) if probe.returncode == 0 and probe.stdout.strip().isdigit() else 0
+        try:  # a daemon on this machine: its pid 1 is a process here (else wedged() cannot look)
+            self._init_pid, self._pid_ns = pid, os.readlink(f"/proc/{pid}/ns/pid")
+        except OSError:
+            self._init_pid, self._pid_ns = 0, ""
+
+    def wedged(self) -> str | None:
+        """The container's init or the agent's shell stopped from outside (seen when the daemon runs
+        on this machine)."""
+        if not self._init_pid:
+            return None
+        what = {"the Docker sandbox's init": self._init_pid}
+        if self._shell is not None and self._shell.fd >= 0:
+            what["the Docker sandbox's shell"] = self._find_shell_pid()
+        return engine.stopped(what)
+
+    def _find_shell_pid(self) -> int:
+        """Host pid of the agent's shell: the newest ``bash`` in the container that ``docker exec``
+        started (its parent, the runtime's shim, is outside the container); found once per shell."""
+        if self._shell_pid[0] is self._shell:
+            return self._shell_pid[1]
+        best, best_start = 0, -1
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == self._init_pid:
+                continue
+            try:
+                if os.readlink(entry / "ns" / "pid") != self._pid_ns or (entry / "comm").read_text().strip() != "bash":
+                    continue
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if os.readlink(f"/proc/{fields[1]}/ns/pid") == self._pid_ns:
+                    continue  # a child of something in the container: not an exec'd process
+            except (OSError, IndexError):
+                continue
+            if int(fields[19]) > best_start:
+                best, best_start = int(entry.name), int(fields[19])
+        if best:
+            self._shell_pid = (self._shell, best)
+        return best
 
     def _enter(self, argv: list[str], *, tty: bool, env: dict[str, str]) -> list[str]:
         envs = [a for k, v in env.items() if k not in ("PATH", "HOSTNAME") for a in ("-e", f"{k}={v}")]
@@ -156,11 +198,17 @@ class DockerSandbox(Sandbox):
 
     def _kill_all(self) -> None:
         # a restart kills every process at once (an exec could not even start under a fork bomb); files stay
-        subprocess.run([*self._docker(), "restart", "-t", "0", self.container], capture_output=True, timeout=120)
+        try:
+            subprocess.run([*self._docker(), "restart", "-t", "0", self.container], capture_output=True, timeout=30)
+        except subprocess.TimeoutExpired as exc:
+            raise engine.SandboxWedged("the Docker daemon did not restart the sandbox's container within 30 s") from exc
 
     def _teardown(self) -> None:
         if self.container:
-            subprocess.run([*self._docker(), "rm", "-f", self.container], capture_output=True, timeout=120)
+            try:
+                subprocess.run([*self._docker(), "rm", "-f", self.container], capture_output=True, timeout=120)
+            except subprocess.TimeoutExpired:
+                pass  # a daemon that does not answer: the container is left to it (labelled, see sweep)
             self.container = None
 
 

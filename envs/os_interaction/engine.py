@@ -27,7 +27,7 @@ import struct
 import subprocess
 import termios
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from agent_gym.envs.os_interaction.data import Script
@@ -37,6 +37,11 @@ from agent_gym.envs.os_interaction.pristine import FAILED_PREFIX as CHECKER_FAIL
 
 class SandboxError(RuntimeError):
     """The sandbox failed (could not start, died); the message says what to fix."""
+
+
+class SandboxWedged(SandboxError):
+    """The sandbox stopped answering (its init or the agent's shell stopped from outside): the episode
+    cannot go on; the next reset makes a new sandbox."""
 
 
 class CheckerError(SandboxError):
@@ -89,9 +94,13 @@ class Shell:
     prompt pattern followed by a quiet moment (a shell that lost the marker, e.g. after ``su -``).
     """
 
-    def __init__(self, argv: list[str], marker: bytes, limits: Limits):
+    def __init__(self, argv: list[str], marker: bytes, limits: Limits, start_seconds: float = 30.0,
+                 watch: Callable[[], str | None] | None = None):
+        """``watch``: called about every 0.2 s while waiting for the shell; a reason it returns (the
+        sandbox is wedged) raises :class:`SandboxWedged` at once instead of waiting out the deadline."""
         self.marker = marker
         self.limits = limits
+        self.watch = watch
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
         # A parent that ignores SIGINT (a job started with `&`, nohup) would pass that on to every
@@ -102,10 +111,15 @@ class Shell:
         os.set_blocking(master, False)
         self.fd = master
         self.ended = False  # the terminal reported end of file: the shell is gone
-        self.banner, ready = self._read(time.monotonic() + 30)
+        try:
+            self.banner, ready = self._read(time.monotonic() + start_seconds)
+        except SandboxError:
+            self.close()
+            raise
         if not ready:
             self.close()
-            raise SandboxError(f"the sandbox shell did not start; it said: {self.banner[-500:]!r}")
+            said = f"it said: {self.banner[-500:]!r}" if self.banner else f"no prompt within {start_seconds:g} s"
+            raise SandboxError(f"the sandbox shell did not start; {said}")
 
     @property
     def alive(self) -> bool:
@@ -143,8 +157,14 @@ class Shell:
         head, tail, dropped = bytearray(), b"", 0
         cap = self.limits.output_bytes
         marker_seen_at = last_data = None
+        watched = 0.0
         while True:
             now = time.monotonic()
+            if self.watch is not None and now - watched >= 0.2:
+                watched = now
+                wedged = self.watch()
+                if wedged:
+                    raise SandboxWedged(wedged)
             if marker_seen_at is not None and (_PROMPT_END.search(tail) or now - last_data > 0.05):
                 break
             if (marker_seen_at is None and last_data is not None and now - last_data > 0.3
@@ -206,6 +226,23 @@ class Shell:
             pass
 
 
+def process_state(pid: int) -> str | None:
+    """A process's state letter from ``/proc/<pid>/stat`` (``T``: stopped), or None when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def stopped(what: dict[str, int]) -> str | None:
+    """The first of ``{description: host pid}`` that is stopped (SIGSTOP, or a tracer's stop), as
+    "<description> (host pid N) is stopped"; None when none is."""
+    for description, pid in what.items():
+        if pid and process_state(pid) in ("T", "t"):
+            return f"{description} (host pid {pid}) is stopped (SIGSTOP from outside the sandbox?)"
+    return None
+
+
 def checker_command(python: list[str], spec: dict) -> list[str]:
     """``python`` running :mod:`.pristine` on ``spec`` (its source passed inline: it runs where this
     package is not installed, in the image)."""
@@ -254,18 +291,37 @@ class Sandbox:
 
     @property
     def shell(self) -> Shell:
+        return self._open_shell(30.0)
+
+    def _open_shell(self, start_seconds: float) -> Shell:
         if self._shell is None or not self._shell.alive:
             if self._shell is not None:
                 self._shell.close()
             env = {"TERM": "xterm", "HOME": "/root", "HOSTNAME": self.hostname, "PATH": PATH,
                    "PROMPT_COMMAND": "printf '%b' '" + self.marker.decode().replace("\x1b", "\\033").replace("\x07", "\\007") + "'"}
-            self._shell = Shell(self._enter(["bash", "--login"], tty=True, env=env), self.marker, self.limits)
+            self._shell = Shell(self._enter(["bash", "--login"], tty=True, env=env), self.marker, self.limits,
+                                start_seconds, watch=self.wedged)
         return self._shell
+
+    def wedged(self) -> str | None:
+        """Why the sandbox cannot go on, when something outside stopped it (its init or the agent's
+        shell stopped with SIGSTOP, a daemon that does not answer); None when it can. Cheap: polled."""
+        return None
 
     def execute(self, command: str) -> str:
         """Type ``command`` into the agent's shell; a command past its time limit is interrupted
-        (Ctrl-C), and if the shell does not come back, the sandbox's processes are reset."""
-        output, stuck = self.shell.execute(command, self.limits.command_seconds)
+        (Ctrl-C), and if the shell does not come back, the sandbox's processes are reset.
+
+        Raises :class:`SandboxWedged` (naming the sandbox and what stopped) as soon as the sandbox
+        is seen wedged, and :class:`SandboxError` when a new shell cannot start within the command's
+        time limit: a step never waits longer than ``command_seconds`` plus the 2 s Ctrl-C grace."""
+        wedged = self.wedged()
+        if wedged:
+            raise SandboxWedged(wedged)
+        began = time.monotonic()
+        shell = self._open_shell(self.limits.command_seconds)  # a new one after an exit: normally milliseconds
+        left = self.limits.command_seconds - (time.monotonic() - began)
+        output, stuck = shell.execute(command, max(left, 0.1))
         if not self.shell_alive:  # `exit`, `exec`, killed: the next command gets a new login shell
             self._shell.close()
             self._shell = None

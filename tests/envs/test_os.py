@@ -666,6 +666,57 @@ def test_kill_everything_inside_an_episode_goes_on(env):
     assert term and info["status"] == "completed" and info["success"] is True
 
 
+def _host_pid(init_host_pid: int, inner_pid: int) -> int:
+    """The host pid of the process that is ``inner_pid`` in the pid namespace of ``init_host_pid``."""
+    ns = os.readlink(f"/proc/{init_host_pid}/ns/pid")
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and os.readlink(entry / "ns" / "pid") == ns:
+                nspid = next(line for line in (entry / "status").read_text().splitlines() if line.startswith("NSpid:"))
+                if int(nspid.split()[-1]) == inner_pid:
+                    return int(entry.name)
+        except (OSError, StopIteration):
+            continue
+    raise AssertionError(f"no process {inner_pid} in the namespace of {init_host_pid}")
+
+
+def _stall(env, which: str, init_pid) -> None:
+    """The issue's case: a sandbox wedged from outside (SIGSTOP of its init or of the agent's shell)
+    ends the step within the command's deadline as `error` naming the sandbox; the next episode,
+    with the stopped processes left as they are, scores."""
+    import signal
+
+    start(env, "4/Q19-0")
+    sb = env.unwrapped.sandbox
+    init = init_pid(sb)
+    target = init if which == "init" else _host_pid(init, int(sb.execute("echo $$").split()[0]))
+    os.kill(target, signal.SIGSTOP)
+    try:
+        time.sleep(0.1)
+        t = time.monotonic()
+        obs, reward, term, trunc, info = env.step(bash("echo after"))
+        took = time.monotonic() - t
+        assert info["status"] == "error" and info["end_reason"] == "env_error" and (term or trunc), info
+        assert "sandbox" in info["error"] and "stopped" in info["error"] and str(target) in info["error"]
+        assert took < sb.limits.command_seconds, took
+        t = time.monotonic()
+        start(env, "4/Q19-0")
+        *_, term, trunc, info = env.step(prompt.answer_reply("3"))
+        assert term and info["status"] == "completed" and info["success"] is True
+        assert time.monotonic() - t < 30
+    finally:
+        try:
+            os.kill(target, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
+@needs_bwrap
+@pytest.mark.parametrize("which", ["init", "shell"])
+def test_a_sandbox_stopped_from_outside_ends_the_episode_as_error(env, which):
+    _stall(env, which, lambda sb: sb.init_pid)
+
+
 @needs_bwrap
 def test_100_mb_of_output_is_capped(sandbox):
     t = time.monotonic()
@@ -856,6 +907,23 @@ def test_docker_start_removes_the_containers_a_sigkilled_runner_left(docker_host
         with docker.DockerSandbox(host=docker_host) as sb:
             assert left not in running() and {sb.container, live.container} <= running()
             assert "ok" in sb.execute("echo ok")
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("which", ["init", "shell"])
+def test_docker_sandbox_stopped_from_outside_ends_the_episode_as_error(docker_host, which):
+    need_data("agentbench_os")
+
+    def init_pid(sb) -> int:
+        out = subprocess.run(["docker", "-H", docker_host, "inspect", "-f", "{{.State.Pid}}", sb.container],
+                             capture_output=True, text=True)
+        return int(out.stdout)
+
+    env = gym.make("AgentTuning/OS-v0", backend="docker", host=docker_host, limits=engine.Limits(command_seconds=3))
+    try:
+        _stall(env, which, init_pid)
+    finally:
+        env.close()
 
 
 @pytest.mark.docker
