@@ -2,6 +2,8 @@
 
     python benchmarks/bench_os.py [--episodes 20] [--commands 30] [--no-docker]
 
+Stall = a sandbox stopped from outside (SIGSTOP of its init or of the agent's shell): the time the
+step takes to end as an error, and the next episode's score.
 Checker = one script run beside the shell with the agent's tools (upstream's way) and as our
 checker (the image's tools), and one whole judgement of 4/Q19-0 (the example and integer-match.py).
 Setup = ``env.reset`` (a fresh sandbox, the agent's login shell, the problem's init scripts).
@@ -121,6 +123,50 @@ def bench_memory(n: int = 8) -> None:
         env.close()
 
 
+def bench_stall(backend: str, **options: object) -> None:
+    """A sandbox stopped from outside (SIGSTOP of its init, then of the agent's shell): how long the
+    step takes to end as `error`, and whether the next episode (stopped processes left as they are)
+    scores. Also the bare start without the image (host copies, secrets masked) beside the image's."""
+    import os
+    import signal
+
+    for which in ("init", "shell"):
+        env = gym.make("AgentTuning/OS-v0", backend=backend, limits=engine.Limits(command_seconds=10), **options)
+        env.reset(options={"task": "4/Q19-0"})
+        sb = env.unwrapped.sandbox
+        sb.execute("true")
+        init = sb.init_pid if backend == "bwrap" else sb._init_pid  # noqa: SLF001 - benchmark introspection
+        if which == "init":
+            target = init
+        elif backend == "bwrap":
+            target = int(Path(f"/proc/{sb.shell.proc.pid}/task/{sb.shell.proc.pid}/children").read_text().split()[0])
+        else:
+            target = sb._find_shell_pid()  # noqa: SLF001
+        os.kill(target, signal.SIGSTOP)
+        time.sleep(0.1)
+        t0 = time.perf_counter()
+        *_, info = env.step(prompt.bash_reply("echo after"))
+        took = time.perf_counter() - t0
+        env.reset(options={"task": "4/Q19-0"})
+        *_, after = env.step(prompt.answer_reply("3"))
+        print(f"  {which} stopped: step ended in {took * 1000:.0f} ms as {info['status']} (limit 10 s); "
+              f"next episode {after['status']}, score {after['score']:.0f}")
+        try:
+            os.kill(target, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        env.close()
+    if backend == "bwrap":
+        for label, root in (("image", None), ("host copies, secrets masked", "/")):
+            bare = []
+            for _ in range(10):
+                t0 = time.perf_counter()
+                with bwrap.BwrapSandbox(root=root) as sandbox:
+                    sandbox.shell  # noqa: B018
+                    bare.append(time.perf_counter() - t0)
+            print(f"  bare sandbox + login shell on {label}: median {statistics.median(bare) * 1000:.0f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=20)
@@ -130,6 +176,7 @@ def main() -> None:
     rootfs = bwrap.default_rootfs()
     print(f"sandbox image: {rootfs or 'not built: the bwrap sandbox uses the host /usr, /etc, /var'}")
     bench_backend("bwrap", args.episodes, args.commands)
+    bench_stall("bwrap")
     bench_memory()
     if args.no_docker or rootfs is None:
         print("\ndocker: skipped" + ("" if args.no_docker else " (build the image with docker/os/build.sh)"))
@@ -137,6 +184,7 @@ def main() -> None:
     try:
         with docker.PrivateDockerd(rootfs) as host:
             bench_backend("docker", args.episodes, args.commands, host=host)
+            bench_stall("docker", host=host)
     except engine.SandboxError as exc:
         print(f"\ndocker: skipped ({exc})")
 

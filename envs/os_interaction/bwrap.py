@@ -36,7 +36,7 @@ from agent_gym.envs.os_interaction.engine import (CAPABILITIES, CAPABILITY_NUMBE
 
 _LAUNCH = r"""
 set -e
-D=$1; LOWER=$2; SIZE=$3; MASKED=$4; shift 4
+D=$1; LOWER=$2; SIZE=$3; MASKED=("${@:5:$4}"); shift $((4 + $4))
 mount -t tmpfs -o "size=${SIZE}m,mode=755" agent-gym-os "$D"
 mkdir "$D/root" "$D/up" "$D/wk"
 if [ "$LOWER" = / ]; then
@@ -51,13 +51,14 @@ if [ "$LOWER" = / ]; then
   chmod 700 "$D/root/root"; chmod 1777 "$D/root/tmp"
   cp -a /etc/skel/. "$D/root/root/" 2>/dev/null || true
   # the host's secrets (see _masked): password hashes blanked, the rest removed from the copy
-  while [ "$MASKED" -gt 0 ]; do
-    case "$1" in
-      /etc/shadow|/etc/shadow-|/etc/gshadow|/etc/gshadow-) sed -E 's/^([^:]*):[^:]*:/\1:*:/' "$1" > "$D/root$1" ;;
-      *) rm -rf "$D/root$1" ;;
+  REMOVE=()
+  for p in "${MASKED[@]}"; do
+    case "$p" in
+      /etc/shadow|/etc/shadow-|/etc/gshadow|/etc/gshadow-) sed -E 's/^([^:]*):[^:]*:/\1:*:/' "$p" > "$D/root$p" ;;
+      *) REMOVE+=("$D/root$p") ;;
     esac
-    shift; MASKED=$((MASKED - 1))
   done
+  [ ${#REMOVE[@]} -eq 0 ] || rm -rf -- "${REMOVE[@]}"
 else
   mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$D/up,workdir=$D/wk" "$D/root"
 fi
@@ -85,8 +86,8 @@ def _masked() -> list[str]:
     """The host's paths under /etc and /var that other users cannot read (files without o+r,
     folders without o+rx): ``/etc/shadow`` and ``/etc/gshadow`` (kept with their hashes blanked,
     so ``useradd`` and ``passwd`` work), ssh host keys, ``/etc/ssl/private``, services' credentials.
-    The agent is root inside: without this it would read them. Walked at each start (about 30 ms),
-    so a secret added later is masked too."""
+    The agent is root inside: without this it would read them. Walked at each start (35-85 ms on a
+    busy machine), so a secret added later is masked too."""
     found: list[str] = []
     stack = ["/etc", "/var"]
     while stack:
@@ -261,7 +262,7 @@ class BwrapSandbox(Sandbox):
             bwrap += [a for h in _HIDDEN if os.path.isdir(h) and not os.path.islink(h) for a in ("--tmpfs", h)]
         bwrap += ["--as-pid-1", "--", "bash", "-c", _INIT]
         masked = _masked() if self.root == "/" else []
-        argv = [*self._prefix(), "unshare", "-m", "--propagation", "private", "sh", "-c", _LAUNCH, "sh",
+        argv = [*self._prefix(), "unshare", "-m", "--propagation", "private", "bash", "-c", _LAUNCH, "bash",
                 self._staging, self.root, str(self.limits.disk_mb), str(len(masked)), *masked, *bwrap]
         # stdin: a pipe nobody writes to; pid 1 reads it, and ends at its end of file (this process gone)
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
