@@ -39,14 +39,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
         # "modified": an edited copy (import --no-verify, or a file unlike its sha256): scores are not the paper's data
         state = data_layer.dataset_state(e.dataset)["state"] if present and e.dataset else None
         counts = {}
-        if present:
-            for sp in cls.splits:
-                try:
-                    counts[sp] = len(cls.load_tasks(sp))
-                except data_layer.DataMissingError:
-                    counts[sp] = "no data"
-                except Exception as exc:  # noqa: BLE001 - the listing must not fail on one env
-                    counts[sp] = f"error: {type(exc).__name__}"
+        # every split is tried even when the dataset is missing: some tasks ship in their engine's package
+        # (ScienceWorld's games) and the dataset holds only extras such as few-shot prompts
+        for sp in cls.splits:
+            try:
+                counts[sp] = len(cls.load_tasks(sp))
+            except data_layer.DataMissingError:
+                counts[sp] = "no data"
+            except Exception as exc:  # noqa: BLE001 - the listing must not fail on one env
+                counts[sp] = f"error: {type(exc).__name__}"
         try:
             engine = cls.engine_status()
         except Exception as exc:  # noqa: BLE001
@@ -61,7 +62,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
     # the engine's message last and whole: it says what to install or build, and in which mode the engine runs
     print(f"{'id':26} {'suite':9} {'steps':>5}  {'data':8} {'tasks per split':36} engine")
     for r in rows:
-        tasks = ", ".join(f"{k}: {v}" for k, v in r["tasks"].items()) or f"run: agent-gym data fetch {r['dataset']}"
+        tasks = ", ".join(f"{k}: {v}" for k, v in r["tasks"].items())
+        if all(v == "no data" for v in r["tasks"].values()):
+            tasks = f"no data: agent-gym data fetch {r['dataset']}"
         print(f"{r['id']:26} {r['suite']:9} {str(r['max_steps']):>5}  {r['data']:8} {tasks:36} {r['engine']}")
     return 0
 

@@ -404,3 +404,15 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_holds_it(tmp
     # the lock went with the first run: the same command now resumes (nothing left to play)
     again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "(30 already in" in again.stderr
+
+
+def test_list_counts_tasks_that_ship_in_their_engine_even_without_the_dataset(tmp_path, monkeypatch, capsys):
+    """SciWorld's games are in the scienceworld wheel: its splits are listed with no data directory."""
+    pytest.importorskip("scienceworld")
+    from agent_gym import cli
+
+    monkeypatch.setenv("AGENT_GYM_DATA", str(tmp_path))
+    assert cli.main(["list"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "test: 270, dev: 1796, train: 3592" in lines["AgentTuning/SciWorld-v0"]
+    assert "no data: agent-gym data fetch gsm8k" in lines["AgentTuning/GSM8K-v0"]
