@@ -647,6 +647,22 @@ def _kill_everything_inside(sb) -> None:
 
 
 @needs_bwrap
+def test_a_sandbox_made_in_a_short_lived_thread_outlives_it(env):
+    """bwrap --die-with-parent fires when the thread that started it exits: an episode reset in a
+    request handler's thread, then played from another, lost its sandbox."""
+    import threading
+
+    worker = threading.Thread(target=start, args=(env, "4/Q19-0"))
+    worker.start()
+    worker.join()
+    time.sleep(0.5)
+    obs, reward, term, trunc, info = env.step(bash("wc -l < /root/matrix.txt"))
+    assert info["status"] == "running" and "3" in obs, obs
+    *_, info = env.step(prompt.answer_reply("3"))
+    assert info["success"] is True
+
+
+@needs_bwrap
 def test_kill_everything_inside_leaves_the_sandbox_up(sandbox):
     _kill_everything_inside(sandbox)
     assert sandbox.run(engine.Script("bash", "echo script-ran")).output == "script-ran\n"
