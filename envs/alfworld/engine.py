@@ -21,6 +21,10 @@ compiling; the compiled-game cache is keyed by the wording.
 Differences in what is computed, none visible in play: the optimised second translation, which
 only TextWorld's re-planner uses, is not made (ALFWorld's env never re-plans); and copies of Fast
 Downward's library are pooled and reused rather than unloaded (see ``_FREE_LIBS``).
+
+Memory: a process holds at most :data:`MEMORY_GAMES` compiled games and bounds TextWorld's own
+memo of every ``Proposition`` and ``Signature`` it ever made (:func:`_trim_textworld_memo`), which
+otherwise grew about 0.75 MB per distinct game played.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ _INSTALL_HINT = "the ALFWorld env needs TextWorld's PDDL engine: pip install 'ag
 
 try:
     import fast_downward
+    import mementos.core
     import textworld
     from textworld.envs.pddl import logic as pddl_logic
     from textworld.envs.pddl import textgen
@@ -355,8 +360,12 @@ def _compile(data: dict, sha256: str) -> CompiledGame:
     )
 
 
-#: Compiled games kept in memory (a few MB each), most recently used last.
+#: Compiled games kept in memory, most recently used last: about 1.2 MB each once played (mostly
+#: the SAS text and the grammar's memo tables), so at most about 40 MB.
 MEMORY_GAMES = 32
+#: Entries of TextWorld's Proposition/Signature memo kept before it is emptied (about 1 KB each; a
+#: game adds about 800, its objects' ids being its own): at most about 10 MB.
+TEXTWORLD_MEMO_ENTRIES = 10_000
 _MEMORY: OrderedDict[str, CompiledGame] = OrderedDict()
 # Fast Downward's translator keeps its options in module globals and swaps sys.stdout: one at a time
 # (a warm load takes milliseconds, so serialising those too costs little).
@@ -371,6 +380,7 @@ def compile_game(path: Path, use_disk_cache: bool = True, wording: str = PAPER_W
     raw = Path(path).read_bytes()
     key = f"{hashlib.sha256(raw).hexdigest()}-{engine_versions()}-{wording}"
     with _COMPILE_LOCK:
+        _trim_textworld_memo()
         game = _MEMORY.get(key)
         if game is None:
             game = _MEMORY[key] = _load_or_compile(raw, key, use_disk_cache, wording)
@@ -378,6 +388,22 @@ def compile_game(path: Path, use_disk_cache: bool = True, wording: str = PAPER_W
                 _MEMORY.popitem(last=False)
         _MEMORY.move_to_end(key)
     return game
+
+
+def _trim_textworld_memo() -> None:
+    """Empty TextWorld's memo of Propositions and Signatures when it holds more than
+    :data:`TEXTWORLD_MEMO_ENTRIES`.
+
+    ``textworld.logic`` makes both classes with ``mementos``' memoising metaclass, whose cache is one
+    module-level dict that nothing ever empties: every fact of every game played stays (about
+    0.75 MB a game: 100 MB over the 134 valid_unseen games). The memo only saves re-creating equal
+    objects: Propositions and Signatures compare and hash by value and TextWorld never compares
+    them by identity, so emptying it changes no result, and the live games' facts stay referenced
+    by their states. A concurrent lookup during ``clear()`` is a miss and makes a fresh object.
+    """
+    memo = getattr(mementos.core, "_memento_cache", None)
+    if memo is not None and len(memo) > TEXTWORLD_MEMO_ENTRIES:
+        memo.clear()
 
 
 def _load_or_compile(raw: bytes, key: str, use_disk_cache: bool, wording: str) -> CompiledGame:
