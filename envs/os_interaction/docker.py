@@ -109,10 +109,18 @@ class DockerSandbox(Sandbox):
         if run.returncode != 0:
             raise SandboxError(f"docker run failed: {run.stderr.strip()[-800:]}")
         self.container = run.stdout.strip()
+        self._locate_init()
+
+    def _locate_init(self) -> None:
+        """The container's pid 1 as a process of this machine, for :meth:`wedged` (a daemon reached
+        over TCP may run elsewhere: then none)."""
+        if self.host and not self.host.startswith("unix://"):
+            self._init_pid, self._pid_ns = 0, ""
+            return
         probe = subprocess.run([*self._docker(), "inspect", "--format", "{{.State.Pid}}", self.container],
                                capture_output=True, text=True, timeout=60)
         pid = int(probe.stdout.strip()) if probe.returncode == 0 and probe.stdout.strip().isdigit() else 0
-        try:  # a daemon on this machine: its pid 1 is a process here (else wedged() cannot look)
+        try:
             self._init_pid, self._pid_ns = pid, os.readlink(f"/proc/{pid}/ns/pid")
         except OSError:
             self._init_pid, self._pid_ns = 0, ""
@@ -202,6 +210,7 @@ class DockerSandbox(Sandbox):
             subprocess.run([*self._docker(), "restart", "-t", "0", self.container], capture_output=True, timeout=30)
         except subprocess.TimeoutExpired as exc:
             raise engine.SandboxWedged("the Docker daemon did not restart the sandbox's container within 30 s") from exc
+        self._locate_init()  # a restarted container has a new pid 1
 
     def _teardown(self) -> None:
         if self.container:
