@@ -79,8 +79,9 @@ _PROC_GUARDS = (
 # Without an image the sandbox's /usr, /etc and /var are copies of the host's. Host state that is
 # nobody's business inside (logs, mail, spools, caches, backups, other services' data) is hidden
 # under an empty tmpfs; what the host keeps from its other users is masked (see _masked).
-_HIDDEN = ("/var/log", "/var/backups", "/var/mail", "/var/spool", "/var/cache", "/var/tmp", "/var/run", "/var/lib/docker",
-           "/var/lib/containerd", "/var/lib/mysql", "/var/lib/postgresql", "/var/lib/apt/lists", "/var/lib/private")
+_HIDDEN = ("/var/log", "/var/backups", "/var/mail", "/var/spool", "/var/cache", "/var/tmp", "/var/run",
+           "/var/lib/docker", "/var/lib/containerd", "/var/lib/mysql", "/var/lib/postgresql", "/var/lib/apt/lists",
+           "/var/lib/private")
 HOST_MODE = ("no OS image: copies of the host's /usr, /etc, /var with its secrets masked (password hashes "
              "blanked, files other users cannot read removed, logs, mail, caches hidden)")
 

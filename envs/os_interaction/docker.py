@@ -81,7 +81,8 @@ class DockerSandbox(Sandbox):
         Each container names its owner (boot id, hostname, pid and start time): a live owner's, or
         one from another machine sharing the daemon, are kept."""
         listed = subprocess.run([*self._docker(), "ps", "-a", "--filter", "label=created_by=agent-gym-os", "--format",
-                                 '{{.ID}}\t{{.Label "agent-gym-os.owner"}}'], capture_output=True, text=True, timeout=60)
+                                 '{{.ID}}\t{{.Label "agent-gym-os.owner"}}'],
+                                capture_output=True, text=True, timeout=60)
         here = _owner().rsplit("/", 1)[0] + "/"
         stale = []
         for line in listed.stdout.splitlines():

@@ -266,7 +266,8 @@ def test_engine_status_says_when_the_image_is_not_built(tmp_path, monkeypatch, c
     row = next(r for r in json.loads(capsys.readouterr().out) if r["id"] == "AgentTuning/OS-v0")
     assert row["engine"] == status
     cli.main(["list"])  # the table shows the message whole: it says which mode the sandbox runs in
-    assert any(line.startswith("AgentTuning/OS-v0") and line.endswith(status) for line in capsys.readouterr().out.splitlines())
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("AgentTuning/OS-v0") and line.endswith(status) for line in lines)
     (tmp_path / "rootfs" / "bin").mkdir(parents=True)
     (tmp_path / "rootfs" / "bin" / "bash").touch()
     monkeypatch.setenv("AGENT_GYM_OS_ROOTFS", str(tmp_path / "rootfs"))
@@ -566,12 +567,13 @@ def test_without_an_image_the_hosts_secrets_are_masked():
             host_users = [line.split(":")[0] for line in Path("/etc/shadow").read_text().splitlines()]
             assert [line.split(":")[0] for line in shadow] == host_users
             assert all(line.split(":")[1] == "*" for line in shadow)
-            assert all(line.split(":")[1] == "*" for line in sb.run(engine.Script("bash", "cat /etc/gshadow")).output.splitlines())
+            gshadow = sb.run(engine.Script("bash", "cat /etc/gshadow")).output.splitlines()
+            assert all(line.split(":")[1] == "*" for line in gshadow)
             counts = sb.run(engine.Script("bash", "ls -A /var/log | wc -l; find /etc /var -xdev ! -perm -o=r ! -type l "
                                                   "! -path '/etc/*shadow*' 2>/dev/null | wc -l")).output.split()
             assert counts == ["0", "0"], counts
             # the rest is the host's, writable as before
-            assert "agent-gym-probe" in sb.execute("useradd -m agent-gym-probe && id agent-gym-probe && getent passwd root")
+            assert "agent-gym-probe" in sb.execute("useradd -m agent-gym-probe && id agent-gym-probe")
             assert Path("/etc/os-release").read_text() == sb.run(engine.Script("bash", "cat /etc/os-release")).output
     finally:
         secret_file.unlink()
