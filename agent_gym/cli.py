@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -148,7 +149,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ValueError("--split and --env-arg tasks_file=... exclude each other (a tasks_file is its own split)")
     episodes = plan(env_ids, episodes=args.episodes, split=args.split, repeats=args.repeats, seed=args.seed,
                     sample=args.sample, tasks=args.task or None, tasks_file=tasks_file)
-    output = Path(args.output) if args.output else Path("runs") / time.strftime("run-%Y%m%d-%H%M%S.jsonl", time.gmtime())
+    output = Path(args.output) if args.output else Path("runs") / time.strftime(f"run-%Y%m%d-%H%M%S-{os.getpid()}.jsonl", time.gmtime())
     resume = _resume_command(args.argv, output)
     if not args.output:
         print(f"agent-gym: recording to {output}; to resume this run: {resume}", file=sys.stderr)
@@ -320,6 +321,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; ``argv`` None means the process's own (the console script)."""
+    code = _main(argv)
+    if argv is None and code == EXIT_INTERRUPTED and _episodes_in_flight():
+        # Episodes abandoned at Ctrl-C may still be inside native code (torch, a JVM bridge): letting the
+        # interpreter finalize under them aborts the process (SIGABRT, "terminate called without an active
+        # exception"). Everything worth keeping is written and the engines are closed: leave at once.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _episodes_in_flight() -> bool:
+    import threading
+
+    return any(t.is_alive() and t.name.startswith("episode-") for t in threading.enumerate())
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:
         return _cmd_serve(argparse.Namespace(), argv[1:])

