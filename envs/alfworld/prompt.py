@@ -6,10 +6,14 @@ task type (read from AgentBench's ``alfworld_multiturn_react.json`` at run time)
 text after ``ACTION:``, lower-cased, first line; one that is not an admissible command is mapped
 to the admissible command with the highest sentence BLEU (NLTK, smoothing method 4) when that
 BLEU is above 0.01, else sent as it is (and the engine answers "Nothing happens.").
+
+A reply too long for any command to reach that BLEU is sent as it is without scoring it
+(:func:`bleu_cannot_pass`): the same result, but a 64 KiB reply no longer holds a step for seconds.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections.abc import Sequence
@@ -93,10 +97,27 @@ def bleu(reference: str, candidate: str) -> float:
         return sentence_bleu([reference.split()], candidate.split(), smoothing_function=SmoothingFunction().method4)
 
 
+def bleu_cannot_pass(candidate_tokens: int, reference_tokens: int) -> bool:
+    """Whether a candidate of ``candidate_tokens`` words scores at most :data:`BLEU_THRESHOLD`
+    against every reference of at most ``reference_tokens`` words, whatever its words.
+
+    Sentence BLEU is at most its largest n-gram precision (the brevity penalty is at most 1 and the
+    weights add up to 1). A precision's numerator is at most the reference's n-gram count, or, with
+    no match, smoothing method 4's stand-in: ``ln(c) / (2^j k)`` with ``k = 5``, ``j >= 1`` (NLTK
+    3.9), ``n - 1 + k / ln(c)`` in older NLTK (under 4 once c > 148, and the cutoff is above 400); its
+    denominator is the candidate's n-gram count, ``c - n + 1 >= c - 3`` for n <= 4. So
+    BLEU <= max(r, 4, ln(c) / 10) / (c - 3), at most the threshold from about 100 r words on.
+    """
+    c = candidate_tokens
+    return c > 3 and max(reference_tokens, 4, math.log(c) / 10) / (c - 3) <= BLEU_THRESHOLD
+
+
 def to_command(action: str, admissible: Sequence[str]) -> str:
     """``action`` if admissible, else the closest admissible command by BLEU (> 0.01), else ``action``."""
     if not admissible or action in admissible:
         return action
+    if bleu_cannot_pass(len(action.split()), max(len(choice.split()) for choice in admissible)):
+        return action  # scoring it could take seconds (NLTK counts every n-gram) and change nothing
     try:
         scores = [bleu(choice, action) for choice in admissible]
     except Exception:  # NLTK refuses some degenerate inputs; upstream then sends the action as is

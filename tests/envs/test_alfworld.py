@@ -161,6 +161,40 @@ def test_invalid_and_hostile_replies_get_nothing_happens_and_the_episode_goes_on
     assert info["command"] == "go to shelf 1" and info["action_valid"] and "On the shelf 1" in obs
 
 
+def test_a_reply_too_long_for_any_command_is_sent_as_it_is_without_scoring():
+    """A reply of c words scores at most max(r, 4, ln c / 10) / (c - 3) BLEU against any command of
+    r words, so from about 100 r words on none can pass 0.01 and it is sent as it is, as upstream
+    would after scoring it. Checked with NLTK on the longest replies below the bound that score best:
+    the command itself repeated, its words shuffled, and no match at all."""
+    admissible = ["take alarmclock 1 from desk 2", "put pencil 2 in/on shelf 5", "go to desk 1", "look",
+                  "use desklamp 1"]
+    longest = max(len(c.split()) for c in admissible)
+    cutoff = next(c for c in range(4, 10_000) if prompt.bleu_cannot_pass(c, longest))
+    assert 100 * longest < cutoff < 100 * longest + 10 and not prompt.bleu_cannot_pass(cutoff - 1, longest)
+    rng = random.Random(15)
+    for n in (cutoff, cutoff + 1, 3 * cutoff):
+        for command in admissible:
+            words = command.split()
+            for reply in ((words * n)[:n], rng.choices(words + ["zz"], k=n), ["zz"] * n):
+                assert prompt.bleu(command, " ".join(reply)) <= prompt.BLEU_THRESHOLD
+                assert prompt.to_command(" ".join(reply), admissible) == " ".join(reply)
+
+
+def test_a_64_kib_reply_takes_a_step_of_milliseconds_not_seconds(alf):
+    """Issue 15 (stalled engines): the engine runs in this process and a step's work is bounded by
+    the game, except the BLEU mapping, which counted every n-gram of a reply against every command:
+    32000 words took 5 s on the dev machine."""
+    import time
+
+    alf.reset(options={"task": 0})
+    for reply in ("ACTION: " + "a " * 32_000, "ACTION: " + "go to desk 1 " * 5_000):
+        start = time.perf_counter()
+        obs, _, terminated, truncated, info = alf.step(reply[: 64 * 1024 - 1])
+        elapsed = time.perf_counter() - start
+        assert elapsed < 1.0, f"a {len(reply)}-character reply held the step {elapsed:.2f} s"
+        assert obs == "Nothing happens." and not (terminated or truncated) and info["action_valid"] is False
+
+
 def test_the_same_reply_four_times_ends_the_episode_as_a_failure(alf):
     alf.reset(options={"task": 0})
     results = [alf.step("ACTION: look") for _ in range(4)]
