@@ -9,6 +9,14 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 
+class PolicySetupError(RuntimeError):
+    """A policy or its backend cannot be made (model not installed, unknown model, server unreachable).
+
+    Raised once, before any episode, with one message that names the fix; a run stops on it
+    before playing anything (``agent-gym run`` exits 2).
+    """
+
+
 class ContextLimitExceeded(RuntimeError):
     """Raised by a policy when the episode's conversation cannot fit its model's context.
 

@@ -336,13 +336,8 @@ def agent_of(policy: Any) -> str:
 
 
 def _setup_message(what: str, exc: BaseException) -> str:
-    try:
-        from agent_gym.policy import PolicySetupError  # type: ignore[attr-defined]
-    except ImportError:
-        try:
-            from agent_gym.policies.backend import PolicySetupError
-        except ImportError:  # pragma: no cover - the policies package is part of the library
-            PolicySetupError = ()  # type: ignore[assignment]
+    from agent_gym.policy import PolicySetupError
+
     if isinstance(exc, PolicySetupError):
         return str(exc)
     return f"cannot make {what}: {type(exc).__name__}: {exc}"

@@ -23,6 +23,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Callable, Protocol
 
+from agent_gym.policy import PolicySetupError  # noqa: F401  (raised here; the core's class)
+
 Message = dict[str, str]
 
 
@@ -34,14 +36,6 @@ class Generation:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     finish_reason: str = "eos_token"  # eos_token | stop_sequence | length (TGI's words)
-
-
-class PolicySetupError(RuntimeError):
-    """A policy or its backend cannot be made (model not installed, unknown model, server unreachable).
-
-    Raised once, before any episode, with one message that names the fix; runs stop on it (exit 2).
-    Meant to become ``agent_gym.policy.PolicySetupError``; defined here until then.
-    """
 
 
 class BackendError(RuntimeError):

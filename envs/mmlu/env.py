@@ -30,7 +30,7 @@ class MMLUEnv(TextEnv):
     # the paper reads one next-token distribution; generation mode lets the policy write a short answer
     decoding: ClassVar[dict[str, Any]] = {"max_new_tokens": 1, "temperature": 0.0}
     generation_decoding: ClassVar[dict[str, Any]] = {"max_new_tokens": 32, "temperature": 0.0}
-    system_prompt: ClassVar[str | None] = None  # the subject's system message is info["prompt"][0]
+    system_prompt: ClassVar[str | None] = None  # per subject: set at reset (also info["prompt"][0])
     paper_options: ClassVar[dict[str, Any]] = {"scoring": "logprobs", "shots": 5}
 
     def __init__(self, split: str | None = None, render_mode: str | None = None,
@@ -71,12 +71,15 @@ class MMLUEnv(TextEnv):
     def _begin(self, task: data.Question) -> Begin:
         # upstream passed the turns to FastChat unstripped (a dev choice may end in spaces)
         extra: dict[str, Any] = {"subject": task.subject, "scoring": self.scoring, "strip_messages": False}
+        chat = prompt.chat(task, self._shots(task))
+        if chat and chat[0]["role"] == "system":  # the paper's system message names the subject
+            extra["system_prompt"] = chat[0]["content"]
         if self.scoring == "logprobs":
             extra["choice_scoring"] = {k: list(v) if isinstance(v, list) else v
                                        for k, v in prompt.CHOICE_SCORING.items()}
         return Begin(
             observation=prompt.observation(task),
-            prompt=prompt.chat(task, self._shots(task)),
+            prompt=chat,
             admissible_actions=list(data.LETTERS),
             extra=extra,
         )

@@ -467,3 +467,11 @@ def test_gsm8k_robust_takes_the_last_number(reply, expected):
 def test_gsm8k_compares_numbers_exactly():
     assert same_number("18.00", "18") and same_number("1250", "1,250")
     assert not same_number("18.5", "18") and not same_number(None, "18") and not same_number("-", "18")
+
+
+def test_mmlu_system_prompt_in_info_is_the_subjects_system_message():
+    need_data("mmlu")
+    env = gym.make(MMLU)
+    _, info = env.reset(options={"task": "anatomy/0"})
+    assert info["system_prompt"] == info["prompt"][0]["content"]
+    assert info["system_prompt"].startswith("The following is a multiple-choice question about anatomy.")
