@@ -1,6 +1,7 @@
 """ALFWorld reset and step time, side by side: ours vs ALFWorld's own env vs raw TextWorld.
 
     python benchmarks/bench_alfworld.py [--games 12] [--wording alfworld-0.3|alfworld-0.4]
+    python benchmarks/bench_alfworld.py --memory     # RSS over the 134 valid_unseen games, before/after (issue 15)
 
 Targets (issue 5): a reset with a warm compiled-game cache at least 10x faster than ALFWorld's
 own env (``AlfredTWEnv`` over ``textworld.gym``, built as AgentBench builds it); a step at most
@@ -9,13 +10,22 @@ Medians over games, 2 of each task type from AgentBench's test list by default. 
 games in ``--wording`` (default the paper's, alfworld 0.3: the walkthrough's ``move X to Y`` is sent
 as ``put X in/on Y``); ALFWorld's env and raw TextWorld play the release's files as they are (0.4).
 Needs the ``alfworld`` extra and the ``alfworld`` + ``alfworld-agentbench`` datasets.
+
+``--memory``: the expert plays all 134 valid_unseen games in one process, the process's RSS read
+every 33 games; once as before issue 15 (TextWorld's Proposition memo never emptied) and once as
+now, each in a fresh process, after a process that fills the compiled-game disk cache (the user's,
+or ``$AGENT_GYM_ALFWORLD_CACHE``), so both load every game from disk.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -70,11 +80,61 @@ def raw_textworld(game: data.Game):
     return textworld.start(str(game.path), infos, wrappers=[AlfredDemangler(shuffle=False), AlfredInfos])
 
 
+def rss_mb() -> float:
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def memory_child(mode: str) -> None:
+    """One process: ``warm`` compiles every game; ``before``/``after`` play them all and print RSS."""
+    games = data.load("valid_unseen")
+    if mode == "warm":
+        for game in games:
+            engine.compile_game(game.path)
+        return
+    if mode == "before":
+        engine.TEXTWORLD_MEMO_ENTRIES = sys.maxsize
+    env = gym.make("AgentTuning/Alfworld-v0", split="valid_unseen").unwrapped
+    env.reset(options={"task": games[0].id})
+    gc.collect()
+    series, start = [rss_mb()], time.perf_counter()
+    for i, game in enumerate(games, 1):
+        env.reset(options={"task": game.id})
+        for reply in env.expert_replies(game):
+            *_, terminated, truncated, _ = env.step(reply)
+            if terminated or truncated:
+                break
+        if i % 33 == 0 or i == len(games):
+            gc.collect()
+            series.append(rss_mb())
+    env.close()
+    print(json.dumps({"rss_mb": series, "games": len(games), "s": time.perf_counter() - start}))
+
+
+def memory() -> None:
+    def child(mode: str) -> dict:
+        out = subprocess.run([sys.executable, __file__, "--memory-child", mode], check=True,
+                             capture_output=True, text=True).stdout
+        return json.loads(out) if out.strip() else {}
+
+    child("warm")
+    for mode in ("before", "after"):
+        r = child(mode)
+        series = r["rss_mb"]
+        print(f"RSS {mode:6s}: {series[0]:.0f} MB after one game, {series[-1]:.0f} MB after {r['games']} games "
+              f"(+{series[-1] - series[0]:.0f} MB, {(series[-1] - series[0]) / r['games']:.2f} MB/game; every 33 games: "
+              f"{', '.join(f'{x:.0f}' for x in series)}; {r['s']:.0f} s)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--games", type=int, default=12)
     parser.add_argument("--wording", choices=engine.WORDINGS, default=engine.PAPER_WORDING)
+    parser.add_argument("--memory", action="store_true", help="RSS over the 134 valid_unseen games, before/after")
+    parser.add_argument("--memory-child", choices=("warm", "before", "after"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_child or args.memory:
+        memory_child(args.memory_child) if args.memory_child else memory()
+        return
     os.environ.setdefault(engine.CACHE_ENV_VAR, tempfile.mkdtemp(prefix="alfworld-bench-cache-"))
     games = pick_games(args.games)
     rows: dict[str, list[float]] = {k: [] for k in (
