@@ -12,7 +12,9 @@ scored against the gold SQL replayed on SQLite, where MySQL's ``answer_md5`` is 
 from __future__ import annotations
 
 import functools
+import re
 import sqlite3
+import threading
 import time
 import unicodedata
 from typing import Any
@@ -26,6 +28,44 @@ SQLITE_COLLATION = "mysql_ai_ci"
 # Pragmas the agent may read but not set: they would lift the storage cap or the memory it bounds.
 _LOCKED_PRAGMAS = frozenset({"max_page_count", "page_size", "cache_size", "temp_store", "mmap_size",
                              "hard_heap_limit", "soft_heap_limit"})
+
+
+# one printf conversion: flags, width (digits or *), precision (.digits or .*), length, conversion
+_SPEC = re.compile(r"%([-+ #0,!]*)(\*|\d*)(?:\.(\*|\d*))?(ll|l)?(.)", re.S)
+
+
+def _printf_sizes(fmt: str, args: tuple[Any, ...]) -> list[int]:
+    """The widths and precisions a printf call asks for, literal or taken from its arguments (``*``)."""
+    sizes, i = [], 0
+    for m in _SPEC.finditer(fmt):
+        if m.group(5) == "%":
+            continue
+        for part in (m.group(2), m.group(3)):
+            if part == "*":
+                value = args[i] if i < len(args) else 0
+                i += 1
+                sizes.append(abs(int(value)) if isinstance(value, (int, float)) else 0)
+            elif part:
+                sizes.append(int(part))
+        i += 1  # the value converted
+    return sizes
+
+
+def _bounded_printf(limit: int):
+    """SQLite's ``printf`` / ``format``, giving NULL at once (as SQLite does, after building the string)
+    for widths and precisions past ``limit``."""
+    formatter = sqlite3.connect(":memory:", check_same_thread=False)  # a plain connection: SQLite's own printf
+    lock = threading.Lock()
+
+    def printf(*args: Any) -> Any:
+        if not args or args[0] is None:
+            return None
+        if any(n > limit for n in _printf_sizes(str(args[0]), args[1:])):
+            return None  # what SQLite's own printf gives past its length limit, minus the wait
+        with lock:
+            return formatter.execute(f"SELECT printf({', '.join('?' * len(args))})", args).fetchone()[0]
+
+    return printf
 
 
 def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
@@ -87,6 +127,10 @@ class SQLiteDatabase:
         self._deadline = float("inf")
         self.conn.set_progress_handler(lambda: int(time.monotonic() > self._deadline), 10_000)
         self.conn.create_collation(SQLITE_COLLATION, _mysql_ai_ci)
+        # SQLite's printf builds a huge width in full before the length limit refuses it, deaf to the
+        # progress handler (printf('%.*c', 1000000000, 'x') held a step 48 s): guard it, format the rest as SQLite does
+        for name in ("printf", "format"):
+            self.conn.create_function(name, -1, _bounded_printf(self.MAX_LENGTH), deterministic=True)
         create, insert = create_table_sql(table, column_type=f"TEXT COLLATE {SQLITE_COLLATION}")
         values = [str(v) for row in table.rows for v in row]
         self.setup_error = None

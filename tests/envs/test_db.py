@@ -1064,3 +1064,23 @@ def test_summarize_gives_overall_cat_accuracy():
     assert out["category/SELECT"] == 0.5 and out["category/INSERT"] == 0.5 and out["category/UPDATE"] == 1.0
     assert out["overall_cat_accuracy"] == pytest.approx((0.5 + 0.5 + 1.0) / 3)
     assert out["type/counting"] == 0.0
+
+
+def test_sqlite_printf_of_a_huge_width_is_refused_at_once(questions):
+    """Found by a hostile review: SQLite's printf builds a 1e9-wide string in full, deaf to the progress
+    handler (one step took 72 s), then gives NULL; such widths give NULL at once, ordinary printf stays SQLite's."""
+    import time
+
+    env = DBEnv(engine="sqlite")
+    try:
+        q = first(questions, "counting")
+        env.reset(options={"task": q.id})
+        started = time.monotonic()
+        obs, *_, info = env.step(prompt.operation(
+            "SELECT printf('%.*c', 1000000000, 'x') IS NULL, printf('%.*c', 1000000000, 'x') IS NULL, "
+            "format('%1000000000d', 1) IS NULL"))
+        assert time.monotonic() - started < 5 and obs == "[(1, 1, 1)]" and info["status"] == "running"
+        obs, *_ = env.step(prompt.operation("SELECT printf('%05.1f|%-3s|%%|%d', 3.14159, 'a', 99999999999)"))
+        assert obs == "[('003.1|a  |%|99999999999',)]"
+    finally:
+        env.close()
