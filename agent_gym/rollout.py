@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import inspect
+import json
 import os
 import queue
 import signal
@@ -376,13 +377,23 @@ def rollout(episodes: Iterable[EpisodeSpec], policy: PolicyFactory | str, *, out
         records, _ = recorded(output, damaged) if output is not None else ({}, 0)
         for bad in damaged:
             print(f"agent-gym: warning: {bad}; the episode it held, if any, is played again", file=sys.stderr)
+        options: dict[str, dict[str, Any]] = {}
         if episodes:
-            agent = _probe(episodes, policy, policy_options, pool)
+            agent, options = _probe(episodes, policy, policy_options, pool)
         others = sorted({t.agent for t in records.values() if t.policy} - {agent})
         if others and agent is not None:
             raise RunSetupError(
                 f"{output} holds episodes of {', '.join(others)}, not {agent}: pass another --output "
                 f"(a file holds one agent's episodes, so a resume never mixes two)")
+        for t in records.values():  # nor two protocols of one env (GSM8K's extraction, ALFWorld's wording, ...)
+            recorded_options = (t.provenance.get("env") or {}).get("options")
+            if t.env_id in options and recorded_options is not None and recorded_options != options[t.env_id]:
+                changed = sorted(k for k in set(recorded_options) | set(options[t.env_id])
+                                 if recorded_options.get(k) != options[t.env_id].get(k))
+                detail = ", ".join(f"{k}={options[t.env_id].get(k)!r} (file: {recorded_options.get(k)!r})"
+                                   for k in changed)
+                raise RunSetupError(f"{output} holds {t.env_id} episodes played with other env options: {detail}; "
+                                    f"pass another --output (a file holds one protocol per env)")
     except BaseException:
         pool.close_all(CLOSE_TIMEOUT_S)
         if writer is not None:
@@ -436,8 +447,9 @@ def resolve_policy(name: str) -> PolicyFactory:
 
 
 def _probe(episodes: list[EpisodeSpec], policy: PolicyFactory, policy_options: dict[str, Any],
-           pool: _EnvPool) -> str:
-    """Make one env per env id and one policy, here, before any episode; the agent's name."""
+           pool: _EnvPool) -> tuple[str, dict[str, dict[str, Any]]]:
+    """Make one env per env id and one policy, here, before any episode; the agent's name and
+    each env's protocol options."""
     envs = {}
     for env_id in dict.fromkeys(e.env_id for e in episodes):
         try:
@@ -449,9 +461,13 @@ def _probe(episodes: list[EpisodeSpec], policy: PolicyFactory, policy_options: d
         agent = agent_of(policy(envs[first], **policy_options))
     except Exception as exc:
         raise RunSetupError(_setup_message(f"the policy {getattr(policy, '__name__', policy)!r}", exc)) from exc
+    options = {}
     for env_id, env in envs.items():
+        get = getattr(env.unwrapped, "options", None)
+        # as a trajectory stores them (JSON), so a resume compares like with like
+        options[env_id] = json.loads(json.dumps(get() if callable(get) else {}, default=str))
         pool.give(env_id, env)
-    return agent
+    return agent, options
 
 
 def _play(todo: list[EpisodeSpec], skipped: list[Trajectory], policy: PolicyFactory, policy_options: dict[str, Any],

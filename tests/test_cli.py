@@ -443,3 +443,21 @@ def test_ctrl_c_while_the_local_model_generates_exits_130_not_abort(tmp_path):
     finally:
         proc.kill()
     assert rc == 130
+
+
+def test_resuming_with_other_env_options_is_refused(tmp_path, capsys):
+    """A file holds one protocol per env: resuming a paper-extraction GSM8K run with extraction=robust
+    would mix two protocols in one score."""
+    need_data("gsm8k")
+    from agent_gym import cli
+
+    out = tmp_path / "g.jsonl"
+    assert cli.main(["run", "gsm8k", "-n", "2", "--policy", "expert", "--no-progress", "-o", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    capsys.readouterr()
+    rc = cli.main(["run", "gsm8k", "-n", "4", "--policy", "expert", "--no-progress", "--env-arg", "extraction=robust",
+                   "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "extraction='robust' (file: 'paper')" in err and "another --output" in err
+    assert out.read_text().splitlines() == lines  # nothing recorded
+    assert cli.main(["run", "gsm8k", "-n", "4", "--policy", "expert", "--no-progress", "-o", str(out)]) == 0

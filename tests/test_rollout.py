@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -156,17 +157,25 @@ def test_context_overflow_ends_the_episode_with_its_status(tmp_path):
 
 
 def test_many_episodes_stay_in_flight(tmp_path):
+    """32 episodes whose policy waits (as on a server) overlap: counted, not timed (a busy CI machine)."""
     need_data("gsm8k")
+    lock = threading.Lock()
+    active, most = [0], [0]
 
     def sleepy(env, **_):
         def replies(info):
-            time.sleep(0.2)
+            with lock:
+                active[0] += 1
+                most[0] = max(most[0], active[0])
+            time.sleep(0.5)
+            with lock:
+                active[0] -= 1
             return ["0"]
         return ReplayPolicy(replies)
 
-    t0 = time.perf_counter()
-    rollout(plan(["AgentTuning/GSM8K-v0"], episodes=32), sleepy, concurrency=32, progress=False)
-    assert time.perf_counter() - t0 < 32 * 0.2 / 4, "32 sleeping episodes must overlap"
+    result = rollout(plan(["AgentTuning/GSM8K-v0"], episodes=32), sleepy, concurrency=32, progress=False)
+    assert len(result.trajectories) == 32
+    assert most[0] >= 8, f"at most {most[0]} episodes were in flight at once"
 
 
 def test_plan_is_reproducible_and_samples_with_the_seed():
