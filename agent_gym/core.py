@@ -142,7 +142,8 @@ class TextEnv(gym.Env[str, str]):
     ``progress`` (0..1), ``status`` (one of :data:`STATUSES`), ``end_reason`` (one of
     :data:`END_REASONS`, ``None`` while running), ``turn``; the paper's decoding for the task
     (``max_new_tokens``, ``temperature``, and ``top_p`` / ``stop`` where the paper set them) and
-    ``system_prompt`` (``""``: the paper sent none); ``provenance`` (package, dataset, engine
+    ``system_prompt`` (``""``: the paper sent none) and ``strip_messages`` (whether it stripped each
+    message); ``provenance`` (package, dataset, engine
     versions, protocol options) from ``reset``; and ``admissible_actions`` where the engine knows them.
     """
 
@@ -162,6 +163,9 @@ class TextEnv(gym.Env[str, str]):
     #: The system message the paper's harness sent: ``""`` for none (AgentBench's held-in harness),
     #: ``None`` to leave it to the policy.
     system_prompt: ClassVar[str | None] = None
+    #: Whether the paper's harness ``strip()``-ed every message before rendering (AgentBench did; the
+    #: AgentTuning general and held-out scripts passed them as they were).
+    strip_messages: ClassVar[bool] = True
     #: The protocol options (see :meth:`options`) that reproduce the paper.
     paper_options: ClassVar[dict[str, Any]] = {}
     #: Replies longer than this are refused as invalid actions rather than parsed.
@@ -327,6 +331,7 @@ class TextEnv(gym.Env[str, str]):
             "turn": 0,
             **self.decoding,
             "system_prompt": self.system_prompt,
+            "strip_messages": self.strip_messages,
             "provenance": self.provenance(),
         }
         if begin.admissible_actions is not None:

@@ -24,6 +24,7 @@ class GSM8KEnv(TextEnv):
     max_turns = 1
     decoding: ClassVar[dict[str, Any]] = {"max_new_tokens": 512, "temperature": 0.0}
     system_prompt: ClassVar[str | None] = LLAMA2_SYSTEM
+    strip_messages = False  # upstream passed the turns to FastChat unstripped
     paper_options: ClassVar[dict[str, Any]] = {"extraction": "paper"}
 
     def __init__(self, split: str | None = None, render_mode: str | None = None,
@@ -52,7 +53,7 @@ class GSM8KEnv(TextEnv):
         return Begin(observation=prompt.observation(task.question, strings), prompt=prompt.chat(strings),
                      # upstream passed the strings to FastChat as they are (the instruction ends in a
                      # space, the question turn starts with a newline): policies must not strip them
-                     extra={"extraction": self.extraction, "strip_messages": False})
+                     extra={"extraction": self.extraction})
 
     def _act(self, action: str) -> Outcome:
         predicted = prompt.extract(action, self.extraction)

@@ -31,6 +31,7 @@ class MMLUEnv(TextEnv):
     decoding: ClassVar[dict[str, Any]] = {"max_new_tokens": 1, "temperature": 0.0}
     generation_decoding: ClassVar[dict[str, Any]] = {"max_new_tokens": 32, "temperature": 0.0}
     system_prompt: ClassVar[str | None] = None  # per subject: set at reset (also info["prompt"][0])
+    strip_messages = False  # upstream passed the turns to FastChat unstripped
     paper_options: ClassVar[dict[str, Any]] = {"scoring": "logprobs", "shots": 5}
 
     def __init__(self, split: str | None = None, render_mode: str | None = None,
@@ -69,8 +70,7 @@ class MMLUEnv(TextEnv):
         return tuple(s for s in shots if not (self.split == "dev" and s.id == task.id))[: self.shots]
 
     def _begin(self, task: data.Question) -> Begin:
-        # upstream passed the turns to FastChat unstripped (a dev choice may end in spaces)
-        extra: dict[str, Any] = {"subject": task.subject, "scoring": self.scoring, "strip_messages": False}
+        extra: dict[str, Any] = {"subject": task.subject, "scoring": self.scoring}
         chat = prompt.chat(task, self._shots(task))
         if chat and chat[0]["role"] == "system":  # the paper's system message names the subject
             extra["system_prompt"] = chat[0]["content"]
