@@ -52,7 +52,6 @@ _INSTALL_HINT = "the ALFWorld env needs TextWorld's PDDL engine: pip install 'ag
 
 try:
     import fast_downward
-    import mementos.core
     import textworld
     from textworld.envs.pddl import logic as pddl_logic
     from textworld.envs.pddl import textgen
@@ -401,7 +400,7 @@ def _trim_textworld_memo() -> None:
     them by identity, so emptying it changes no result, and the live games' facts stay referenced
     by their states. A concurrent lookup during ``clear()`` is a miss and makes a fresh object.
     """
-    memo = getattr(mementos.core, "_memento_cache", None)
+    memo = getattr(sys.modules.get("mementos.core"), "_memento_cache", None)  # imported by textworld.logic
     if memo is not None and len(memo) > TEXTWORLD_MEMO_ENTRIES:
         memo.clear()
 
