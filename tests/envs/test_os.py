@@ -335,6 +335,7 @@ def test_dev_split_without_its_files_names_the_fetch_command(tmp_path, monkeypat
 
 @needs_bwrap
 def test_tasks_file_plays_your_own_problems(tmp_path):
+    need_data("agentbench_os")  # the instruction and one-shot prompt are AgentBench's
     path = _write_problems(tmp_path / "mine", "mine.json", MY_PROBLEMS)
     env = gym.make("AgentTuning/OS-v0", tasks_file=str(path))
     try:

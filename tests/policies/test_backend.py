@@ -26,6 +26,11 @@ from agent_gym.policies.openai_compat import OpenAIBackend
 from agent_gym.policies.react import ReActPolicy
 from agent_gym.policies.tgi import TGIBackend
 
+# these tests talk to real servers through every backend: they need the serve, tgi and openai extras
+for _extra_module in ("aiohttp", "text_generation", "openai"):
+    pytest.importorskip(_extra_module, reason=f"needs {_extra_module}: pip install -e '.[all]'")
+
+
 TGI_NEW_TOKENS_LIMIT = "Input validation error: `max_new_tokens` must be <= 192. Given: 512"  # TGI < 2.0
 VLLM_COMPLETION_TOO_BIG = ("This model's maximum context length is 256 tokens. However, you requested 612 tokens "
                            "(100 in the messages, 512 in the completion). Please reduce the length of the messages "

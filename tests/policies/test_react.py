@@ -21,6 +21,11 @@ from agent_gym.policies.backend import get_backend
 from agent_gym.policies.react import ReActPolicy
 from agent_gym.trajectory import read_jsonl, write_jsonl
 
+# these tests talk to real servers through every backend: they need the serve, tgi and openai extras
+for _extra_module in ("aiohttp", "text_generation", "openai"):
+    pytest.importorskip(_extra_module, reason=f"needs {_extra_module}: pip install -e '.[all]'")
+
+
 gym.register_envs(agent_gym)
 EPISODES = [("AgentTuning/GSM8K-v0", "gsm8k", 3), ("AgentTuning/MMLU-v0", "mmlu", 7)]
 BACKENDS = {  # backend name -> policy options (``url`` filled in from the server fixture)

@@ -21,6 +21,11 @@ from agent_gym.policies.openai_compat import OpenAIBackend
 from agent_gym.policies.react import ReActPolicy
 from agent_gym.policies.tgi import TGIBackend, match_top_tokens
 
+# these tests talk to real servers through every backend: they need the serve, tgi and openai extras
+for _extra_module in ("aiohttp", "text_generation", "openai"):
+    pytest.importorskip(_extra_module, reason=f"needs {_extra_module}: pip install -e '.[all]'")
+
+
 gym.register_envs(agent_gym)
 text_generation = pytest.importorskip("text_generation")
 openai = pytest.importorskip("openai")

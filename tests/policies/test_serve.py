@@ -20,6 +20,11 @@ from agent_gym.policies.openai_compat import OpenAIBackend
 from agent_gym.policies.react import ReActPolicy
 from agent_gym.policies.tgi import TGIBackend
 
+# these tests talk to real servers through every backend: they need the serve, tgi and openai extras
+for _extra_module in ("aiohttp", "text_generation", "openai"):
+    pytest.importorskip(_extra_module, reason=f"needs {_extra_module}: pip install -e '.[all]'")
+
+
 text_generation = pytest.importorskip("text_generation")
 openai = pytest.importorskip("openai")
 COUNT = "Count: one, two,"
