@@ -9,7 +9,7 @@ from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit
 
 import agent_gym
 from agent_gym import STATUSES, AnyText
-from agent_gym.core import END_REASONS
+from agent_gym.core import END_REASONS, LLAMA2_SYSTEM
 from agent_gym.registration import entries
 from agent_gym.rollout import env_class
 from agent_gym.testing import need_data
@@ -143,3 +143,24 @@ def test_render_ansi_prints_the_transcript():
     env.step("The answer is 18")
     text = env.render()
     assert obs in text and "The answer is 18" in text and "Correct." in text
+
+
+# The paper's decoding per task (../shared/UPSTREAM_SCORING.md: AgentBench.old eval/single-task/*.sh for the
+# held-in tasks; AgentTuning's eval_general and eval_heldout scripts for the others) and its system message.
+PAPER_DECODING = {
+    "AgentTuning/GSM8K-v0": ({"max_new_tokens": 512, "temperature": 0.0}, LLAMA2_SYSTEM),
+    "AgentTuning/MMLU-v0": ({"max_new_tokens": 1, "temperature": 0.0}, None),  # scored by next-token log-probs
+    "AgentTuning/Alfworld-v0": ({"max_new_tokens": 128, "temperature": 0.0}, ""),
+    "AgentTuning/DB-v0": ({"max_new_tokens": 128, "temperature": 0.0}, ""),
+    "AgentTuning/OS-v0": ({"max_new_tokens": 128, "temperature": 0.0}, ""),
+    "AgentTuning/SciWorld-v0": ({"max_new_tokens": 256, "temperature": 0.0, "stop": ["[INST]", "<|end_of_turn|>"]},
+                                LLAMA2_SYSTEM),
+}
+
+
+@pytest.mark.parametrize("env_id", ALL_IDS)
+def test_every_env_gives_the_papers_decoding_and_system_message(env_id):
+    decoding, system = PAPER_DECODING[env_id]  # a new env must add its row
+    cls = env_class(env_id)
+    assert cls.decoding == decoding
+    assert cls.system_prompt == system
