@@ -9,8 +9,33 @@ A forked child never touches its parent's JVM: it starts its own.
 
 The engine keeps some state in JVM-wide singletons (the active simplifications, set up at each
 load): concurrent loads race (a NullPointerException, or a game set up from another game's
-task), and games with different simplifications would share them. So every call into a JVM
-holds that JVM's lock, and games with different simplification strings get different JVMs.
+task), and games with different simplification strings would share them. So every call into a
+JVM holds that JVM's lock, and games with different simplification strings get different JVMs.
+
+Reproducibility. Three more JVM-wide things made a game depend on what else ran in its JVM
+(scienceworld 1.2.3; upstream fixed the enumeration order after 1.2.3, in Scala):
+
+* object ids come from one static counter (``util.UniqueIdentifier``), reset by every load:
+  objects a game creates after another game's load get ids that depend on that game, and
+  may equal ids the first game already uses (objects compare equal by id);
+* ``scala.util.Random`` is one generator, seeded with the variation at each load and drawn
+  by world ticks (bees, growth) and by gold-path planning (the gold agent shuffles rooms
+  and objects), so another game's load or steps change this game's draws;
+* objects have no ``hashCode`` of their own: the JVM's identity hash (per Java thread,
+  xor-shift state; py4j serves each socket on its own thread) orders every hash set of
+  objects, so the room listing, the valid actions and the gold agent's choices depended on
+  which thread ran the call and on everything that thread had hashed before. With other
+  games running, the gold plan of find-non-living-thing/261 changed in 5 of 6 tries.
+
+So each :class:`Game` has its own id counter and its own ``java.util.Random`` (swapped into
+``scala.util.Random`` before its calls when another game used the JVM last), and the JVM runs
+with a constant identity hash (``-XX:hashCode=2``): hash sets of objects then iterate in
+insertion order, which depends only on the game's own history. The same task and variation
+give the same gold plan and the same episode whatever else runs in the JVM, on any thread.
+
+Deadlines. Every call into the JVM has a deadline (:data:`CALL_TIMEOUT`, longer for gold
+planning): a JVM that does not answer in time (stopped, wedged, swapping) is killed by its
+watchdog, the call raises :class:`EngineError`, and the next ``load`` starts a new JVM.
 
 A step makes four cheap calls (step, score, completed, moves: about 1 ms); upstream's
 ``ScienceWorldEnv.step`` also rebuilds the valid-action list every time (15 ms to 50 ms: the
@@ -34,6 +59,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Iterator
@@ -41,7 +67,16 @@ from pathlib import Path
 from typing import Any
 
 # The serial collector keeps a JVM hosting a few dozen small games lean (no parallel GC threads and regions).
-JAVA_OPTIONS = ("-XX:+UseSerialGC",)
+# A constant identity hash makes hash sets of engine objects iterate in insertion order (see the module
+# docstring). The sets degenerate into lists: steps cost about the same (the sets are small), gold
+# planning 1.3-2.8x more (docs/sciworld.md).
+JAVA_OPTIONS = ("-XX:+UseSerialGC", "-XX:+UnlockExperimentalVMOptions", "-XX:hashCode=2")
+# Seconds one call into the JVM may take before the JVM is killed and the call fails. A step, a
+# valid-action list and a load take well under 2 s even on a loaded 2-core machine; planning the
+# gold path replays the whole task inside one call (boil: 12-16 s under a load of 8); so does a new
+# game's constructor (every task's objects) and the reset of a game loaded with its gold path.
+CALL_TIMEOUT = 30.0
+PLAN_TIMEOUT = 180.0
 
 
 class EngineError(RuntimeError):
@@ -177,23 +212,80 @@ class Jvm:
         self.port = port
         self.gateway = JavaGateway(gateway_parameters=GatewayParameters(auto_field=True, port=port),
                                    java_process=self.proc)
+        self.stalled: float | None = None  # the deadline (s) a call overran, once the watchdog killed the JVM
+        self._deadline: tuple[float, float] | None = None  # (monotonic time, seconds) of the call in flight
+        self._stop_watch = threading.Event()
+        threading.Thread(target=self._watch, name=f"scienceworld-watchdog-{self.proc.pid}", daemon=True).start()
+        self.bound: GameState | None = None  # whose id counter and random generator the engine holds now
+        try:
+            reflect = self.gateway.jvm.java.lang.Class
+            self._random_module = reflect.forName("scala.util.Random$").getField("MODULE$").get(None)
+            self._random_field = reflect.forName("scala.util.Random").getDeclaredField("self")
+            self._random_field.setAccessible(True)
+            self._ids = self.gateway.jvm.util.UniqueIdentifier
+        except Exception as exc:
+            self.kill()
+            raise EngineError(f"ScienceWorld's JVM did not start ({exc}): {self.death_note()}") from exc
 
     def alive(self) -> bool:
-        return self.pid == os.getpid() and self.proc.poll() is None
+        return self.pid == os.getpid() and self.stalled is None and self.proc.poll() is None
+
+    def new_state(self) -> "GameState":
+        """A game's own engine globals: id counter at 0, a generator (the game's load seeds it)."""
+        return GameState(0, self.gateway.jvm.java.util.Random(0))
+
+    def bind(self, state: "GameState") -> None:
+        """Give the engine ``state``'s id counter and random generator (call holding the lock)."""
+        if self.bound is state:
+            return
+        if self.bound is not None:
+            self.bound.next_id = int(self._ids.count())
+        getattr(self._ids, "count_$eq")(state.next_id)  # Scala's setter of the object's `var count`
+        self._random_field.set(self._random_module, state.random)
+        self.bound = state
 
     def new_game(self) -> Any:
         return self.gateway.jvm.scienceworld.runtime.pythonapi.PythonInterface()
 
+    @contextlib.contextmanager
+    def deadline(self, seconds: float) -> Iterator[None]:
+        """Kill the JVM if the calls inside take longer than ``seconds`` (call holding the lock)."""
+        self._deadline = (time.monotonic() + seconds, seconds)
+        try:
+            yield
+        finally:
+            self._deadline = None
+
+    def _watch(self) -> None:
+        while not self._stop_watch.wait(0.2):
+            armed = self._deadline
+            if self.proc.poll() is not None:
+                return
+            if armed is not None and time.monotonic() > armed[0]:
+                self.stalled = armed[1]
+                self.kill()
+                return
+
+    def kill(self) -> None:
+        """SIGKILL the JVM (a stopped JVM too) and reap it."""
+        with contextlib.suppress(Exception):
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
     def death_note(self) -> str:
         code = self.proc.poll()
-        why = f"exit code {code}" if code is not None else "it stopped answering"
         tail = " | ".join(line.strip() for line in list(self.stderr)[-3:] if line.strip())
+        if self.stalled is not None:
+            return (f"ScienceWorld's JVM did not answer within {self.stalled:g} s (stopped or wedged) and was "
+                    f"killed; reset() starts a new one")
+        why = f"exit code {code}" if code is not None else "it stopped answering"
         return f"ScienceWorld's JVM died ({why}{'; stderr: ' + tail if tail else ''}); reset() starts a new one"
 
     def shutdown(self) -> None:
         """Stop the JVM; safe to call twice, and a no-op in a forked child."""
         if self.pid != os.getpid():
             return
+        self._stop_watch.set()
         _stopped_ports.add(self.port)
         with contextlib.suppress(Exception):
             if self.proc.poll() is None:
@@ -214,13 +306,19 @@ class _DeadJvmNoise(logging.Filter):
     """py4j logs a traceback for every call to a JVM that died; our EngineError already says it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not str(record.msg).startswith("An error occurred while trying to connect to the Java server"):
-            return True
-        gone = _stopped_ports | {jvm.port for jvm in list(_started) if not jvm.alive()}
-        return not any(f":{port})" in str(record.msg) for port in gone)
+        msg = str(record.msg)
+        if msg.startswith("An error occurred while trying to connect to the Java server"):
+            gone = _stopped_ports | {jvm.port for jvm in list(_started) if not jvm.alive()}
+            return not any(f":{port})" in msg for port in gone)
+        if msg == "Exception while sending command." and "py4j" in record.pathname:
+            jvm = getattr(_calling, "jvm", None)  # a call the watchdog cut short
+            return jvm is None or jvm.alive()
+        return True
 
 
+_calling = threading.local()  # .jvm: the JVM this thread is calling into (for the filter)
 logging.getLogger("py4j.java_gateway").addFilter(_DeadJvmNoise())
+logging.getLogger().addFilter(_DeadJvmNoise())  # py4j logs a failed call on the root logger
 _stopped_ports: set[int] = set()
 
 _lock = threading.Lock()
@@ -269,16 +367,27 @@ def _release_holder(holder: list[Jvm | None]) -> None:
         release(jvm)
 
 
+@dataclasses.dataclass
+class GameState:
+    """A game's share of the engine's JVM-wide globals: its next object id and its random generator."""
+
+    next_id: int
+    random: Any  # a java.util.Random in the JVM
+
+
 class Game:
     """One ScienceWorld game on the shared JVM: load a variation, step it, read its state.
 
     Not thread-safe itself (one env, one thread); any number of games may run in parallel threads.
     """
 
-    def __init__(self, simplifications: str = "easy") -> None:
+    def __init__(self, simplifications: str = "easy", timeout: float = CALL_TIMEOUT) -> None:
+        """``timeout``: seconds one engine call may take (gold planning: at least :data:`PLAN_TIMEOUT`)."""
         self._holder: list[Jvm | None] = [None]
         self._finalizer = weakref.finalize(self, _release_holder, self._holder)
         self._server: Any = None
+        self.timeout = timeout
+        self._planned = False  # loaded with its gold path: each reset plans it again
         self._attach(simplifications)
 
     def _attach(self, simplifications: str) -> None:
@@ -286,7 +395,10 @@ class Game:
         self._server = None
         self._holder[0] = jvm = acquire(simplifications)
         self.simplifications = simplifications
-        with self._calls():
+        with jvm.lock, jvm.deadline(self.timeout):
+            self._state = jvm.new_state()
+        # the constructor builds every task (seconds on a loaded machine) and draws from the generator: its own
+        with self._calls(max(self.timeout, PLAN_TIMEOUT)):
             self._server = jvm.new_game()
 
     @property
@@ -296,14 +408,24 @@ class Game:
         return self._holder[0]
 
     @contextlib.contextmanager
-    def _calls(self) -> Iterator[None]:
-        """Engine faults become EngineError with a message that says what happened and what to do."""
+    def _calls(self, timeout: float | None = None) -> Iterator[None]:
+        """The calls inside run with this game's engine globals, under the JVM's lock and a deadline
+        (``timeout``, default the game's); engine faults become EngineError with a message that says
+        what happened and what to do."""
         from py4j.protocol import Py4JError
 
         jvm = self.jvm
         try:
             with jvm.lock:
-                yield
+                if not jvm.alive():
+                    raise EngineError(jvm.death_note())
+                with jvm.deadline(timeout or self.timeout):
+                    _calling.jvm = jvm
+                    try:
+                        jvm.bind(self._state)
+                        yield
+                    finally:
+                        _calling.jvm = None
         except Py4JError as exc:
             jvm = self._holder[0]
             if jvm is None or not jvm.alive():
@@ -314,12 +436,14 @@ class Game:
         """Load a task variation (a new JVM first if the old one died). ``gold``: also plan the gold path (slow)."""
         if self._holder[0] is None or not self.jvm.alive() or simplifications != self.simplifications:
             self._attach(simplifications)
-        with self._calls():
+        self._planned = gold
+        with self._calls(max(self.timeout, PLAN_TIMEOUT) if gold else None):
             self._server.load(task_name, variation, simplifications, gold)
 
     def reset(self) -> str:
-        """Back to the first move; returns what "look around" shows (upstream's reset)."""
-        with self._calls():
+        """Back to the first move; returns what "look around" shows (upstream's reset; a game loaded
+        with ``gold=True`` plans its gold path again)."""
+        with self._calls(max(self.timeout, PLAN_TIMEOUT) if self._planned else None):
             self._server.reset()
         return self.step("look around").observation
 
@@ -374,6 +498,6 @@ class Game:
         server, self._server = self._server, None
         jvm = self._holder[0]
         if server is not None and jvm is not None and jvm.alive():
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception), jvm.lock, jvm.deadline(self.timeout):
                 jvm.gateway.detach(server)
         self._finalizer()

@@ -16,8 +16,11 @@ not Python's set order (which varied run to run); the gold path is planned only 
 asks (upstream planned it at every load, up to 5 s); a task's starting score (some start above
 0) comes with the first action's reward, so that rewards add up to the score (upstream's reset
 already counted it). Observations are cleaned for the conversation as upstream did; the
-engine's own text is in ``info["engine_observation"]``. The engine itself is not deterministic
-(hash-set listing order, plant growth, circuit timing), upstream alike.
+engine's own text is in ``info["engine_observation"]``. Upstream's engine is not deterministic
+(hash-set listing order, plant growth, circuit timing, the gold agent's choices vary with the
+JVM's identity hashes and with other games of the JVM); here the same task and variation play the
+same whatever else runs (see :mod:`.engine`). A JVM call past its deadline (``engine_timeout``)
+ends the episode with status ``error``; the next reset starts a new JVM.
 """
 
 from __future__ import annotations
@@ -45,13 +48,16 @@ class SciWorldEnv(TextEnv):
 
     def __init__(self, split: str | None = None, render_mode: str | None = None, simplifications: str = "easy",
                  env_step_limit: int = 100, map_actions: bool = True, admissible_actions: bool = True,
-                 few_shot: bool = True, max_replies: int | None = None, tasks_file: str | Path | None = None):
+                 few_shot: bool = True, max_replies: int | None = None, tasks_file: str | Path | None = None,
+                 engine_timeout: float = engine.CALL_TIMEOUT):
         """``map_actions=False`` sends action text to the engine as written; with ``admissible_actions=False``
         too, no step builds the (expensive) valid-action list. ``max_replies`` (default the paper's 200,
         thoughts included) caps the agent's replies per episode: a smoke-run setting (a small CPU model
         takes seconds per reply), which changes scores; such episodes end with ``end_reason``
         ``"round_limit"``. ``tasks_file``: a JSON / JSON Lines list of ``{"task_name", "variation"}``
-        (see :func:`.data.load_file`)."""
+        (see :func:`.data.load_file`). ``engine_timeout``: seconds one call into the JVM may take
+        (gold planning gets at least :data:`.engine.PLAN_TIMEOUT`); past it the JVM is killed, the
+        step ends with status ``error`` and the next reset starts a new JVM."""
         super().__init__(split=split, render_mode=render_mode, tasks_file=tasks_file)
         if max_replies is not None:
             if isinstance(max_replies, bool) or not isinstance(max_replies, int) or max_replies < 1:
@@ -62,6 +68,9 @@ class SciWorldEnv(TextEnv):
         self.map_actions = map_actions
         self.admissible_actions = admissible_actions
         self.few_shot = few_shot
+        if isinstance(engine_timeout, bool) or not isinstance(engine_timeout, (int, float)) or engine_timeout <= 0:
+            raise ValueError(f"engine_timeout must be a positive number of seconds, not {engine_timeout!r}")
+        self.engine_timeout = float(engine_timeout)
         self._game: engine.Game | None = None
         self._gold_game: engine.Game | None = None
         self._gold: dict[str, list[str]] = {}
@@ -97,7 +106,7 @@ class SciWorldEnv(TextEnv):
 
     def _begin(self, task: data.Variation) -> Begin:
         if self._game is None:
-            self._game = engine.Game(self.simplifications)
+            self._game = engine.Game(self.simplifications, self.engine_timeout)
         self._game.load(task.task_name, task.variation, self.simplifications)
         look = self._game.reset()
         description = self._game.task_description()
@@ -174,7 +183,7 @@ class SciWorldEnv(TextEnv):
         """
         if task.id not in self._gold:
             if self._gold_game is None:
-                self._gold_game = engine.Game(self.simplifications)
+                self._gold_game = engine.Game(self.simplifications, self.engine_timeout)
             self._gold[task.id] = expert.plan(self._gold_game, task, self.simplifications, self.map_actions)
         return list(self._gold[task.id])
 
