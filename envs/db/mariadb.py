@@ -20,7 +20,6 @@ import atexit
 import functools
 import itertools
 import os
-import queue
 import re
 import secrets
 import shutil
@@ -30,7 +29,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ from agent_gym.envs.db import prompt
 from agent_gym.envs.db.data import Question, Table
 from agent_gym.envs.db.engine import (OUT_OF_SYNC, STATEMENT_TIMEOUT, STORAGE_CAP, EngineError, create_table_sql,
                                       escaped_columns, storage_full)
+from agent_gym.processes import popen_for_life
 
 # MySQL 8.0's default sql_mode (upstream's server); MariaDB's own default is laxer.
 MYSQL8_SQL_MODE = ("ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,"
@@ -248,36 +247,6 @@ def _remove_stale_folders(parent: str | None) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-_launcher_lock = threading.Lock()
-_launcher: tuple[int, queue.SimpleQueue] | None = None
-
-
-def _launcher_loop(requests: queue.SimpleQueue) -> None:
-    while True:
-        args, kwargs, result = requests.get()
-        try:
-            result.set_result(subprocess.Popen(args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            result.set_exception(exc)
-
-
-def _launch(args: list[str], **kwargs: Any) -> subprocess.Popen:
-    """``Popen(args)`` from a thread that lives as long as this process. The kernel's parent-death
-    signal (``setpriv --pdeathsig``) fires when the *thread* that forked the child exits, so a
-    server started from a short-lived thread (a request handler) would die with that thread."""
-    global _launcher
-    with _launcher_lock:
-        if _launcher is None or _launcher[0] != os.getpid():  # a forked child starts its own
-            requests: queue.SimpleQueue = queue.SimpleQueue()
-            threading.Thread(target=_launcher_loop, args=(requests,), name="agent-gym-mariadb-launcher",
-                             daemon=True).start()
-            _launcher = (os.getpid(), requests)
-        requests = _launcher[1]
-    result: Future = Future()
-    requests.put((args, kwargs, result))
-    return result.result()
-
-
 class MariaDBServer:
     """A private ``mariadbd``: one per process, shared by every env of the process.
 
@@ -397,9 +366,9 @@ class MariaDBServer:
                 f"--tmpdir={self._dir / 'tmp'}", *_STORAGE_LIMITS,
                 *_ROOT(), *_INNODB, "--innodb-flush-log-at-trx-commit=0", "--innodb-flush-method=nosync"]
         setpriv = shutil.which("setpriv")
-        if setpriv:  # the server dies with this process, even when it is killed (see _launch)
+        if setpriv:  # the server dies with this process, even when it is killed (see agent_gym.processes)
             args = [setpriv, "--pdeathsig", "TERM", *args]
-        self._proc = _launch(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        self._proc = popen_for_life(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
         if not self._exit_hook:
             atexit.register(self._stop_at_exit, os.getpid())

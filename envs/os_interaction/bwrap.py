@@ -17,7 +17,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import queue
 import re
 import shlex
 import shutil
@@ -26,16 +25,15 @@ import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import weakref
 from collections.abc import Iterator
-from concurrent.futures import Future
 from pathlib import Path
 
 from agent_gym.envs.os_interaction import cgroups, engine, pristine
 from agent_gym.envs.os_interaction.engine import (CAPABILITIES, CAPABILITY_NUMBERS, PATH, Limits, Sandbox, SandboxError,
                                                   checker_command)
+from agent_gym.processes import popen_for_life
 
 _LAUNCH = r"""
 set -e
@@ -179,36 +177,6 @@ def sweep() -> None:
 _UNNAMED_STAGING = re.compile(r"agent-gym-os-[a-z0-9_]{8}$")  # tempfile.mkdtemp's own 8 characters
 
 
-_launcher_lock = threading.Lock()
-_launcher: tuple[int, queue.SimpleQueue] | None = None
-
-
-def _launcher_loop(requests: queue.SimpleQueue) -> None:
-    while True:
-        args, kwargs, result = requests.get()
-        try:
-            result.set_result(subprocess.Popen(args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            result.set_exception(exc)
-
-
-def _popen_for_life(args: list[str], **kwargs: object) -> subprocess.Popen:
-    """``Popen(args)`` from a thread that lives as long as this process. ``bwrap --die-with-parent``
-    (the kernel's parent-death signal) fires when the *thread* that forked it exits, so a sandbox
-    made in a short-lived thread (a request handler, a thread per episode) would die with it."""
-    global _launcher
-    with _launcher_lock:
-        if _launcher is None or _launcher[0] != os.getpid():  # a forked child starts its own
-            requests: queue.SimpleQueue = queue.SimpleQueue()
-            threading.Thread(target=_launcher_loop, args=(requests,), name="agent-gym-os-launcher",
-                             daemon=True).start()
-            _launcher = (os.getpid(), requests)
-        requests = _launcher[1]
-    result: Future = Future()
-    requests.put((args, kwargs, result))
-    return result.result()
-
-
 _LIVE: weakref.WeakSet = weakref.WeakSet()
 
 
@@ -299,7 +267,7 @@ class BwrapSandbox(Sandbox):
         argv = [*self._prefix(), "unshare", "-m", "--propagation", "private", "bash", "-c", _LAUNCH, "bash",
                 self._staging, self.root, str(self.limits.disk_mb), str(len(masked)), *masked, *bwrap]
         # stdin: a pipe nobody writes to; pid 1 reads it, and ends at its end of file (this process gone)
-        self._proc = _popen_for_life(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        self._proc = popen_for_life(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      pass_fds=(info_w,), start_new_session=True)
         os.close(info_w)
         with os.fdopen(info_r, "rb") as info:
