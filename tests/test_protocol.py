@@ -164,3 +164,12 @@ def test_every_env_gives_the_papers_decoding_and_system_message(env_id):
     cls = env_class(env_id)
     assert cls.decoding == decoding
     assert cls.system_prompt == system
+
+
+@pytest.mark.parametrize("env_id, stripped", [
+    ("AgentTuning/GSM8K-v0", False), ("AgentTuning/MMLU-v0", False), ("AgentTuning/SciWorld-v0", False),
+    ("AgentTuning/Alfworld-v0", True), ("AgentTuning/DB-v0", True), ("AgentTuning/OS-v0", True),
+])
+def test_strip_messages_says_whether_the_papers_harness_stripped_each_message(env_id, stripped):
+    """AgentBench.old's TGI client strip()-ed every message; AgentTuning's general and held-out scripts did not."""
+    assert env_class(env_id).strip_messages is stripped

@@ -42,6 +42,7 @@ class SciWorldEnv(TextEnv):
     # "<|end_of_turn|>" (a generation stop: the text before it is what greedy decoding gives either way).
     decoding = {"max_new_tokens": 256, "temperature": 0.0, "stop": ["[INST]", "<|end_of_turn|>"]}
     system_prompt = LLAMA2_SYSTEM  # eval.py: FastChat's llama-2 conversation with Llama-2's short system message
+    strip_messages = False  # eval.py handed its turns to FastChat as they were (AgentBench stripped; this did not)
     paper_options = {"simplifications": "easy", "env_step_limit": 100, "max_replies": 200, "map_actions": True,
                      "admissible_actions": True, "few_shot": True}
     invalid_action_message = "Invalid action: {reason}"
