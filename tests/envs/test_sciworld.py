@@ -395,7 +395,7 @@ def test_a_stopped_jvm_ends_the_step_with_an_error_within_the_deadline_then_rese
         assert 8 <= took < 8 + 5, took
         assert trunc and (info["status"], info["end_reason"]) == ("error", "env_error")
         assert "ScienceWorld's JVM did not answer within 8 s" in obs and "reset()" in obs
-        assert not jvm.alive() and jvm.proc.poll() is not None  # killed, not left stopped
+        assert not jvm.alive() and jvm.proc.wait(timeout=10) is not None  # killed (the watchdog reaps it), not left stopped
         with pytest.raises(engine.EngineError, match="did not answer"):  # its other games fail at once
             env._game.step("look around")
         obs, info = stalled.reset(options={"task": "find-animal/261"})
