@@ -1,6 +1,7 @@
 """ScienceWorld step time and memory, side by side: ours vs upstream's ``ScienceWorldEnv``.
 
     python benchmarks/bench_sciworld.py [--steps 320] [--envs 8] [--games 27]
+    python benchmarks/bench_sciworld.py --repro 6     # only: the expert's plans with other games running
 
 Targets (issue 5): a step at most 1.1x upstream's ``ScienceWorldEnv.step`` on the same actions,
 and 8 concurrent envs in under 1 GB in total (upstream starts one JVM per env, about 1.1 GB).
@@ -11,15 +12,23 @@ default (the paper's mapping, admissible actions in ``info``) and its raw mode
 (``map_actions=False, admissible_actions=False``). Memory: each side in a fresh subprocess that
 starts N envs, resets each on a different game and plays 10 steps; then the summed proportional
 set size (PSS) of that process and every JVM it started.
+
+``--repro N`` (issue 15): N times, plan and play the expert on each of ``REPRO_TASKS`` while three
+threads load other tasks and step them in the same JVM, each try with new envs; prints how many
+distinct plans and which outcomes each task got (before the fix: 5 distinct plans in 6 tries for
+find-non-living-thing/261, ending 0.75 or 1.0).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import hashlib
 import json
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 TASK = ("find-plant", 261)
@@ -126,12 +135,67 @@ def memory(side: str, n: int) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+REPRO_TASKS = ("find-non-living-thing/261", "find-living-thing/261")
+LOADED = ("boil", "melt", "grow-fruit", "chemistry-mix", "find-animal", "power-component", "lifespan-longest-lived")
+
+
+def repro(tries: int) -> dict[str, dict[str, object]]:
+    """Distinct expert plans and the outcomes of ``tries`` episodes per task, with 3 loader threads running."""
+    from agent_gym.envs.sciworld import engine
+    from agent_gym.envs.sciworld.env import SciWorldEnv
+
+    stop = threading.Event()
+
+    def loader(i: int) -> None:
+        game = engine.Game()
+        k = 0
+        while not stop.is_set():
+            game.load(LOADED[(k + i) % len(LOADED)], k % 5, "easy")
+            for action in ("look around", "open door to kitchen", "wait1"):
+                game.step(action)
+            k += 1
+        game.close()
+
+    keep = SciWorldEnv(admissible_actions=False)  # holds the JVM between tries
+    threads = [threading.Thread(target=loader, args=(i,), daemon=True) for i in range(3)]
+    for t in threads:
+        t.start()
+    plans: dict[str, set[str]] = collections.defaultdict(set)
+    outcomes: dict[str, list[float]] = collections.defaultdict(list)
+    try:
+        for _ in range(tries):
+            for task_id in REPRO_TASKS:
+                env = SciWorldEnv(admissible_actions=False)
+                env.reset(options={"task": task_id})
+                replies = env.expert_replies(env.task)
+                for reply in replies:
+                    *_, term, trunc, info = env.step(reply)
+                    if term or trunc:
+                        break
+                plans[task_id].add(hashlib.sha1("\n".join(replies).encode()).hexdigest())
+                outcomes[task_id].append(info["score"])
+                env.close()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=120)
+        keep.close()
+    return {t: {"distinct_plans": len(plans[t]), "outcomes": outcomes[t]} for t in REPRO_TASKS}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=320)
     parser.add_argument("--envs", type=int, default=8)
     parser.add_argument("--games", type=int, default=27)
+    parser.add_argument("--repro", type=int, default=0, metavar="N",
+                        help="only the reproducibility check: N expert episodes per task with other games running")
     args = parser.parse_args()
+    if args.repro:
+        print(f"expert plans and outcomes, {args.repro} tries per task, 3 other games loading and stepping:")
+        for task_id, found in repro(args.repro).items():
+            print(f"  {task_id:28s} {found['distinct_plans']} distinct plan(s); outcomes {found['outcomes']}")
+        return
 
     medians = step_times(args.steps)
     base = medians["upstream ScienceWorldEnv.step"]
