@@ -68,8 +68,7 @@ from typing import Any
 
 # The serial collector keeps a JVM hosting a few dozen small games lean (no parallel GC threads and regions).
 # A constant identity hash makes hash sets of engine objects iterate in insertion order (see the module
-# docstring). The sets degenerate into lists: steps cost about the same (the sets are small), gold
-# planning 1.3-2.8x more (docs/sciworld.md).
+# docstring). The sets degenerate into lists: a step costs 1.0-1.4x, gold planning 1.2-1.6x (docs/sciworld.md).
 JAVA_OPTIONS = ("-XX:+UseSerialGC", "-XX:+UnlockExperimentalVMOptions", "-XX:hashCode=2")
 # Seconds one call into the JVM may take before the JVM is killed and the call fails. A step, a
 # valid-action list and a load take well under 2 s even on a loaded 2-core machine; planning the
@@ -395,6 +394,7 @@ class Game:
         self._server = None
         self._holder[0] = jvm = acquire(simplifications)
         self.simplifications = simplifications
+        self._planned = False
         with jvm.lock, jvm.deadline(self.timeout):
             self._state = jvm.new_state()
         # the constructor builds every task (seconds on a loaded machine) and draws from the generator: its own
@@ -428,6 +428,9 @@ class Game:
                         _calling.jvm = None
         except Py4JError as exc:
             jvm = self._holder[0]
+            if jvm is not None and jvm.stalled is not None:  # the watchdog killed it: reaped before we say so
+                with contextlib.suppress(Exception):
+                    jvm.proc.wait(timeout=10)
             if jvm is None or not jvm.alive():
                 raise EngineError(jvm.death_note() if jvm else "this ScienceWorld game is closed") from exc
             raise EngineError(f"ScienceWorld engine call failed: {exc}") from exc
@@ -436,13 +439,13 @@ class Game:
         """Load a task variation (a new JVM first if the old one died). ``gold``: also plan the gold path (slow)."""
         if self._holder[0] is None or not self.jvm.alive() or simplifications != self.simplifications:
             self._attach(simplifications)
-        self._planned = gold
+        self._planned = self._planned or gold  # once asked, the engine plans again at every reset
         with self._calls(max(self.timeout, PLAN_TIMEOUT) if gold else None):
             self._server.load(task_name, variation, simplifications, gold)
 
     def reset(self) -> str:
-        """Back to the first move; returns what "look around" shows (upstream's reset; a game loaded
-        with ``gold=True`` plans its gold path again)."""
+        """Back to the first move; returns what "look around" shows (upstream's reset). A game ever
+        loaded with ``gold=True`` plans its gold path again (seconds): ``load`` without it is cheaper."""
         with self._calls(max(self.timeout, PLAN_TIMEOUT) if self._planned else None):
             self._server.reset()
         return self.step("look around").observation

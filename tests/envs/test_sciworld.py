@@ -415,8 +415,8 @@ def _interleaved(task: str, variation: int, other: engine.Game | None) -> list:
     try:
         game.load(task, variation, "easy", gold=True)
         gold = game.gold_actions()
-        game.load(task, variation, "easy")
-        seen = [game.reset()]
+        game.load(task, variation, "easy")  # a fresh world (reset() would plan again)
+        seen = [game.step("look around").observation]
         for i, action in enumerate(gold):
             if other is not None:
                 other.load(["boil", "grow-fruit", "chemistry-mix"][i % 3], i, "easy")
@@ -428,17 +428,32 @@ def _interleaved(task: str, variation: int, other: engine.Game | None) -> list:
         game.close()
 
 
-def test_a_game_plays_the_same_while_another_game_loads_between_its_steps(env):
-    """Object ids come from one static counter that every load resets, and the world's random draws
-    from one generator that every load seeds: each game now has its own of both (issue 15)."""
-    env.reset(options={"task": "chemistry-mix/27"})
+_INTERLEAVED_RUN = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    from test_sciworld import _interleaved
+    from agent_gym.envs.sciworld import engine
+
     alone = _interleaved("chemistry-mix", 27, None)
     other = engine.Game()
-    try:
-        assert _interleaved("chemistry-mix", 27, other) == alone
-    finally:
-        other.close()
-    assert alone[-2][1:] == (100, True)
+    with open(sys.argv[2], "w") as out:
+        json.dump({"alone": alone, "interleaved": _interleaved("chemistry-mix", 27, other)}, out)
+""")
+
+
+def test_a_game_plays_the_same_while_another_game_loads_between_its_steps(tmp_path):
+    """Object ids come from one static counter that every load resets, and the world's random draws
+    from one generator that every load seeds: each game now has its own of both (issue 15).
+
+    In a JVM of its own: after this sequence, boil/27's gold plan in the same JVM changes (0.77
+    instead of 1.0), a JVM-wide state not found yet (docs/sciworld.md)."""
+    found = tmp_path / "interleaved.json"
+    out = subprocess.run([sys.executable, "-c", _INTERLEAVED_RUN, os.path.dirname(os.path.abspath(__file__)),
+                          str(found)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    runs = json.loads(found.read_text())
+    assert runs["interleaved"] == runs["alone"]
+    assert runs["alone"][-2][1:] == [100, True]
 
 
 # Two games whose expert outcome changed with what else ran in the JVM (find-non-living-thing/261:
