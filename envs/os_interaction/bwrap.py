@@ -373,34 +373,41 @@ class BwrapSandbox(Sandbox):
 
     def _kill_all(self) -> None:
         """Stop everything first (a stopped process cannot fork, so a fork bomb cannot refill the
-        list while we go through it), then kill."""
-        stopped: set[int] = set()
-        for _ in range(200):
-            pids = set(self._sandbox_pids()) - stopped
-            if not pids:
-                break
-            for pid in pids:
+        list while we go through it), then kill; again until nothing is left (a child forked
+        between the last scan and the kill would otherwise live on and refill the pid slots)."""
+        counters = [d / "pids.current" for d in self._cgroups if (d / "pids.current").exists()]
+        deadline = time.monotonic() + 10
+        while True:
+            stopped: set[int] = set()
+            for _ in range(200):
+                pids = set(self._sandbox_pids()) - stopped
+                if not pids:
+                    break
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGSTOP)
+                    except ProcessLookupError:
+                        pass
+                stopped |= pids
+            for pid in stopped | set(self._sandbox_pids()):
                 try:
-                    os.kill(pid, signal.SIGSTOP)
+                    os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            stopped |= pids
-        for pid in stopped | set(self._sandbox_pids()):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        # the dead hold their pid slots until pid 1 reaps them: wait, or the new shell cannot fork
-        counters = [d / "pids.current" for d in self._cgroups if (d / "pids.current").exists()]
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                busy = any(int(c.read_text()) > 4 for c in counters)
-            except (OSError, ValueError):
-                busy = False
-            if not busy and not self._sandbox_pids():
-                break
-            time.sleep(0.01)
+            # the dead hold their pid slots until pid 1 reaps them: wait, or the new shell cannot fork
+            settle = min(deadline, time.monotonic() + 1)
+            while time.monotonic() < settle:
+                try:
+                    busy = any(int(c.read_text()) > 4 for c in counters)
+                except (OSError, ValueError):
+                    busy = False
+                if self._sandbox_pids():
+                    break  # a survivor: stop and kill again
+                if not busy:
+                    return
+                time.sleep(0.01)
+            if time.monotonic() >= deadline:
+                return
 
     def _teardown(self) -> None:
         if self._proc is not None:
