@@ -1,0 +1,1 @@
+"""The cardgame task (package being written; see its env module)."""

@@ -1,0 +1,1 @@
+"""The hotpotqa task (package being written; see its env module)."""

@@ -1,0 +1,1 @@
+"""The humaneval task (package being written; see its env module)."""

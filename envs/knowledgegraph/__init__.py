@@ -1,0 +1,1 @@
+"""The knowledgegraph task (package being written; see its env module)."""

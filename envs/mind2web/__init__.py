@@ -1,0 +1,1 @@
+"""The mind2web task (package being written; see its env module)."""

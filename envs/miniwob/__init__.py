@@ -1,0 +1,1 @@
+"""The miniwob task (package being written; see its env module)."""

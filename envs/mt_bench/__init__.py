@@ -1,0 +1,1 @@
+"""The mt_bench task (package being written; see its env module)."""

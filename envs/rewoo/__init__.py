@@ -1,0 +1,1 @@
+"""The rewoo task (package being written; see its env module)."""

@@ -1,0 +1,1 @@
+"""The webarena task (package being written; see its env module)."""

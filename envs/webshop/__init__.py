@@ -1,0 +1,1 @@
+"""The webshop task (package being written; see its env module)."""
