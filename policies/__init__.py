@@ -21,6 +21,7 @@ POLICIES: dict[str, str] = {
     "random": "agent_gym.policies.simple:random_policy",
     "react": "agent_gym.policies.react:react",
     "human": "agent_gym.policies.human:human",
+    "rci": "agent_gym.policies.rci:rci",  # MiniWoB++'s RCI agent as AgentTuning ran it
 }
 #: the entry-point group where other packages register policy factories by name
 ENTRY_POINT_GROUP = "agent_gym.policies"
