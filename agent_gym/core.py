@@ -223,6 +223,12 @@ class TextEnv(gym.Env[str, str]):
         """The protocol options this env runs with (compare :attr:`paper_options`), for provenance."""
         return {}
 
+    def preflight(self) -> None:
+        """Raise, naming the fix, when no episode can be played as the env is configured (a site
+        URL or an endpoint that is not set, files that are absent). The rollout calls it once per
+        env before the first episode, so such a run stops with nothing recorded, and
+        ``agent-gym eval`` lists the task as "not run" with this message. Cheap: it starts no engine."""
+
     def _reject(self, reason: str) -> Outcome:
         """The outcome of a reply refused before parsing (too long). Multi-turn tasks go on."""
         single_turn = self.max_turns == 1

@@ -454,6 +454,9 @@ def _probe(episodes: list[EpisodeSpec], policy: PolicyFactory, policy_options: d
     for env_id in dict.fromkeys(e.env_id for e in episodes):
         try:
             envs[env_id] = pool.take(env_id)
+            preflight = getattr(envs[env_id].unwrapped, "preflight", None)
+            if callable(preflight):
+                preflight()
         except Exception as exc:
             raise RunSetupError(_setup_message(f"env {env_id}", exc)) from exc
     first = episodes[0].env_id

@@ -196,6 +196,33 @@ def test_a_broken_env_setup_stops_the_run_before_the_first_episode(tmp_path):
     assert not out.exists()
 
 
+class UnconfiguredEnv(ToyEnv):
+    """ToyEnv that needs a setting (as WebArena needs its site URLs): ``preflight`` says which."""
+
+    def __init__(self, site_url=None, **kwargs):
+        super().__init__(**kwargs)
+        self.site_url = site_url
+
+    def preflight(self):
+        if not self.site_url:
+            raise RuntimeError("no site URL: pass site_url=... or set TOY_SITE")
+
+
+UNCONFIGURED = "Toy/Unconfigured-v0"
+if UNCONFIGURED not in gym.registry:
+    gym.register(UNCONFIGURED, entry_point=UnconfiguredEnv)
+
+
+def test_an_env_whose_preflight_fails_stops_the_run_before_the_first_episode(tmp_path):
+    out = tmp_path / "r.jsonl"
+    with pytest.raises(RunSetupError, match="TOY_SITE"):
+        rollout(plan([UNCONFIGURED], episodes=2), lambda env, **_: Say(), output=out, progress=False)
+    assert not out.exists()
+    result = rollout(plan([UNCONFIGURED], episodes=2), lambda env, **_: Say(), output=out, progress=False,
+                     env_kwargs={"site_url": "http://localhost:1"})
+    assert len(result.trajectories) == 2
+
+
 def test_a_policy_that_cannot_be_built_stops_the_run_with_nothing_recorded(tmp_path):
     from agent_gym.policies.backend import PolicySetupError
 
