@@ -174,6 +174,54 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _eval_env_kwargs(env_ids: list[str], items: list[str]) -> dict[str, dict[str, Any]]:
+    """``[ENV:]KEY=VALUE`` items -> options per env id; an option no env of the suite has is an error."""
+    from agent_gym.registration import resolve_ids
+    from agent_gym.rollout import env_class, env_options
+
+    out: dict[str, dict[str, Any]] = {e: {} for e in env_ids}
+    for item in items:
+        head, eq, value = item.partition("=")
+        if not eq or not head:
+            raise ValueError(f"--env-arg takes [ENV:]KEY=VALUE, got {item!r}")
+        target, _, key = head.rpartition(":")
+        key = key.replace("-", "_")
+        targets = resolve_ids([target]) if target else env_ids
+        takers = [e for e in targets if key in env_options(env_class(e))]
+        if not takers:
+            raise ValueError(f"no env of {', '.join(targets)} has the option {key!r}")
+        for e in takers:
+            out.setdefault(e, {})[key] = _parse_value(value)
+    return out
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from agent_gym.evaluation import evaluate, suite_ids, write_report
+
+    if args.backend is not None:
+        from agent_gym.policies.backend import BACKENDS
+
+        if args.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {args.backend!r}; known: {', '.join(BACKENDS)}")
+    env_ids = suite_ids([x.strip() for x in args.suite.split(",") if x.strip()])
+    env_kwargs = _eval_env_kwargs(env_ids, args.env_arg)
+    results = evaluate(env_ids, args.policy, output=args.output, policy_options=_policy_options(args),
+                       episodes=args.episodes, concurrency=args.concurrency, env_kwargs=env_kwargs, seed=args.seed,
+                       progress=not args.no_progress, log=lambda line: print(f"agent-gym: {line}", file=sys.stderr))
+    paths = write_report(results, args.output, plots=not args.no_plots)
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    print(f"report: {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+    if all(r.not_run for r in results):
+        print("agent-gym: error: no task could run (see 'Not run' above)", file=sys.stderr)
+        return EXIT_SETUP
+    errors = sum(r.errors for r in results)
+    if errors:
+        print(f"agent-gym: {errors} episodes ended in error; rerun the same command to play them again",
+              file=sys.stderr)
+        return EXIT_ERRORS
+    return EXIT_OK
+
+
 def _resume_command(argv: list[str], output: Path) -> str:
     """The command line that resumes this run: the same arguments, with ``-o`` naming the file."""
     rest, skip = [], False
@@ -253,6 +301,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_policy_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--backend", default=None, help="LLM backend: local (default), tgi, openai")
+    s.add_argument("--model", default=None, help="model id or path (default: the bundled SmolLM2-135M-Instruct)")
+    s.add_argument("--url", default=None, help="server URL for the tgi / openai backends")
+    s.add_argument("--temperature", type=float, default=None)
+    s.add_argument("--max-new-tokens", type=int, default=None)
+    s.add_argument("--chat-template", default=None, help="llama2 or auto (the tokenizer's own)")
+    s.add_argument("--policy-arg", action="append", default=[], metavar="KEY=VALUE", help="extra policy option")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from agent_gym import __version__
 
@@ -293,15 +351,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSONL file; an existing one is resumed (default: a new file under runs/, named when the run starts)")
     s.add_argument("--no-retry-errors", action="store_true",
                    help="on resume, keep episodes recorded as error instead of playing them again")
-    s.add_argument("--backend", default=None, help="LLM backend: local (default), tgi, openai")
-    s.add_argument("--model", default=None, help="model id or path (default: the bundled SmolLM2-135M-Instruct)")
-    s.add_argument("--url", default=None, help="server URL for the tgi / openai backends")
-    s.add_argument("--temperature", type=float, default=None)
-    s.add_argument("--max-new-tokens", type=int, default=None)
-    s.add_argument("--chat-template", default=None, help="llama2 or auto (the tokenizer's own)")
-    s.add_argument("--policy-arg", action="append", default=[], metavar="KEY=VALUE", help="extra policy option")
+    _add_policy_args(s)
     s.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="gym.make keyword (checked against the env's options), e.g. tasks_file=PATH for your own tasks")
+    s.add_argument("--no-progress", action="store_true")
+
+    s = sub.add_parser("eval", help="every env of a suite under the paper's protocol; a report beside the paper's table",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--suite", default="all", help="held-in, held-out, general, all (default), or env ids / short names "
+                                                  "separated by commas")
+    s.add_argument("--policy", default="react",
+                   help="react (default), expert, random, or your own as module:factory")
+    s.add_argument("--episodes", "-n", type=_positive_int, default=None,
+                   help="the first N tasks of each test split (default: the whole split, the paper's protocol)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--concurrency", "-c", type=_positive_int, default=1)
+    s.add_argument("--output", "-o", required=True, help="a folder: runs/ (resumable, one file per env) and the report")
+    _add_policy_args(s)
+    s.add_argument("--env-arg", action="append", default=[], metavar="[ENV:]KEY=VALUE",
+                   help="an env option, for the env named (short name or id) or for every env that has it")
+    s.add_argument("--no-plots", action="store_true")
     s.add_argument("--no-progress", action="store_true")
 
     s = sub.add_parser("report", help="the per-env metric table of run files")
@@ -351,7 +420,8 @@ def _main(argv: list[str] | None = None) -> int:
     args.argv = argv
     from agent_gym.rollout import RunSetupError
 
-    handlers = {"list": _cmd_list, "data": _cmd_data, "run": _cmd_run, "report": _cmd_report, "export": _cmd_export}
+    handlers = {"list": _cmd_list, "data": _cmd_data, "run": _cmd_run, "eval": _cmd_eval, "report": _cmd_report,
+                "export": _cmd_export}
     try:
         return handlers[args.cmd](args)
     except (KeyError, FileNotFoundError, ValueError, RunSetupError, NotImplementedError) as exc:
