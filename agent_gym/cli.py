@@ -70,7 +70,58 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_filter(args: argparse.Namespace) -> int:
+    from agent_gym.instruct import counts_table, filter_trajectories
+    from agent_gym.metrics import load_runs
+    from agent_gym.trajectory import dumps
+
+    stats: dict[str, Any] = {}
+    trajs = [t for ts in load_runs(args.files, stats).values() for t in ts]
+    _warn_damaged(stats["damaged"])
+    thresholds = {}
+    for item in args.threshold:
+        env, eq, value = item.rpartition("=")
+        if not eq:
+            raise ValueError(f"--threshold takes ENV=SCORE, got {item!r}")
+        from agent_gym.registration import resolve_ids
+
+        thresholds[resolve_ids([env])[0]] = float(value)
+    res = filter_trajectories(trajs, min_score=args.min_score, thresholds=thresholds,
+                              decontaminate=not args.no_decontaminate, ngram=args.ngram)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for t in res.kept:
+            fh.write(dumps(t))
+    tmp.replace(out)
+    print(counts_table(res))
+    for reason in res.reasons:
+        print(f"agent-gym: in a test split: {reason}", file=sys.stderr)
+    print(f"kept {len(res.kept)} of {len(trajs)} trajectories -> {out} (trajectory records: "
+          f"agent-gym export {out} --format messages -o FILE)", file=sys.stderr)
+    return 0
+
+
+def _cmd_data_mix(args: argparse.Namespace) -> int:
+    from agent_gym.instruct import mix, read_records, write_records
+
+    agent = read_records(args.agent)
+    general = read_records(args.general)
+    fmt = "messages" if agent and "messages" in agent[0] else "agentinstruct"
+    mixed, used = mix(agent, general, args.eta, fmt, seed=args.seed)
+    write_records(mixed, args.output, "parquet" if str(args.output).endswith(".parquet") else fmt)
+    short = " (all there were: fewer than the share asks)" if used < round(len(agent) * (1 - args.eta) / args.eta) else ""
+    print(f"{len(agent)} agent + {used} general records{short}, agent share {len(agent) / max(1, len(mixed)):.3f} "
+          f"-> {args.output}")
+    return 0
+
+
 def _cmd_data(args: argparse.Namespace) -> int:
+    if args.data_cmd == "filter":
+        return _cmd_data_filter(args)
+    if args.data_cmd == "mix":
+        return _cmd_data_mix(args)
     if args.data_cmd == "path":
         print(data_layer.data_dir_path())
     elif args.data_cmd == "list":
@@ -222,6 +273,27 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from agent_gym.registration import resolve_ids
+    from agent_gym.rollout import env_class
+
+    lacking = [e for e in resolve_ids(args.envs) if "train" not in env_class(e).splits]
+    if lacking:
+        raise ValueError(f"no train split in {', '.join(lacking)} (their tasks are all evaluation tasks); "
+                         f"envs with one: " + ", ".join(e.id for e in __import__("agent_gym").registration.entries()
+                                                        if _has_train(e.id)))
+    return _cmd_run(args)
+
+
+def _has_train(env_id: str) -> bool:
+    from agent_gym.rollout import env_class
+
+    try:
+        return "train" in env_class(env_id).splits
+    except Exception:  # noqa: BLE001 - an env whose extra is not installed
+        return False
+
+
 def _resume_command(argv: list[str], output: Path) -> str:
     """The command line that resumes this run: the same arguments, with ``-o`` naming the file."""
     rest, skip = [], False
@@ -269,7 +341,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     trajs = [t for ts in load_runs(args.files, stats).values() for t in ts]
     _warn_damaged(stats["damaged"])
     kept = list(select(trajs, args.min_score))
-    n = write_agentinstruct(kept, args.output)
+    if args.format == "agentinstruct":
+        n = write_agentinstruct(kept, args.output)
+    else:
+        from agent_gym.instruct import records_of, write_records
+
+        n = write_records(records_of(kept, "messages"), args.output, args.format)
     superseded = f" ({stats['superseded']} older records superseded by newer ones left out)" if stats["superseded"] else ""
     print(f"kept {n} of {len(trajs)} trajectories -> {args.output}{superseded}")
     return 0
@@ -329,6 +406,22 @@ def build_parser() -> argparse.ArgumentParser:
     f = dsub.add_parser("fetch", help="download datasets from upstream and verify their sha256")
     f.add_argument("names", nargs="*", help="dataset names (default: all)")
     f.add_argument("--force", action="store_true", help="download again even if present")
+    fl = dsub.add_parser("filter", help="keep trajectories that meet their task's threshold, drop duplicates and "
+                                        "test-split tasks; print counts as the paper's AgentInstruct table")
+    fl.add_argument("files", nargs="+", help="run files (JSONL trajectories)")
+    fl.add_argument("--output", "-o", required=True, help="JSONL of the kept trajectories")
+    fl.add_argument("--min-score", type=float, default=None, help="one threshold for every task (0..1)")
+    fl.add_argument("--threshold", action="append", default=[], metavar="ENV=SCORE",
+                    help="a task's threshold (the paper: 1, Mind2Web 2/3)")
+    fl.add_argument("--ngram", type=_positive_int, default=None, metavar="N",
+                    help="also drop tasks sharing an N-word sequence with a test task (13 is the usual rule)")
+    fl.add_argument("--no-decontaminate", action="store_true", help="keep tasks that are in a test split")
+    mx = dsub.add_parser("mix", help="mix agent records with a general chat set (ShareGPT JSONL) at agent share eta")
+    mx.add_argument("agent", help="agent records (agent-gym export output)")
+    mx.add_argument("general", help="general records: ShareGPT-style JSONL ({'conversations': [{'from', 'value'}]})")
+    mx.add_argument("--eta", type=float, default=0.2, help="the agent share of the mix (the paper's best: 0.2)")
+    mx.add_argument("--seed", type=int, default=0)
+    mx.add_argument("--output", "-o", required=True, help="JSONL (or .parquet)")
     i = dsub.add_parser("import", help="take datasets from a local folder laid out like the data directory")
     i.add_argument("path")
     i.add_argument("--link", action="store_true", help="symlink instead of copying")
@@ -356,6 +449,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gym.make keyword (checked against the env's options), e.g. tasks_file=PATH for your own tasks")
     s.add_argument("--no-progress", action="store_true")
 
+    s = sub.add_parser("generate", help="play the training split with a teacher policy: candidate trajectories for "
+                                        "agent-gym data filter (as run, with --split train)",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("envs", nargs="+", help="env ids, short names or suites; each needs a train split")
+    s.add_argument("--policy", default="react", help="the teacher: react (default) on any backend, expert, module:factory")
+    s.add_argument("--episodes", "-n", type=_positive_int, default=None, help="episodes per env (default: all)")
+    s.add_argument("--task", action="append", default=[], help=argparse.SUPPRESS)
+    s.add_argument("--split", default="train", help=argparse.SUPPRESS)
+    s.add_argument("--repeats", type=_positive_int, default=1, help="plays per task (with sampling, more candidates)")
+    s.add_argument("--sample", action="store_true", help="a seeded random sample of tasks instead of the first N")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--concurrency", "-c", type=_positive_int, default=8)
+    s.add_argument("--output", "-o", required=True, help="JSONL file; an existing one is resumed")
+    s.add_argument("--no-retry-errors", action="store_true", help=argparse.SUPPRESS)
+    _add_policy_args(s)
+    s.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="gym.make keyword")
+    s.add_argument("--no-progress", action="store_true")
+
     s = sub.add_parser("eval", help="every env of a suite under the paper's protocol; a report beside the paper's table",
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--suite", default="all", help="held-in, held-out, general, all (default), or env ids / short names "
@@ -379,10 +490,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--details", action="store_true", help="per-group metrics too (MMLU subjects, ...)")
     s.add_argument("--plot", default=None, metavar="PNG", help="also draw scores next to the paper's")
 
-    s = sub.add_parser("export", help="filter trajectories (paper's rule: reward 1) into AgentInstruct JSONL")
+    s = sub.add_parser("export", help="filter trajectories (paper's rule: reward 1) into training data")
     s.add_argument("files", nargs="+")
     s.add_argument("--output", "-o", required=True)
     s.add_argument("--min-score", type=float, default=None, help="keep episodes scoring at least this (0..1)")
+    s.add_argument("--format", default="agentinstruct", choices=["agentinstruct", "messages", "parquet"],
+                   help="agentinstruct (JSONL, loss marked per turn), messages (JSONL for TRL's SFTTrainer), "
+                        "parquet (for datasets.load_dataset)")
 
     sub.add_parser("serve", help="a TGI-protocol server backed by the local model (see agent-gym serve --help)",
                    add_help=False)
@@ -420,7 +534,7 @@ def _main(argv: list[str] | None = None) -> int:
     args.argv = argv
     from agent_gym.rollout import RunSetupError
 
-    handlers = {"list": _cmd_list, "data": _cmd_data, "run": _cmd_run, "eval": _cmd_eval, "report": _cmd_report,
+    handlers = {"list": _cmd_list, "data": _cmd_data, "run": _cmd_run, "generate": _cmd_generate, "eval": _cmd_eval, "report": _cmd_report,
                 "export": _cmd_export}
     try:
         return handlers[args.cmd](args)
