@@ -1,1 +1,1 @@
-"""The mind2web task (package being written; see its env module)."""
+"""Mind2Web: action prediction on Mind2Web's released test pages, as AgentBench's multiple-choice tournament."""
