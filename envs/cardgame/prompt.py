@@ -148,10 +148,12 @@ def messages(history: list[tuple[str, str]], rules: str, prompt: str) -> list[di
 
 def _json_blocks(reply: str):
     """Every non-greedy ``{...}`` block with ``'`` turned into ``"``, parsed; unparsable ones skipped."""
-    for block in re.findall(r"\{[\w\W]*?\}", reply):
+    # no block can start after the last "}": cutting there keeps upstream's matches and makes the scan linear
+    # (a reply of many "{" and no "}" made each "{" scan to the end)
+    for block in re.findall(r"\{[\w\W]*?\}", reply[:reply.rfind("}") + 1]):
         try:
             yield json.loads(block.replace("'", '"'))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a block nested thousands deep
             continue
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 
 import gymnasium as gym
 import pytest
@@ -414,6 +415,14 @@ def test_action_replies_parse_as_upstream():
     act, move = prompt.decode_action('{"pick_fish": "1", "action": "active", "target_position": 0}', view)
     assert act is None and move is not None
     assert prompt.decode_action("attack!", view) == (None, None)
+
+
+@pytest.mark.parametrize("reply", ["{" * 60_000, "{" + "[" * 30_000 + "}", "\udcff\x00{'pick_fish'", "}" * 60_000])
+def test_hostile_replies_are_failed_attempts_quickly(reply):
+    view = agent_view(started())
+    start = time.perf_counter()
+    assert prompt.decode_guess(reply, view) is None and prompt.decode_action(reply, view) == (None, None)
+    assert time.perf_counter() - start < 1.0
 
 
 def test_state_prompts_have_upstreams_format():
