@@ -32,6 +32,7 @@ import json
 import os
 import pickle
 import shutil
+import sys
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -150,7 +151,7 @@ def load_file(path: str | Path) -> list[Task]:
     return list(_load(str(path), stat.st_mtime_ns, stat.st_size))
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=2)  # a released file holds hundreds of pages: keep few in memory
 def _load(path: str, mtime_ns: int, size: int) -> tuple[Task, ...]:  # keyed by the file's state
     with open(path, encoding="utf-8") as fh:
         try:
@@ -174,7 +175,7 @@ def _json_files(folder: Path) -> list[Path]:
         stem = p.stem.rsplit("_", 1)
         return (stem[0], int(stem[1])) if len(stem) == 2 and stem[1].isdigit() else (p.stem, -1)
 
-    return sorted(folder.glob("*.json"), key=key) if folder.is_dir() else []
+    return sorted((p for p in folder.glob("*.json") if not p.name.startswith(".")), key=key) if folder.is_dir() else []
 
 
 def split_files(split: str) -> list[Path]:
@@ -195,6 +196,8 @@ def split_files(split: str) -> list[Path]:
             f"Mind2Web's test files are not in the data directory {data_dir_path()} (no {folder} and no "
             f"{base / TEST_ZIP}). Run `agent-gym data fetch mind2web` to download them (test.zip, 568 MB, and the "
             f"ranker scores, 245 MB, from {HF}), or put the unpacked {SPLIT_FOLDERS[split]}/*.json files there.")
+    print(f"agent-gym: unpacking Mind2Web's {SPLIT_FOLDERS[split]} files from {base / TEST_ZIP} (once; a few minutes)",
+          file=sys.stderr, flush=True)
     unpack_split(base / TEST_ZIP, SPLIT_FOLDERS[split], folder)
     return _json_files(folder)
 
@@ -223,9 +226,57 @@ def unpack_split(zip_path: Path, split_folder: str, dest: Path) -> None:
                     raise
 
 
-def load(split: str = "test") -> list[Task]:
-    """The tasks of a split: Mind2Web's test files in file order."""
-    return [task for path in split_files(split) for task in load_file(path)]
+@dataclasses.dataclass(frozen=True)
+class TaskRef:
+    """A task of a released split, by id and place: the split's files are too large to hold at
+    once, so a task is read (:meth:`load`) when its episode starts."""
+
+    id: str
+    path: str
+    position: int
+
+    def load(self) -> Task:
+        task = load_file(self.path)[self.position]
+        if task.id != self.id:
+            raise ValueError(f"{self.path} changed since it was indexed: item {self.position} is {task.id}, "
+                             f"not {self.id}")
+        return task
+
+
+INDEX_FILE = ".agent-gym-index"  # no .json suffix: never taken for a test file
+
+
+def _task_ids(path: Path) -> list[str]:
+    """The annotation ids of a file, from an index kept beside it (by size and mtime), so that
+    listing a split does not parse its files again."""
+    index_path = path.parent / INDEX_FILE
+    stat = path.stat()
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, ValueError):
+        index = {}
+    entry = index.get(path.name)
+    if entry and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
+        return list(entry["ids"])
+    ids = [t.id for t in load_file(path)]
+    index[path.name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ids": ids}
+    try:
+        tmp = index_path.with_name(f"{INDEX_FILE}.{os.getpid()}.part")
+        tmp.write_text(json.dumps(index))
+        os.replace(tmp, index_path)
+    except OSError:
+        pass  # a read-only data directory: the ids are read from the files each time
+    return ids
+
+
+def load(split: str = "test") -> list[TaskRef]:
+    """The tasks of a split (Mind2Web's test files in file order), as references read on demand."""
+    return [TaskRef(task_id, str(path), i) for path in split_files(split) for i, task_id in enumerate(_task_ids(path))]
+
+
+def resolve(task: Task | TaskRef) -> Task:
+    """The task itself, read from its file if ``task`` is a reference."""
+    return task.load() if isinstance(task, TaskRef) else task
 
 
 # ------------------------------------------------------------------------------- ranker scores

@@ -64,7 +64,8 @@ class Mind2WebEnv(TextEnv):
 
     # ------------------------------------------------------------------ data
     @classmethod
-    def load_tasks(cls, split: str) -> Sequence[data.Task]:
+    def load_tasks(cls, split: str) -> Sequence[data.TaskRef]:
+        """References to the split's tasks (each read from its file when its episode starts)."""
         return data.load(split)
 
     @classmethod
@@ -109,7 +110,8 @@ class Mind2WebEnv(TextEnv):
         order = prompt.shuffled_candidates(pos + neg, self.shuffle_seed, task.sample_id(step))
         return order, pos, prompt.target_action(step.op, step.value)
 
-    def _begin(self, task: data.Task) -> Begin:
+    def _begin(self, task: data.Task | data.TaskRef) -> Begin:
+        task = self._current = data.resolve(task)
         if self._questions is None:
             self._questions = prompt.QuestionFormat.from_examples(data.prompt_template())
         self._step, self._results, self._tournament, self._tree = -1, [], None, None
@@ -170,7 +172,7 @@ class Mind2WebEnv(TextEnv):
         return self._answer(prompt.parse_reply(action))
 
     def _answer(self, reply: prompt.Reply, refused: str | None = None) -> Outcome:
-        task: data.Task = self.task
+        task = self._current
         before = len(self._results)
         valid = refused is None
         if self._idle:
@@ -193,10 +195,11 @@ class Mind2WebEnv(TextEnv):
                            end_reason=ANSWERED, extra=extra)
         return Outcome(observation=observation, score=score, progress=progress, action_valid=valid, extra=extra)
 
-    def expert_replies(self, task: data.Task) -> list[str]:
+    def expert_replies(self, task: data.Task | data.TaskRef) -> list[str]:
         """Replies that pick a gold element whenever one is offered, with the gold action (and A
         otherwise), in the order this env asks; every step with a target and two or more
         candidates then succeeds."""
+        task = data.resolve(task)
         replies = []
         for index, step in enumerate(task.steps):
             order, targets, _ = self._plan(task, index)

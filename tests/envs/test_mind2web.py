@@ -311,6 +311,9 @@ def test_released_layout_unpacks_the_zip_and_names_the_fetch_when_absent(prompt_
         obs, info = env.reset(seed=0)
         assert [t.id for t in env.tasks()] == ["fx-flight", "fx-single", "fx-cabin"]
         assert (folder / "test_domain" / "test_domain_0.json").is_file()  # unpacked once
+        assert isinstance(env.tasks()[0], data.TaskRef) and info["task_id"] in {"fx-flight", "fx-single", "fx-cabin"}
+        index = json.loads((folder / "test_domain" / data.INDEX_FILE).read_text())  # ids kept for the next listing
+        assert index["test_domain_0.json"]["ids"] == ["fx-flight", "fx-single", "fx-cabin"]
         assert [t.id for t in env.tasks("test_task")] == ["fx-flight"]
         assert env.tasks("std") is env.tasks("test") and info["provenance"]["split"] == "test"
         with pytest.raises(DataMissingError, match="no test_website"):
