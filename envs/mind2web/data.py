@@ -128,6 +128,8 @@ def _ids(candidates: Any) -> tuple[str, ...]:
 
 def _task(item: dict[str, Any]) -> Task:
     actions = item["actions"]
+    if not actions:
+        raise ValueError("a task needs at least one action")
     reprs = tuple(item["action_reprs"])
     if len(reprs) != len(actions):
         raise ValueError(f"{len(actions)} actions but {len(reprs)} action_reprs")
@@ -297,7 +299,8 @@ class _PlainUnpickler(pickle.Unpickler):
 
 
 def load_ranks(path: str | Path) -> dict[str, dict[str, int]]:
-    """``{sample_id: {backend_node_id: rank}}`` from a ranker score file (rank 0 = best).
+    """``{sample_id: {backend_node_id: rank}}`` from a ranker score file (rank 0 = best), as the
+    file holds it (read once per file state; :func:`step_ranks` reads one step's).
 
     Raises ``ValueError`` naming the file when it is not Mind2Web's ``{"scores", "ranks"}`` pickle.
     """
@@ -312,10 +315,23 @@ def _load_ranks(path: str, mtime_ns: int, size: int) -> dict[str, dict[str, int]
         with open(path, "rb") as fh:
             results = _PlainUnpickler(fh).load()
         ranks = results["ranks"]
-        return {str(sid): {str(node): int(rank) for node, rank in per.items()} for sid, per in ranks.items()}
+        if not isinstance(ranks, dict):
+            raise TypeError(f"'ranks' is a {type(ranks).__name__}, not a dict")
+        return ranks  # not copied: the full file holds every Mind2Web split's candidates
     except (pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ValueError(f"{path}: not a Mind2Web ranker score file ({{'scores', 'ranks'}} pickle): "
                          f"{type(exc).__name__}: {exc}") from exc
+
+
+def step_ranks(path: str | Path, sample_id: str) -> dict[str, int] | None:
+    """One step's ``{backend_node_id: rank}`` (``None`` if the file has no such step)."""
+    per = load_ranks(path).get(sample_id)
+    if per is None:
+        return None
+    try:
+        return {str(node): int(rank) for node, rank in per.items()}
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: ranks of {sample_id} are not {{backend_node_id: rank}}: {exc}") from exc
 
 
 def scores_path() -> Path:

@@ -59,6 +59,7 @@ class Mind2WebEnv(TextEnv):
         self.scores_file = Path(scores_file).expanduser().resolve() if scores_file is not None else None
         self.shuffle_seed = int(shuffle_seed)
         self._questions: prompt.QuestionFormat | None = None
+        self._current: data.Task | None = None
         self._step = -1
         self._results: list[dict[str, Any]] = []
 
@@ -100,7 +101,7 @@ class Mind2WebEnv(TextEnv):
         """Step ``index``'s candidates in tournament order, its target elements (positives in
         the top k) and its target action (``Mind2Web.get_data`` / ``predict_single``)."""
         step = task.steps[index]
-        ranks = data.load_ranks(self.ranks_path()).get(task.sample_id(step))
+        ranks = data.step_ranks(self.ranks_path(), task.sample_id(step))
         if ranks is None:
             raise KeyError(f"the ranker score file {self.ranks_path()} has no scores for step {task.sample_id(step)} "
                            f"(annotation_id_action_uid): pass the matching scores_file=")

@@ -165,8 +165,26 @@ def test_fixtures_load_in_mind2webs_format():
     assert [t.id for t in tasks] == ["fx-flight", "fx-single", "fx-cabin"]
     first = tasks[0].steps[0]
     assert (first.op, first.pos_ids, len(first.neg_ids)) == ("CLICK", ("12",), 11)
-    ranks = data.load_ranks(SCORES)
-    assert ranks["fx-flight_a0"]["12"] == 0 and ranks["fx-flight_a2"]["45"] == 12
+    assert data.step_ranks(SCORES, "fx-flight_a0")["12"] == 0 and data.step_ranks(SCORES, "fx-flight_a2")["45"] == 12
+    assert data.step_ranks(SCORES, "no-such_step") is None
+
+
+def test_bad_task_files_name_the_item(tmp_path):
+    broken = tmp_path / "broken.json"
+    task = json.loads(TASKS.read_text())[1]
+    broken.write_text(json.dumps([task, dict(task, actions=[])]))
+    with pytest.raises(ValueError, match="item 1 is not a Mind2Web task.*at least one action"):
+        data.load_file(broken)
+    broken.write_text(json.dumps({"not": "a list"}))
+    with pytest.raises(ValueError, match="JSON list of tasks"):
+        data.load_file(broken)
+
+
+def test_score_files_with_numpy_numbers_load(tmp_path):
+    np = pytest.importorskip("numpy")
+    path = tmp_path / "np.pkl"
+    path.write_bytes(pickle.dumps({"scores": {"t_s": {"1": np.float32(2.5)}}, "ranks": {"t_s": {"1": np.int64(3)}}}))
+    assert data.step_ranks(path, "t_s") == {"1": 3}
 
 
 class Scripted:
