@@ -352,6 +352,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_view(args: argparse.Namespace) -> int:
+    from agent_gym.viewer import serve
+
+    try:
+        serve(args.files, host=args.host, port=args.port)
+    except RuntimeError as exc:
+        print(f"agent-gym: error: {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    return EXIT_OK
+
+
 def _cmd_serve(args: argparse.Namespace, rest: list[str]) -> int:
     try:
         from agent_gym.policies import serve
@@ -498,6 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="agentinstruct (JSONL, loss marked per turn), messages (JSONL for TRL's SFTTrainer), "
                         "parquet (for datasets.load_dataset)")
 
+    s = sub.add_parser("view", help="browse the episodes of run files in a local web page")
+    s.add_argument("files", nargs="+")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8765)
+
     sub.add_parser("serve", help="a TGI-protocol server backed by the local model (see agent-gym serve --help)",
                    add_help=False)
     return p
@@ -535,7 +551,7 @@ def _main(argv: list[str] | None = None) -> int:
     from agent_gym.rollout import RunSetupError
 
     handlers = {"list": _cmd_list, "data": _cmd_data, "run": _cmd_run, "generate": _cmd_generate, "eval": _cmd_eval, "report": _cmd_report,
-                "export": _cmd_export}
+                "export": _cmd_export, "view": _cmd_view}
     try:
         return handlers[args.cmd](args)
     except (KeyError, FileNotFoundError, ValueError, RunSetupError, NotImplementedError) as exc:
