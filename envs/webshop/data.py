@@ -68,6 +68,18 @@ DATASET = Dataset(
         DataFile(HUMAN_INSTRUCTIONS, url=_WEBSHOP_RAW + "baseline_models/data/items_human_ins.json", optional=True),
         DataFile("items_shuffle.json", url=_DRIVE + "1A2whVgOO0euk5O13n2iYDM0bQRkkRduB", optional=True),
         DataFile("items_ins_v2.json", url=_DRIVE + "1s2j6NgHljiZzQNL3veZaAiyW_qDEgBNi", optional=True),
+        # 9 of WebShop's human demonstrations (a Google Drive folder in setup.sh: no per-file URL)
+        *(DataFile(f"all_trajs/{name}.jsonl", sha256=digest, optional=True) for name, digest in (
+            ("20220427_1_12", "55f6c0eda3e6b2c9cdd1bbf40da2241d1fde24d5aac2476e8a9decf9ceb78535"),
+            ("20220427_1_13", "287af3889c12cd33788e59f7b255c17d2554e5a458f4f26290fb3c5bc460c219"),
+            ("20220427_1_15", "08417d5e756736178cf09a75a5d77c051e1ad4d3472b7e0974999efab90daddc"),
+            ("20220427_1_17", "00859e263c96f62f8999a9773d6be6a13e971f3a1ec2c0951d9b989b5fa0d743"),
+            ("20220427_1_18", "2cdba54bdd3c2877285bfa044f61d20277a100ef55cd54bc3761ff9b2b6ae2e6"),
+            ("20220427_1_21", "3e32d0c311478c9505eb54b335113c6d61b42cc6054fb78deea3d08d456e6217"),
+            ("20220427_1_23", "95959eeb4d5cfe813c88bd534cae89341f8ad5fdab64c8d5245914b3b2bcb329"),
+            ("20220427_1_6", "f1e9dfbbafd47373ef8cec5e6d23b4c4919a3056437e1bcb872cbc2db4a4569b"),
+            ("20220427_1_7", "26ed0213c32e8856ec71e0a56fa6d6521647ab424aa2bbe763912ddeb3cb910a"),
+        )),
     ),
     description="WebShop (Yao et al. 2022): the 1000-product catalogue AgentBench played (items_shuffle_1000.json) "
                 "or the full 1.18M-product one (items_shuffle.json), product attributes, 12087 human instructions; "

@@ -100,18 +100,18 @@ class SearchIndex:
     @classmethod
     def open(cls, catalogue: Catalogue, cache_dir: Path | None) -> "SearchIndex":
         key = f"{catalogue.sha256[:32]}-v{INDEX_VERSION}"
+        folder = (cache_dir / key) if cache_dir is not None else None
         with _build_lock:
-            cached = _open_indexes.get(key)
+            cached = _open_indexes.get(str(folder or key))
             if cached is not None:
                 return cached
-            folder = (cache_dir / key) if cache_dir is not None else None
             index = cls._load(folder) if folder is not None and (folder / "asins.json").is_file() else None
             if index is None:
                 products = catalogue.products
                 index = cls.build([document_text(p) for p in products], [p.asin for p in products])
                 if folder is not None:
                     index._save(folder)
-            _open_indexes[key] = index
+            _open_indexes[str(folder or key)] = index
             return index
 
     @classmethod

@@ -71,10 +71,15 @@ def spacy_model(name: str):
         import spacy
     except ImportError:
         raise ImportError("WebShop's title score needs spaCy: pip install 'agent-gym[webshop]'") from None
+    import importlib.util
+    from pathlib import Path
+
     try:
+        if importlib.util.find_spec(name) is None and not Path(name).is_dir():
+            raise OSError(name)  # spaCy's own search for a missing package takes many seconds
         # the tagger and attribute ruler set pos_; the parser, NER and lemmatizer do not change it
         return spacy.load(name, exclude=["parser", "ner", "lemmatizer"])
-    except OSError:
+    except (OSError, ValueError):
         how = SPACY_INSTALL.get(name, f"install the spaCy model package {name!r}")
         raise OSError(f"WebShop's reward needs the spaCy model {name!r}, which is not installed: {how} "
                       f"(or pick another with spacy_model=...)") from None
