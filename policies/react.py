@@ -64,6 +64,7 @@ class ReActPolicy:
         self.last_scoring: dict[str, Any] | None = None
         self._system: str | None = None
         self._turns: list[Message] = []
+        self._prompt_turns: list[Message] = []
         self._hints: dict[str, Any] = {}
         self._used: dict[str, Any] = {}
 
@@ -76,12 +77,15 @@ class ReActPolicy:
         self._turns = []
         for m in prompt:
             self._add("assistant" if m["role"] in ("assistant", "agent") else "user", m["content"])
+        self._prompt_turns = [dict(m) for m in self._turns]
         self._hints = info
         self._calls = 0
         self.last_scoring = None
         self._used = {}
 
     def act(self, observation: str, info: dict[str, Any]) -> str:
+        if info.get("fresh_context"):  # the env asks for a new conversation per call (Mind2Web's multiple choice)
+            self._turns = [dict(m) for m in self._prompt_turns]
         self._add("user", observation)
         scoring = info.get("choice_scoring") or self._hints.get("choice_scoring")
         self.last_scoring = None

@@ -149,3 +149,15 @@ def test_context_too_small_ends_the_episode_with_agent_context_limit():
     # an observation that alone exceeds the context cannot be played
     traj = run_episode(ChatterEnv(observation_words=400), ReActPolicy(small, max_new_tokens=4), seed=0)
     assert traj.status == AGENT_CONTEXT_LIMIT
+
+
+def test_fresh_context_starts_each_call_from_the_prompt(local_backend):
+    """Mind2Web's multiple-choice calls were separate sessions upstream: ``info["fresh_context"]``."""
+    backend = RecordingBackend(local_backend)
+    run_episode(ChatterEnv(hints={"fresh_context": True}, turns=3, observation_words=3),
+                ReActPolicy(backend, max_new_tokens=2), seed=0)
+    last = backend.prompts[-1]
+    assert "Instruction: rule" in last and "Observation 2:" in last and "Observation 1:" not in last
+    backend = RecordingBackend(local_backend)
+    run_episode(ChatterEnv(turns=3, observation_words=3), ReActPolicy(backend, max_new_tokens=2), seed=0)
+    assert "Observation 1:" in backend.prompts[-1]  # without it the history stays
