@@ -33,11 +33,11 @@ def write_agentinstruct(trajs: Iterable[Trajectory], path: str | Path) -> int:
     seen: dict[str, int] = {}
     with open(path, "w", encoding="utf-8") as fh:
         for t in trajs:
-            record = t.to_agentinstruct()
-            k = seen.get(record["id"], 0)  # the same task played twice gets distinct ids
-            seen[record["id"]] = k + 1
-            if k:
-                record["id"] = f"{record['id']}_{k}"
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-            n += 1
+            for record in t.to_agentinstruct_records():
+                k = seen.get(record["id"], 0)  # the same task played twice gets distinct ids
+                seen[record["id"]] = k + 1
+                if k:
+                    record["id"] = f"{record['id']}_{k}"
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+                n += 1
     return n

@@ -210,13 +210,13 @@ def counts_table(res: FilterResult) -> str:
 
 
 # ------------------------------------------------------------------------------------ formats
-def to_messages(traj: Trajectory) -> dict[str, Any]:
-    """A chat record TRL's ``SFTTrainer`` reads: ``{"messages": [{"role", "content"}], ...}``; the
-    ids ride along (``id``, ``env_id``, ``task_id``). Train on the assistant turns after the prompt
+def to_messages(traj: Trajectory) -> list[dict[str, Any]]:
+    """Chat records TRL's ``SFTTrainer`` reads, one per conversation (``Trajectory.conversations``):
+    ``{"messages": [{"role", "content"}], ...}``; the ids ride along (``id``, ``env_id``, ``task_id``). Train on the assistant turns after the prompt
     (TRL: ``assistant_only_loss``); the few-shot turns of the prompt are assistant turns too, which
     AgentInstruct's ``loss: false`` marks and this format cannot: use ``agentinstruct`` to keep that."""
-    record = traj.to_agentinstruct()
-    return {"id": record["id"], "env_id": traj.env_id, "task_id": traj.task_id, "messages": traj.messages()}
+    return [{"id": record["id"], "env_id": traj.env_id, "task_id": traj.task_id, "messages": conv}
+            for record, conv in zip(traj.to_agentinstruct_records(), traj.conversations())]
 
 
 def _unique_ids(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -233,8 +233,8 @@ def records_of(trajs: Iterable[Trajectory], fmt: str) -> list[dict[str, Any]]:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
     if fmt == "messages":
-        return _unique_ids([to_messages(t) for t in trajs])
-    return _unique_ids([t.to_agentinstruct() for t in trajs])
+        return _unique_ids([r for t in trajs for r in to_messages(t)])
+    return _unique_ids([r for t in trajs for r in t.to_agentinstruct_records()])
 
 
 def write_records(records: list[dict[str, Any]], path: str | Path, fmt: str) -> int:

@@ -95,6 +95,31 @@ class Trajectory:
                 msgs.append({"role": "user", "content": s.observation})
         return msgs
 
+    def conversations(self) -> list[list[dict[str, str]]]:
+        """The conversations the agent had: one (:meth:`messages`), or one per reply when the env
+        asked for a fresh context at each call (``info["fresh_context"]``, Mind2Web: each multiple-choice
+        call was its own session upstream, and AgentInstruct kept them as one-turn records)."""
+        if not any(s.info.get("fresh_context") for s in self.steps):
+            return [self.messages()]
+        out, observation = [], self.first_observation
+        for s in self.steps:
+            out.append([*(dict(m) for m in self.prompt), {"role": "user", "content": observation},
+                        {"role": "assistant", "content": s.action}])
+            observation = s.observation
+        return out
+
+    def to_agentinstruct_records(self) -> list[dict[str, Any]]:
+        """:meth:`to_agentinstruct` per conversation (:meth:`conversations`); ids ``<id>`` then ``<id>_call<k>``."""
+        base = self.to_agentinstruct()
+        convs = self.conversations()
+        if len(convs) == 1:
+            return [base]
+        n_prompt = len(self.prompt)
+        return [{"id": f"{base['id']}_call{k}", "conversations": [
+            {"from": "gpt" if m["role"] == "assistant" else "human", "value": m["content"],
+             "loss": bool(m["role"] == "assistant" and i >= n_prompt)} for i, m in enumerate(conv)]}
+            for k, conv in enumerate(convs)]
+
     def to_agentinstruct(self) -> dict[str, Any]:
         """The AgentInstruct conversation format: the prompt turns carry ``loss: false``,
         the agent's replies ``loss: true`` (the first observation and later env turns are

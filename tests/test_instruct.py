@@ -143,3 +143,16 @@ def test_read_records_names_a_bad_line(tmp_path):
     with pytest.raises(ValueError, match="line 2"):
         read_records(p)
     assert json.loads('{"a": 1}') == {"a": 1}
+
+
+def test_a_fresh_context_episode_exports_one_record_per_call():
+    """Mind2Web: every multiple-choice call was its own session; AgentInstruct kept one-turn records."""
+    t = _traj("AgentTuning/Mind2Web-v0", "t9", 1.0)
+    t.steps = [Step("Answer: B", "next question", 0.5, False, False, info={"fresh_context": True}),
+               Step("Answer: A", "done", 0.5, True, False, info={"fresh_context": True})]
+    ai = records_of([t], "agentinstruct")
+    assert [r["id"] for r in ai] == ["mind2web_t9_call0", "mind2web_t9_call1"]
+    assert ai[1]["conversations"][-2:] == [{"from": "human", "value": "next question", "loss": False},
+                                           {"from": "gpt", "value": "Answer: A", "loss": True}]
+    msgs = records_of([t], "messages")
+    assert len(msgs) == 2 and msgs[0]["messages"][-1] == {"role": "assistant", "content": "Answer: B"}
