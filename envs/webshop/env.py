@@ -24,6 +24,7 @@ instructions beside it, or ``attributes=`` / ``human_instructions=``); default
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -82,16 +83,8 @@ class WebShopEnv(TextEnv):
         return "built-in (bm25s search, spaCy title score)"
 
     def engine_info(self) -> dict[str, str]:
-        from importlib.metadata import PackageNotFoundError, version
-
-        out = {}
-        for dist in ("bm25s", "spacy", "thefuzz", "rapidfuzz", "pystemmer"):
-            try:
-                out[dist] = version(dist)
-            except PackageNotFoundError:
-                pass
-        out["spacy_model"] = f"{self.spacy_model} {reward.spacy_model(self.spacy_model).meta.get('version', '?')}"
-        return out
+        return {**_versions(), "spacy_model": f"{self.spacy_model} "
+                                              f"{reward.spacy_model(self.spacy_model).meta.get('version', '?')}"}
 
     def options(self) -> dict[str, Any]:
         return {"catalogue": self.catalogue.path.name, "catalogue_sha256": self.catalogue.sha256,
@@ -165,6 +158,19 @@ def _matching_options(product: data.Product, wanted: Sequence[str]) -> list[str]
         if best is not None and best[0] > reward.FUZZ_THRESHOLD:
             picks[best[1]] = best[2]
     return list(picks.values())
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("bm25s", "spacy", "thefuzz", "rapidfuzz", "pystemmer"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
 
 
 def _importable(module: str) -> bool:
