@@ -1,1 +1,2 @@
-"""The miniwob task (package being written; see its env module)."""
+"""MiniWoB++ (held-out): the real miniwob task pages in headless Chromium, AgentTuning's action language
+and protocol (``AgentTuning/MiniWoB-v0``)."""

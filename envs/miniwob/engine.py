@@ -1,0 +1,194 @@
+"""The only code that talks to the browser: MiniWoB++ task pages in headless Chromium.
+
+Each env gets one window of a browser shared by every MiniWoB env of the process
+(:func:`agent_gym.browser.shared_browser`), which costs far less than upstream's browser per env.
+The pages are the ``miniwob`` wheel's; an episode is driven with the page's own JavaScript as
+AgentTuning's computergym did: ``core.endEpisode(0)``, ``Math.seedrandom(seed)``,
+``core.setDataMode("train")``, ``core.startEpisodeReal()``, then ``WOB_DONE_GLOBAL`` /
+``WOB_REWARD_GLOBAL`` after each action. computergym's ``core.js`` had a 1,000,000 ms episode
+time (not the 10 s of stock MiniWoB++), so an LLM agent was not timed out; the same is set here
+(:data:`EPISODE_MAX_TIME_MS`). Actions are performed with Selenium as computergym's
+``MiniWoBElementClickXpath`` / ``MiniWoBElementClickOption`` / ``MiniWoBMoveXpath`` / ``MiniWoBType``
+did (see :meth:`Page.perform`).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+from typing import Any
+
+from agent_gym.browser import BrowserError, shared_browser
+
+#: computergym's core.js episode time (ms); stock MiniWoB++ has 10000
+EPISODE_MAX_TIME_MS = 1_000_000
+#: how long a freshly started episode may take to say WOB_TASK_READY (upstream: 20 x 50 ms)
+READY_TIMEOUT_S = 5.0
+
+# One round trip for the whole state: utterance, #wrap's HTML, the rest of <body> (computergym's
+# html_extra: every child but the reward display, click canvas, sync cover and #wrap), and the reward.
+_STATE_JS = """
+var u = core.getUtterance();
+var extra = '';
+var skip = {'reward-display': 1, 'click-canvas': 1, 'sync-task-cover': 1, 'wrap': 1};
+var kids = document.body.children;
+for (var i = 0; i < kids.length; i++) { if (!skip[kids[i].id]) extra += kids[i].outerHTML; }
+var wrap = document.getElementById('wrap');
+return {utterance: (u && typeof u === 'object') ? u.utterance : u, body: wrap ? wrap.outerHTML : '',
+        extra: extra, done: WOB_DONE_GLOBAL, reward: WOB_REWARD_GLOBAL, raw_reward: WOB_RAW_REWARD_GLOBAL,
+        reason: WOB_REWARD_REASON};
+"""
+_META_JS = ("return {done: WOB_DONE_GLOBAL, reward: WOB_REWARD_GLOBAL, raw_reward: WOB_RAW_REWARD_GLOBAL,"
+            " reason: WOB_REWARD_REASON};")
+
+_KEYS = {"enter": "\n", "space": " ", "arrowleft": "LEFT", "arrowright": "RIGHT", "arrowup": "UP",
+         "arrowdown": "DOWN", "backspace": "BACKSPACE"}
+
+
+@functools.lru_cache(maxsize=1)
+def html_dir() -> Path:
+    """The ``miniwob`` wheel's task pages (``.../miniwob/html/miniwob``); names what to install."""
+    try:
+        import miniwob
+    except ImportError as exc:
+        raise BrowserError("MiniWoB++ needs the miniwob package: pip install -e '.[web]'") from exc
+    return Path(miniwob.__file__).parent / "html" / "miniwob"
+
+
+def engine_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("miniwob", "selenium"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "missing"
+    return out
+
+
+class Page:
+    """One MiniWoB++ task page in a window of the process's shared browser."""
+
+    def __init__(self, browser_key: str = "miniwob"):
+        self._key = browser_key
+        self.browser = shared_browser(browser_key)
+        self.window = self.browser.new_window()
+        self.task: str | None = None
+
+    def versions(self) -> dict[str, str]:
+        return {**engine_versions(), **self.browser.versions}
+
+    def begin(self, task: str, seed: int) -> dict[str, Any]:
+        """Load ``task``'s page (if another is loaded) and start an episode with ``seed``; returns :meth:`state`."""
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions as EC
+        from selenium.webdriver.support.wait import WebDriverWait
+
+        path = html_dir() / f"{task}.html"
+        if not path.is_file():
+            raise ValueError(f"the miniwob package has no task page {task!r}")
+        with self.window.use() as driver:
+            if self.task != task:
+                self.task = None
+                driver.get(path.as_uri())
+                WebDriverWait(driver, 10).until(EC.presence_of_element_located((By.ID, "sync-task-cover")))
+                self.task = task
+            driver.execute_script(
+                f"core.endEpisode(0); Math.seedrandom({seed!r}); core.setDataMode('train');"
+                f" core.EPISODE_MAX_TIME = {EPISODE_MAX_TIME_MS}; core.startEpisodeReal();")
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while not driver.execute_script("return WOB_TASK_READY;"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"MiniWoB++ task {task} did not get ready in {READY_TIMEOUT_S} s")
+                time.sleep(0.05)
+            return driver.execute_script(_STATE_JS)
+
+    def state(self) -> dict[str, Any]:
+        """``{utterance, body, extra, done, reward, raw_reward, reason}`` of the page now."""
+        with self.window.use() as driver:
+            return driver.execute_script(_STATE_JS)
+
+    def metadata(self) -> dict[str, Any]:
+        """``{done, reward, raw_reward, reason}`` (``reward``: MiniWoB's time-discounted reward, -1..1)."""
+        with self.window.use() as driver:
+            return driver.execute_script(_META_JS)
+
+    def perform(self, kind: str, arg: str) -> str | None:
+        """Perform one parsed action; returns a note when it did nothing (``None`` when it acted).
+
+        As computergym: ``clickxpath`` clicks the first matching element that is clickable (a
+        ``<button>`` by ``element.click()``, an ``<option>`` by selecting it, anything else by moving
+        the mouse there and clicking; an intercepted click sends Enter to the element instead);
+        ``clickoption`` selects an ``<option>`` by its visible text in its parent ``<select>``;
+        ``movemouse`` moves the mouse over every match; ``type`` sends keystrokes to the focused
+        element; ``press`` sends one key. Raises ``ValueError`` for a ``movemouse`` that matched
+        nothing it could move to (upstream: the episode fails).
+        """
+        from selenium.common.exceptions import WebDriverException
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.common.keys import Keys
+        from selenium.webdriver.support import expected_conditions as EC
+        from selenium.webdriver.support.ui import Select, WebDriverWait
+
+        with self.window.use() as driver:
+            if self.metadata_unlocked(driver)["done"]:
+                return "the episode had already ended"
+            if kind in ("type", "press"):
+                text = arg if kind == "type" else _KEYS[arg]
+                text = getattr(Keys, text) if kind == "press" and len(text) > 1 else text
+                ActionChains(driver).send_keys(text).perform()
+                return None
+            try:
+                elements = driver.find_elements(By.XPATH, arg)
+            except WebDriverException:
+                elements = None
+            if not elements:
+                if kind == "movemouse":
+                    raise ValueError(f"movemouse: no element matches {arg!r}")
+                return f"no element matches the xpath {arg!r}" if elements is not None else f"invalid xpath {arg!r}"
+            if kind == "clickoption":
+                try:
+                    option = elements[0]
+                    Select(option.find_element(By.XPATH, "./..")).select_by_visible_text(option.text)
+                    return None
+                except WebDriverException as exc:
+                    return f"clickoption failed: {type(exc).__name__}"
+            if kind == "movemouse":
+                moved = False
+                for element in elements:
+                    try:
+                        ActionChains(driver).move_to_element(element).perform()
+                        moved = True
+                    except WebDriverException:
+                        pass
+                if not moved:
+                    raise ValueError(f"movemouse: no element matching {arg!r} could be reached")
+                return None
+            for element in elements:  # clickxpath
+                try:
+                    element = WebDriverWait(driver, 0.1).until(EC.element_to_be_clickable(element))
+                    if element.tag_name == "button":
+                        element.click()
+                    elif element.tag_name == "option":
+                        Select(element.find_element(By.XPATH, "..")).select_by_visible_text(element.text)
+                    else:
+                        ActionChains(driver).move_to_element(element).click().perform()
+                    return None
+                except WebDriverException as exc:
+                    if "intercept" in str(exc):
+                        element.send_keys(Keys.ENTER)
+                        return None
+            return "no matching element could be clicked"
+
+    @staticmethod
+    def metadata_unlocked(driver: Any) -> dict[str, Any]:
+        return driver.execute_script(_META_JS)
+
+    def close(self) -> None:
+        if self.window is not None:
+            self.window.close()
+            self.browser.release()
+            self.window = None
