@@ -29,6 +29,12 @@ if not os.environ.get("AGENT_GYM_DATA"):
         import_local(SHARED_DATA, data_dir=_tmp, link=True, verify=False)
 
 
+# WebShop's catalogue could not be had (../shared/data/README.md): envs made without catalogue= play our
+# fixture catalogue, written in WebShop's scraped format and read by the same loader
+if not (Path(os.environ["AGENT_GYM_DATA"]) / "webshop" / "items_shuffle_1000.json").is_file():
+    os.environ.setdefault("AGENT_GYM_WEBSHOP_CATALOGUE", str(ROOT / "tests/fixtures/webshop/items_shuffle_fixture.json"))
+
+
 @pytest.fixture
 def require_data():
     """``need_data`` as a fixture: ``require_data("gsm8k")``."""
