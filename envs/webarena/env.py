@@ -49,7 +49,7 @@ class WebArenaEnv(TextEnv):
     strip_messages = True  # the llama provider strip()-ed the intro, the examples and the current observation
     paper_options = {"max_steps": 30, "max_obs_tokens": 1920, "tokenizer": "cl100k_base", "viewport": [1280, 720],
                      "current_viewport_only": True, "sleep_after_execution": 2.5,
-                     "judge": {"backend": "openai", "model": "gpt-3.5-turbo", "url": None}}
+                     "eval_sleep": 3.0, "judge": {"backend": "openai", "model": "gpt-3.5-turbo", "url": None}}
     invalid_action_message = "Invalid action: {reason}"
 
     def __init__(self, split: str | None = None, render_mode: str | None = None, tasks_file: str | Path | None = None,
@@ -57,11 +57,12 @@ class WebArenaEnv(TextEnv):
                  gitlab: str | None = None, map: str | None = None, wikipedia: str | None = None,  # noqa: A002
                  homepage: str | None = None, auth_dir: str | Path | None = None, judge: Any = None,
                  judge_backend: str | None = None, judge_model: str | None = None, judge_url: str | None = None,
-                 sleep_after_execution: float = 2.5, max_obs_tokens: int = prompt.MAX_OBS_TOKENS):
+                 sleep_after_execution: float = 2.5, eval_sleep: float = 3.0,
+                 max_obs_tokens: int = prompt.MAX_OBS_TOKENS):
         """Site URLs default to the environment variables of the same name in upper case (WebArena's
         ``env_config.py``). ``sleep_after_execution``: seconds waited after each action before the page
-        is read (run.py: 2.5), then until the document has loaded; the ``program_html`` checks wait
-        the same after each navigation (upstream: 3). ``max_obs_tokens``: the observation's cap."""
+        is read (run.py: 2.5), then until the document has loaded; ``eval_sleep``: the same after each
+        navigation of the ``program_html`` checks (upstream: 3). ``max_obs_tokens``: the observation's cap."""
         super().__init__(split=split, render_mode=render_mode, tasks_file=tasks_file)
         given = {"SHOPPING": shopping, "SHOPPING_ADMIN": shopping_admin, "REDDIT": reddit, "GITLAB": gitlab,
                  "MAP": map, "WIKIPEDIA": wikipedia, "HOMEPAGE": homepage}
@@ -75,9 +76,10 @@ class WebArenaEnv(TextEnv):
             config = {"model": judge_model, "url": judge_url}
             judge = get_backend(judge_backend, **{k: v for k, v in config.items() if v})
         self.judge = evaluators.Judge(judge) if judge is not None else None
-        if sleep_after_execution < 0 or max_obs_tokens < 1:
-            raise ValueError("sleep_after_execution must be >= 0 and max_obs_tokens >= 1")
+        if sleep_after_execution < 0 or eval_sleep < 0 or max_obs_tokens < 1:
+            raise ValueError("sleep_after_execution and eval_sleep must be >= 0 seconds, max_obs_tokens >= 1")
         self.sleep_after_execution = float(sleep_after_execution)
+        self.eval_sleep = float(eval_sleep)
         self.max_obs_tokens = int(max_obs_tokens)
         self._browser: engine.Browser | None = None
         self._setup_error: str | None = None
@@ -94,7 +96,7 @@ class WebArenaEnv(TextEnv):
     def options(self) -> dict[str, Any]:
         return {"max_steps": self.max_turns, "max_obs_tokens": self.max_obs_tokens, "tokenizer": "cl100k_base",
                 "viewport": list(engine.VIEWPORT), "current_viewport_only": True,
-                "sleep_after_execution": self.sleep_after_execution,
+                "sleep_after_execution": self.sleep_after_execution, "eval_sleep": self.eval_sleep,
                 "judge": self.judge.name if self.judge else None}
 
     def engine_info(self) -> dict[str, str]:
@@ -235,7 +237,7 @@ class WebArenaEnv(TextEnv):
 
     def _finish(self, answer: str, status: str, reason: str, extra: dict[str, Any], valid: bool = True) -> Outcome:
         score, details = evaluators.evaluate(self._eval, answer, self._browser, self.sites, self.judge,
-                                             settle=3.0 if self.sleep_after_execution > 0 else 0.0)
+                                             settle=self.eval_sleep)
         extra.update({"answer": answer, "evaluation": details, "url": self._browser.url})
         return Outcome(observation=f"Episode ended ({answer if answer.startswith('Early stop') else 'stop'}); "
                                    f"score {score:g}.",

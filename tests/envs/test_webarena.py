@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sys
 import threading
@@ -271,7 +272,7 @@ def env(site, judge_server):
     # reddit on "localhost", the shop on "127.0.0.1": two sites the URL mapping can tell apart
     e = WebArenaEnv(tasks_file=TASKS, shopping=site.url, reddit=site.url.replace("127.0.0.1", "localhost"),
                     auth_dir=AUTH, judge_backend="openai", judge_model="fake-judge", judge_url=judge_server,
-                    sleep_after_execution=0.1)
+                    sleep_after_execution=0.1, eval_sleep=0.0)
     yield e
     pids = e._browser.chromium.pids() if e._browser is not None else []
     e.close()
@@ -437,3 +438,47 @@ def test_check_env_passes_with_a_deployment(env):
     from gymnasium.utils.env_checker import check_env
 
     check_env(env, skip_render_check=True)
+
+
+def test_a_browser_killed_mid_episode_ends_the_step_in_error_and_the_next_reset_starts_a_new_one(site):
+    from agent_gym.browser import browser_pids, reap
+    from agent_gym.envs.webarena.env import WebArenaEnv
+
+    env = WebArenaEnv(tasks_file=TASKS, shopping=site.url, sleep_after_execution=0.0, eval_sleep=0.0)
+    try:
+        env.reset(options={"task": "0"})
+        first = env._browser.chromium
+        reap(first.tag)
+        obs, reward, terminated, truncated, info = env.step("```scroll [down]```")
+        assert truncated and info["status"] == ERROR and info["end_reason"] == "env_error"
+        obs, info = env.reset(options={"task": "0"})
+        assert env._browser.chromium is not first and "Blue Mug" in obs
+        _, reward, *_ = env.step("```stop [$12.50]```")
+        assert reward == 1.0
+    finally:
+        tags = [env._browser.chromium.tag] if env._browser else []
+        env.close()
+    assert not any(browser_pids(tag) for tag in tags)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("AGENT_GYM_FULL") != "1",
+                    reason="about 60 s on a busy CPU (loads the embedded model): run with AGENT_GYM_FULL=1")
+def test_the_embedded_model_can_be_the_fuzzy_match_judge(site):
+    """Any agent-gym backend judges fuzzy_match; here the local one (SmolLM2), recorded in info."""
+    pytest.importorskip("torch")
+    from agent_gym.envs.webarena.env import WebArenaEnv
+    from agent_gym.policy import PolicySetupError
+
+    try:
+        env = WebArenaEnv(tasks_file=TASKS, reddit=site.url, judge_backend="local", sleep_after_execution=0.0)
+    except PolicySetupError as exc:
+        pytest.skip(f"the embedded model is not installed: {exc}")
+    try:
+        env.reset(options={"task": "2"})
+        _, reward, terminated, _, info = env.step("```stop [The poster was grateful for the tip]```")
+        assert terminated and info["evaluation"]["judge"]["backend"] == "local"
+        (reply,) = info["evaluation"]["judge_replies"]
+        assert reward == (1.0 if "Yes" in reply else 0.0)
+    finally:
+        env.close()
