@@ -1,1 +1,2 @@
-"""The rewoo task (package being written; see its env module)."""
+"""ReWOO (AgentTuning held-out): Planner / Worker / Solver with offline tools (Wikipedia, Calculator, SearchSOTU,
+an LLM) and a recorded judge (data / engine / prompt / env)."""
