@@ -26,9 +26,10 @@ EPISODE_MAX_TIME_MS = 1_000_000
 #: how long a freshly started episode may take to say WOB_TASK_READY (upstream: 20 x 50 ms)
 READY_TIMEOUT_S = 5.0
 
-# One round trip for the whole state: utterance, #wrap's HTML, the rest of <body> (computergym's
+# One round trip for the whole state (computergym's get_state): utterance, #wrap's HTML, the rest of <body> (computergym's
 # html_extra: every child but the reward display, click canvas, sync cover and #wrap), and the reward.
 _STATE_JS = """
+core.getDOMInfo();  // computergym read the DOM first: its data-wob_ref attributes were in the agent's HTML
 var u = core.getUtterance();
 var extra = '';
 var skip = {'reward-display': 1, 'click-canvas': 1, 'sync-task-cover': 1, 'wrap': 1};
