@@ -171,14 +171,22 @@ class HttpEndpoint:
 class LocalStore:
     """An embedded ``pyoxigraph`` store: an RDF file (Turtle, N-Triples, N-Quads, RDF/XML, ...,
     by extension) loaded in memory once per process, or a folder holding an on-disk pyoxigraph store
-    (opened read-only). Queries run in-process."""
+    (opened read-only).
+
+    A query runs in a worker thread (pyoxigraph releases the GIL while it evaluates) and gets
+    ``timeout`` seconds: past them :class:`EndpointError` ends the episode, and the abandoned query
+    finishes in the background (a store query cannot be cancelled).
+    """
 
     name = "pyoxigraph"
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, timeout: float = QUERY_TIMEOUT):
         self.path = Path(path).expanduser().resolve()
         if not self.path.exists():
             raise FileNotFoundError(f"rdf_file {path} does not exist ({SETUP_HINT})")
+        if not timeout or timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self.timeout = float(timeout)
         self._store = _open_store(str(self.path), self.path.stat().st_mtime_ns)
 
     def version(self) -> str:
@@ -187,19 +195,29 @@ class LocalStore:
         return pyoxigraph.__version__
 
     def select(self, query: str) -> list[str]:
-        try:
-            solutions = self._store.query(query)
-        except SyntaxError as exc:
-            raise QueryError(f"the store refused the query: {exc}") from None
-        except OSError as exc:
-            raise EndpointError(f"pyoxigraph store {self.path} failed: {exc}") from None
-        names = solutions.variables
-        out = []
-        for row in solutions:
-            term = row[names[0]]
-            if term is not None:
-                out.append(_strip(term.value))
-        return out
+        result: list[Any] = []
+
+        def run() -> None:
+            try:
+                solutions = self._store.query(query)
+                names = solutions.variables
+                result.append([_strip(row[names[0]].value) for row in solutions if row[names[0]] is not None])
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                result.append(exc)
+
+        worker = threading.Thread(target=run, name="kg-local-query", daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        if not result:
+            raise EndpointError(f"the local store ({self.path.name}) did not answer within {self.timeout:g} s "
+                                f"(the env's timeout=)")
+        if isinstance(result[0], SyntaxError):
+            raise QueryError(f"the store refused the query: {result[0]}")
+        if isinstance(result[0], OSError):
+            raise EndpointError(f"pyoxigraph store {self.path} failed: {result[0]}")
+        if isinstance(result[0], BaseException):
+            raise result[0]
+        return result[0]
 
     def close(self) -> None:
         pass
@@ -229,7 +247,7 @@ def open_knowledge_base(endpoint: str | None = None, rdf_file: str | Path | None
     if endpoint:
         return HttpEndpoint(endpoint, timeout=timeout)
     if rdf_file:
-        return LocalStore(rdf_file)
+        return LocalStore(rdf_file, timeout=timeout)
     raise LookupError(SETUP_HINT)
 
 

@@ -147,14 +147,16 @@ class KnowledgeGraphEnv(TextEnv):
             return self._say(prompt.NO_ACTION, valid=False)
         message = prompt.NOT_EXECUTED
         tools = self.tools()
+        failed: set[prompt.Call] = set()  # a call that failed fails again: a line may repeat one thousands of times
         for call in prompt.calls(line):
             if call.name in _UPSTREAM_MODULE_NAMES and call.arguments is not None:
                 self._last_arguments = call.arguments
             try:
-                if call.arguments is None or call.name not in engine.Tools.NAMES:
+                if call in failed or call.arguments is None or call.name not in engine.Tools.NAMES:
                     raise engine.ToolError(call.name)
                 var, message = tools.call(call.name, self._resolve(call.arguments))
             except (engine.ToolError, engine.QueryError, ValueError, IndexError):
+                failed.add(call)
                 message = prompt.cannot_execute(call.name, self._last_arguments)
                 continue
             self._actions.append(f"{call.name}({', '.join(call.arguments)})")
