@@ -124,6 +124,8 @@ class Browser:
                 self.tabs.append(self.driver.current_window_handle)
                 self._metrics(self.tabs[-1])
             self._goto(url)
+            if str(self.driver.execute_script("return document.documentURI")).startswith("chrome-error://"):
+                raise ConnectionError(f"Chromium could not load the start page {url}")  # Playwright's goto raised too
         self.focus(0)
 
     def _load_state(self, state: Mapping[str, Any]) -> None:

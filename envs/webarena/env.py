@@ -165,7 +165,11 @@ class WebArenaEnv(TextEnv):
         if self._browser is None or not self._browser.alive:
             self.close_browser()
             self._browser = engine.Browser()
-        self._browser.start(self._fill(task.start_url).split(" |AND| "), state, task.geolocation)
+        try:
+            self._browser.start(self._fill(task.start_url).split(" |AND| "), state, task.geolocation)
+        except ConnectionError as exc:
+            sites = [f"{name}={url}" for name, url in self.sites.items() if url in str(exc)] or ["the site URLs"]
+            raise ConnectionError(f"{exc}: is your WebArena deployment up at {', '.join(sites)}?") from None
         self._browser.settle(0)
         return Begin(observation=self._observation("None"), prompt=prompt.messages(instruction),
                      extra={**extra, "url": self._browser.url})

@@ -331,7 +331,7 @@ def test_each_action_works_in_chromium(env, site):
     assert info["url"] == site.url + "/"
     obs, *_, info = env.step("```go_forward```")
     assert info["url"].endswith("/search?q=kettle")
-    obs, *_, info = env.step(f"```goto [http://onestopmarket.com/product/2]```")  # mapped back to the deployment
+    obs, *_, info = env.step("```goto [http://onestopmarket.com/product/2]```")  # mapped back to the deployment
     assert info["url"] == site.url + "/product/2" and "URL: http://onestopmarket.com/product/2" in obs
     obs, *_, info = env.step(f"```click [{node(obs, 'button')}]```")
     assert "1 item in cart" in obs
@@ -411,15 +411,22 @@ def test_each_evaluator_passes_and_fails_as_it_should(env, task, replies, score)
         assert info["evaluation"]["judge_replies"] == ["Yes" if score else "No"]
 
 
-def test_a_task_that_needs_login_state_says_where_it_is_missing(site):
+def test_missing_login_state_a_missing_site_and_an_unreachable_site_say_what_to_fix(site):
     from agent_gym.envs.webarena.env import WebArenaEnv
+    from agent_gym.episode import run_episode
+    from agent_gym.policies.simple import ReplayPolicy
 
-    env = WebArenaEnv(tasks_file=TASKS, shopping=site.url)
+    env = WebArenaEnv(tasks_file=TASKS, shopping=site.url, sleep_after_execution=0.0)
     try:
         with pytest.raises(FileNotFoundError, match="WEBARENA_AUTH_DIR"):
             env.reset(options={"task": "6"})
         obs, info = env.reset(options={"task": "11"})  # shopping_admin not set, shopping is
         assert "SHOPPING_ADMIN" in obs and "shopping_admin=URL" in obs
+        trajectory = run_episode(env, ReplayPolicy(["```stop```"]), task="11")
+        assert trajectory.status == ERROR and "SHOPPING_ADMIN" in trajectory.error
+        env.sites["SHOPPING"] = "http://127.0.0.1:9"  # nothing listens there
+        with pytest.raises(ConnectionError, match=r"deployment up at SHOPPING=http://127\.0\.0\.1:9"):
+            env.reset(options={"task": "0"})
     finally:
         env.close()
 
