@@ -117,7 +117,9 @@ class WebArenaEnv(TextEnv):
         return [s for s in data.SITES if s in used and s not in self.sites]
 
     def preflight(self) -> None:
-        """No site URL at all, or ``fuzzy_match`` tasks without a judge: the run cannot score."""
+        """No site URL at all, ``fuzzy_match`` tasks without a judge, or no tokenizer to cut observations:
+        the run cannot play as the paper did."""
+        prompt.tokenizer()  # RuntimeError naming the packages when tiktoken / its BPE file are missing
         if not self.sites:
             raise RuntimeError(
                 "WebArena plays against your own deployment of its sites: set their URLs as environment variables "
