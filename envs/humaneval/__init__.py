@@ -1,1 +1,1 @@
-"""The humaneval task (package being written; see its env module)."""
+"""HumanEval: 164 Python functions to complete, scored by running their unit tests in a bubblewrap sandbox."""
