@@ -125,6 +125,7 @@ class KnowledgeGraphEnv(TextEnv):
         self._variables: list[engine.Variable] = []
         self._actions: list[str] = []
         self._last_arguments: tuple[str, ...] | None = None
+        self._kept_reply = ""
         instructions, one_shot = data.prompts()
         return Begin(observation=prompt.question_text(task.question, [name for name, _ in task.entities]),
                      prompt=prompt.messages(instructions, one_shot),
@@ -136,7 +137,7 @@ class KnowledgeGraphEnv(TextEnv):
         return self._tools
 
     def _act(self, action: str) -> Outcome:
-        reply = prompt.clean_reply(action)
+        reply = self._kept_reply = prompt.clean_reply(action)
         number = prompt.final_answer(reply)
         if number is not None:
             if number >= len(self._variables):
@@ -180,8 +181,11 @@ class KnowledgeGraphEnv(TextEnv):
         return out
 
     def _say(self, observation: str, valid: bool) -> Outcome:
-        return Outcome(observation=observation, action_valid=valid,
-                       extra={"actions": list(self._actions), "variables": len(self._variables)})
+        return Outcome(observation=observation, action_valid=valid, extra=self._extra())
+
+    def _extra(self) -> dict[str, Any]:
+        # kept_reply: the reply as upstream's history kept it (cut at "Observation:"), for a policy's own history
+        return {"actions": list(self._actions), "variables": len(self._variables), "kept_reply": self._kept_reply}
 
     def _finish(self, predicted: list[str]) -> Outcome:
         task: data.Question = self.task
@@ -189,8 +193,7 @@ class KnowledgeGraphEnv(TextEnv):
         exact = set(predicted) == set(task.answers)
         return Outcome(observation=f"Final answer: {len(set(predicted))} values, F1 {score:.3f}.", score=score,
                        success=exact, done=True, end_reason=ANSWERED, progress=score,
-                       extra={"answer": sorted(set(predicted)), "f1": score, "actions": list(self._actions),
-                              "variables": len(self._variables)})
+                       extra={"answer": sorted(set(predicted)), "f1": score, **self._extra()})
 
     def expert_replies(self, task: data.Question) -> list[str] | None:
         """The gold ``actions`` as replies, then ``Final Answer`` with the last variable they make."""

@@ -94,7 +94,8 @@ def test_failure_messages_are_upstreams():
     assert prompt.cannot_execute("intersection", ("#0", "#1")) == (
         "intersection(#0, #1) cannot be executed. The two variables are not of the same type. "
         "You may further explore them by call get_relations")
-    assert prompt.cannot_execute("get_relations", None).startswith("I may make a syntax error when calling get_relations")
+    assert prompt.cannot_execute("get_relations", None).startswith(
+        "I may make a syntax error when calling get_relations")
 
 
 @pytest.mark.parametrize("predicted, gold, expected", [
@@ -146,7 +147,8 @@ def test_every_tool_matches_hand_computed_answers(tools):
     lightest, _ = tools.argmin(both, "spaceflight.rocket_engine.dry_mass")
     assert tools.answer(lightest) == ["m.0e_merlin"]  # 470 kg
     number, msg = tools.count(both)
-    assert (msg, number.type, tools.answer(number)) == ("Observation: variable ##, which is a number", "type.int", ["3"])
+    assert msg == "Observation: variable ##, which is a number"
+    assert (number.type, tools.answer(number)) == ("type.int", ["3"])
     designers, msg = tools.get_neighbors(both, "spaceflight.rocket_engine.designed_by")
     assert msg.endswith("instances of spaceflight.rocket_engine_designer")
     assert set(tools.answer(designers)) == {"m.0rdyne", "m.0spacex"}
@@ -247,14 +249,13 @@ def test_entity_names_become_mids_and_partial_answers_score_their_f1():
     assert info["score"] == pytest.approx(2 / 7) and steps[-1][1] == pytest.approx(2 / 7)
     assert info["success"] is False and info["status"] == "completed"
     # all of Rocketdyne's engines (the F-1 filter only applies with F-1 in the program): P 3/4, R 1
+    designed = "spaceflight.rocket_engine_designer.rocket_engines"
     steps = play(env, "rockets_others", ["Action: get_relations(m.0rdyne)",
-                                         "Action: get_neighbors(m.0rdyne, spaceflight.rocket_engine_designer.rocket_engines)",
-                                         "Final Answer: #0"])
+                                         f"Action: get_neighbors(m.0rdyne, {designed})", "Final Answer: #0"])
     assert steps[-1][4]["score"] == pytest.approx(6 / 7)
     # a wrong variable: F1 0, still an answer (executability counts it)
     steps = play(env, "rockets_count", ["Action: get_relations(Rocketdyne)",
-                                        "Action: get_neighbors(Rocketdyne, spaceflight.rocket_engine_designer.rocket_engines)",
-                                        "Final Answer: #0"])
+                                        f"Action: get_neighbors(Rocketdyne, {designed})", "Final Answer: #0"])
     assert (steps[-1][4]["score"], steps[-1][4]["answer"]) == (0.0, sorted(ROCKETDYNE_ENGINES))
 
 
@@ -280,9 +281,11 @@ def test_malformed_replies_get_agentbenchs_messages_and_the_episode_goes_on():
     assert say("Action: teleport(#0)") == (
         "teleport(Barack Obama) cannot be executed. You may make a mistake and need to fix it.", False)
     assert say("Action: get_neighbors(Kerosene, spaceflight.rocket_engine_fuel.rocket_engines)")[1] is False
-    assert say("Thought: x\nAction: get\\_relations(Kerosene)\nObservation: [invented]\nFinal Answer: #5") == (
-        "Observation: [spaceflight.rocket_engine_fuel.rocket_engines, spaceflight.rocket_fuel.rocket_stages]", True)
-    assert say("Action: first teleport(x), then get_neighbors(Kerosene, spaceflight.rocket_engine_fuel.rocket_engines)")\
+    obs, _, _, _, info = env.step(
+        "Thought: x\nAction: get\\_relations(Kerosene)\nObservation: [invented]\nFinal Answer: #5")
+    assert obs == "Observation: [spaceflight.rocket_engine_fuel.rocket_engines, spaceflight.rocket_fuel.rocket_stages]"
+    assert info["kept_reply"] == "Thought: x\nAction: get_relations(Kerosene)\n"  # as upstream's history kept it
+    assert say("Action: teleport(x), then get_neighbors(Kerosene, spaceflight.rocket_engine_fuel.rocket_engines)") \
         == ("Observation: variable #0, which are instances of spaceflight.bipropellant_rocket_engine", True)
     assert say("Action: get_neighbors(Kerosene, spaceflight.rocket_fuel.rocket_stages)")[0].startswith(
         "Observation: variable #1")
@@ -355,7 +358,8 @@ class Server:
     """tests/fixtures/knowledgegraph/sparql_server.py as a child process."""
 
     def __init__(self, *args: str):
-        self.proc = subprocess.Popen([sys.executable, str(SERVER), str(GRAPH), *args], stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen([sys.executable, str(SERVER), str(GRAPH), *args], stdout=subprocess.PIPE,
+                                     text=True)
         line = self.proc.stdout.readline()
         assert line.startswith("PORT "), line
         self.url = f"http://127.0.0.1:{int(line.split()[1])}/sparql"
