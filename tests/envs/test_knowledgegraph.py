@@ -412,7 +412,7 @@ def test_a_hung_endpoint_ends_the_episode_with_error_within_the_timeout(server):
     assert truncated and not terminated
     assert (info["status"], info["end_reason"]) == ("error", "env_error")
     assert "did not answer within 1.5 s" in obs
-    assert 1.4 < took < 3.0
+    assert 1.4 < took < 4.0  # the deadline, plus scheduling on a busy machine
     server.signal(signal.SIGCONT)  # the next episode plays again
     env.reset(options={"task": "rockets_count"})
     assert env.step("Action: get_relations(Rocketdyne)")[4]["action_valid"]
@@ -443,7 +443,7 @@ def test_an_endpoint_that_dribbles_its_answer_is_cut_at_the_deadline():
         start = time.monotonic()
         with pytest.raises(engine.EndpointError, match="did not answer within 1 s"):
             kb.select(engine.entity_relations_query("m.0kero"))
-        assert time.monotonic() - start < 2.0
+        assert time.monotonic() - start < 3.0
     finally:
         slow.stop()
 
@@ -455,7 +455,7 @@ def test_a_slow_query_on_the_local_store_ends_at_the_deadline(tmp_path):
     start = time.monotonic()
     with pytest.raises(engine.EndpointError, match="did not answer within 0.3 s"):
         kb.select("SELECT (COUNT(*) AS ?n) WHERE { ?a <http://p> ?b . ?c <http://p> ?d . FILTER(STR(?a) < STR(?c)) }")
-    assert time.monotonic() - start < 1.3
+    assert time.monotonic() - start < 2.0
     with pytest.raises(engine.QueryError):
         kb.select("SELECT WHERE {")
 
