@@ -489,3 +489,15 @@ def test_the_embedded_model_can_be_the_fuzzy_match_judge(site):
         assert reward == (1.0 if "Yes" in reply else 0.0)
     finally:
         env.close()
+
+
+def test_a_run_without_any_site_url_stops_before_the_first_episode(tmp_path):
+    need_data("webarena")
+    from agent_gym.policies.simple import ReplayPolicy
+    from agent_gym.rollout import RunSetupError, plan, rollout
+
+    out = tmp_path / "run.jsonl"
+    with pytest.raises(RunSetupError, match="SHOPPING, SHOPPING_ADMIN, REDDIT"):
+        rollout(plan(["AgentTuning/WebArena-v0"], episodes=2), lambda env, **_: ReplayPolicy(["```stop```"]),
+                output=out, progress=False)
+    assert not out.exists()
