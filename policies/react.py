@@ -86,6 +86,9 @@ class ReActPolicy:
     def act(self, observation: str, info: dict[str, Any]) -> str:
         if info.get("fresh_context"):  # the env asks for a new conversation per call (Mind2Web's multiple choice)
             self._turns = [dict(m) for m in self._prompt_turns]
+        kept = info.get("kept_reply")  # the reply as the paper's harness kept it in the history (KG: cut at "Observation:")
+        if isinstance(kept, str) and self._turns and self._turns[-1]["role"] == "assistant":
+            self._turns[-1] = {"role": "assistant", "content": kept}
         self._add("user", observation)
         scoring = info.get("choice_scoring") or self._hints.get("choice_scoring")
         self.last_scoring = None

@@ -161,3 +161,16 @@ def test_fresh_context_starts_each_call_from_the_prompt(local_backend):
     backend = RecordingBackend(local_backend)
     run_episode(ChatterEnv(turns=3, observation_words=3), ReActPolicy(backend, max_new_tokens=2), seed=0)
     assert "Observation 1:" in backend.prompts[-1]  # without it the history stays
+
+
+def test_kept_reply_replaces_the_agents_last_turn_in_the_history(local_backend):
+    """KG: AgentBench kept the reply cut at "Observation:" in the history; the env says so in ``kept_reply``."""
+    backend = RecordingBackend(local_backend)
+    policy = ReActPolicy(backend, max_new_tokens=2)
+    env = ChatterEnv(turns=2, observation_words=3)
+    obs, info = env.reset(seed=0)
+    policy.reset(info)
+    policy.act(obs, info)
+    obs, _, _, _, info = env.step("whatever")
+    policy.act(obs, {**info, "kept_reply": "KEPT-REPLY"})
+    assert "KEPT-REPLY" in backend.prompts[-1]
