@@ -84,7 +84,9 @@ class ReActPolicy:
         self._used = {}
 
     def act(self, observation: str, info: dict[str, Any]) -> str:
-        if info.get("fresh_context"):  # the env asks for a new conversation per call (Mind2Web's multiple choice)
+        # a new conversation per call: Mind2Web's multiple-choice calls were separate sessions, and WebArena's agent
+        # saw no history (each prompt was the few-shot examples and the current observation)
+        if info.get("fresh_context") or self._hints.get("history") == "none":
             self._turns = [dict(m) for m in self._prompt_turns]
         kept = info.get("kept_reply")  # the reply as the paper's harness kept it in the history (KG: cut at "Observation:")
         if isinstance(kept, str) and self._turns and self._turns[-1]["role"] == "assistant":

@@ -158,6 +158,7 @@ PAPER_DECODING = {
     "AgentTuning/WebShop-v0": ({"max_new_tokens": 128, "temperature": 0.0}, ""),
     "AgentTuning/Mind2Web-v0": ({"max_new_tokens": 128, "temperature": 0.0}, ""),
     "AgentTuning/KnowledgeGraph-v0": ({"max_new_tokens": 128, "temperature": 0.0}, ""),
+    "AgentTuning/WebArena-v0": ({"max_new_tokens": 384, "temperature": 1.0, "top_p": 0.9}, LLAMA2_SYSTEM),
 }
 
 
@@ -173,6 +174,7 @@ def test_every_env_gives_the_papers_decoding_and_system_message(env_id):
     ("AgentTuning/GSM8K-v0", False), ("AgentTuning/MMLU-v0", False), ("AgentTuning/SciWorld-v0", False),
     ("AgentTuning/Alfworld-v0", True), ("AgentTuning/DB-v0", True), ("AgentTuning/OS-v0", True),
     ("AgentTuning/WebShop-v0", True), ("AgentTuning/Mind2Web-v0", True), ("AgentTuning/KnowledgeGraph-v0", True),
+    ("AgentTuning/WebArena-v0", True),
 ])
 def test_strip_messages_says_whether_the_papers_harness_stripped_each_message(env_id, stripped):
     """AgentBench.old's TGI client strip()-ed every message; AgentTuning's general and held-out scripts did not."""

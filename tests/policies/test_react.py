@@ -174,3 +174,11 @@ def test_kept_reply_replaces_the_agents_last_turn_in_the_history(local_backend):
     obs, _, _, _, info = env.step("whatever")
     policy.act(obs, {**info, "kept_reply": "KEPT-REPLY"})
     assert "KEPT-REPLY" in backend.prompts[-1]
+
+
+def test_history_none_shows_only_the_prompt_and_the_current_observation(local_backend):
+    """WebArena's agent saw no history: ``info["history"] == "none"``."""
+    backend = RecordingBackend(local_backend)
+    run_episode(ChatterEnv(hints={"history": "none"}, turns=3, observation_words=3),
+                ReActPolicy(backend, max_new_tokens=2), seed=0)
+    assert "Observation 2:" in backend.prompts[-1] and "Observation 1:" not in backend.prompts[-1]
