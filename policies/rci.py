@@ -17,7 +17,8 @@ two turns are left out and ``info``-level provenance says so (``policy.big_promp
 
 Options (CLI policy flags): ``backend``, ``model``, ``url``, ``chat_template`` as for ``react``;
 ``erci`` (1), ``irci`` (3), ``state_grounding`` (True) as ``eval-tgi.sh``; ``max_new_tokens`` (512);
-``max_steps`` (None: the plan's; a cap for smoke runs, which changes scores).
+``max_steps`` (None: the plan's) and ``few_shot`` (True; False sends only the RCI prompt): settings
+for smoke runs on a small CPU model, which change scores.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ class RCIPolicy:
 
     def __init__(self, backend: Backend, env: Any = None, *, erci: int = 1, irci: int = 3,
                  state_grounding: bool = True, max_new_tokens: int = 512, max_steps: int | None = None,
-                 chat_template: str | None = None):
+                 chat_template: str | None = None, few_shot: bool = True):
         self.backend = backend
+        self.few_shot = bool(few_shot)
         self.model_name = backend.model_name
         self.env = env
         self.erci, self.irci, self.state_grounding = int(erci), int(irci), bool(state_grounding)
@@ -85,7 +87,7 @@ class RCIPolicy:
     @property
     def provenance(self) -> dict[str, Any]:
         return {"policy": "rci", "erci": self.erci, "irci": self.irci, "state_grounding": self.state_grounding,
-                "max_new_tokens": self.max_new_tokens, "max_steps": self.max_steps, "chat_template": self.chat_template,
+                "max_new_tokens": self.max_new_tokens, "max_steps": self.max_steps, "few_shot": self.few_shot, "chat_template": self.chat_template,
                 "big_prompt": getattr(getattr(self, "prompts", None), "big_prompt", None) is not None,
                 **getattr(self.backend, "provenance", {})}
 
@@ -156,6 +158,8 @@ class RCIPolicy:
         turns: list[Message] = []
         if p.big_prompt is not None:
             turns += [{"role": "user", "content": p.big_prompt}, {"role": "assistant", "content": "Ok."}]
+        if not self.few_shot:  # a smoke-test setting: the task's own prompt only
+            return turns + [{"role": "user", "content": pt}]
         first, fifth = p.few_shot[0]["conversations"], p.few_shot[5]["conversations"]
         turns += [{"role": "user", "content": first[0]["value"]}, {"role": "assistant", "content": first[1]["value"]},
                   {"role": "user", "content": NEW_TASK + fifth[0]["value"]},
@@ -195,7 +199,8 @@ def _plan_steps(plan: str) -> int:
 def rci(env: Any = None, *, backend: str = "local", model: str | None = None, url: str | None = None,
         max_new_tokens: int | None = None, chat_template: str | None = None, device: str | None = None,
         timeout: float | None = None, api_key: str | None = None, erci: int = 1, irci: int = 3,
-        state_grounding: bool = True, max_steps: int | None = None, **ignored: Any) -> RCIPolicy:
+        state_grounding: bool = True, max_steps: int | None = None, few_shot: bool = True,
+        **ignored: Any) -> RCIPolicy:
     """The policy factory (``agent-gym run AgentTuning/MiniWoB-v0 --policy rci``); raises
     :class:`PolicySetupError` naming the fix for an unknown backend or a missing ``--url``."""
     backend = backend or "local"
@@ -215,4 +220,4 @@ def rci(env: Any = None, *, backend: str = "local", model: str | None = None, ur
             config["api_key"] = api_key
     return RCIPolicy(get_backend(backend, **config), env, erci=erci, irci=irci, state_grounding=state_grounding,
                      max_new_tokens=512 if max_new_tokens is None else max_new_tokens, max_steps=max_steps,
-                     chat_template=chat_template)
+                     chat_template=chat_template, few_shot=few_shot)
