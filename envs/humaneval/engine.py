@@ -99,13 +99,13 @@ class Sandbox:
                     f"AGENT_GYM_OS_ROOTFS=DIR) or install python3")
         return None
 
-    def argv(self) -> list[str]:
-        """The command that runs a program read from stdin."""
+    def argv(self, uid: int | None = None) -> list[str]:
+        """The command that runs a program read from stdin; ``uid``: the unprivileged uid to run as
+        (root only: :func:`sandbox_uid`)."""
         lim = self.limits
         outside: list[str] = []
         nproc = lim.processes
-        if os.geteuid() == 0:
-            uid = sandbox_uid()
+        if uid is not None:
             outside = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
         else:  # RLIMIT_NPROC counts the user's own processes too
             nproc += _processes_of(os.getuid())
@@ -133,8 +133,9 @@ class Sandbox:
         if reason:
             raise RuntimeError(f"HumanEval sandbox unavailable: {reason}")
         start = time.monotonic()
+        uid = sandbox_uid() if os.geteuid() == 0 else None
         with tempfile.TemporaryFile() as out:
-            proc = subprocess.Popen(self.argv(), stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(self.argv(uid), stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)
             timed_out = False
             try:
@@ -146,6 +147,8 @@ class Sandbox:
                     # bwrap and its pid 1 are in our session; pid 1's death kills the whole pid namespace
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+                if uid is not None:
+                    _wait_gone(uid)
             seconds = time.monotonic() - start
             out.seek(0, os.SEEK_END)
             size = out.tell()
@@ -192,3 +195,11 @@ def _processes_of(uid: int) -> int:
             except OSError:
                 continue
     return count
+
+
+def _wait_gone(uid: int, seconds: float = 5.0) -> None:
+    """Wait until the kernel has torn down the run's pid namespace (its processes are killed with
+    its pid 1, but they take a moment to go), so a fork bomb's processes never outlive its run."""
+    deadline = time.monotonic() + seconds
+    while _processes_of(uid) and time.monotonic() < deadline:
+        time.sleep(0.01)
