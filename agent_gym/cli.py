@@ -70,11 +70,48 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _file_errors(handler: Any) -> Any:
+    """A command whose inputs and outputs are paths: an OSError (an output that is a folder, an input
+    that is a folder, a port in use, no permission) is bad input, said in one line with exit 2,
+    never a traceback."""
+    import functools
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except FileNotFoundError:
+            raise  # _main names the missing file
+        except OSError as exc:
+            name = getattr(exc, "filename2", None) or getattr(exc, "filename", None)
+            where = f" ({name})" if name else ""
+            print(f"agent-gym: error: {exc.strerror or exc}{where}: check the paths (and --port) you passed",
+                  file=sys.stderr)
+            return EXIT_SETUP
+    return run
+
+
+def _output_file(path: str | Path) -> Path:
+    """``-o FILE`` of filter / export / mix, checked before any work: a folder there is refused."""
+    out = Path(path)
+    if out.is_dir():
+        raise ValueError(f"-o {path} is a folder; pass a file path such as {out / 'out.jsonl'}")
+    return out
+
+
+def _score_in_range(name: str, value: float) -> float:
+    if not 0.0 <= value <= 1.0:  # scores are 0..1 in every env; 2 or -1 would keep nothing or everything
+        raise ValueError(f"{name} is a score from 0 to 1, got {value}")
+    return value
+
+
+@_file_errors
 def _cmd_data_filter(args: argparse.Namespace) -> int:
     from agent_gym.instruct import counts_table, filter_trajectories
     from agent_gym.metrics import load_runs
     from agent_gym.trajectory import dumps
 
+    out = _output_file(args.output)
     stats: dict[str, Any] = {}
     trajs = [t for ts in load_runs(args.files, stats).values() for t in ts]
     _warn_damaged(stats["damaged"])
@@ -85,10 +122,14 @@ def _cmd_data_filter(args: argparse.Namespace) -> int:
             raise ValueError(f"--threshold takes ENV=SCORE, got {item!r}")
         from agent_gym.registration import resolve_ids
 
-        thresholds[resolve_ids([env])[0]] = float(value)
+        try:
+            thresholds[resolve_ids([env])[0]] = _score_in_range(f"--threshold {item}", float(value))
+        except ValueError as exc:
+            raise ValueError(f"--threshold takes ENV=SCORE with SCORE from 0 to 1, got {item!r} ({exc})") from None
+    if args.min_score is not None:
+        _score_in_range("--min-score", args.min_score)
     res = filter_trajectories(trajs, min_score=args.min_score, thresholds=thresholds,
                               decontaminate=not args.no_decontaminate, ngram=args.ngram)
-    out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -103,12 +144,14 @@ def _cmd_data_filter(args: argparse.Namespace) -> int:
     return 0
 
 
+@_file_errors
 def _cmd_data_mix(args: argparse.Namespace) -> int:
     from agent_gym.instruct import mix, read_records, write_records
 
+    _output_file(args.output)
     agent = read_records(args.agent)
     general = read_records(args.general)
-    fmt = "messages" if agent and "messages" in agent[0] else "agentinstruct"
+    fmt = "messages" if agent and isinstance(agent[0], dict) and "messages" in agent[0] else "agentinstruct"
     mixed, used = mix(agent, general, args.eta, fmt, seed=args.seed)
     write_records(mixed, args.output, "parquet" if str(args.output).endswith(".parquet") else fmt)
     short = " (all there were: fewer than the share asks)" if used < round(len(agent) * (1 - args.eta) / args.eta) else ""
@@ -246,6 +289,7 @@ def _eval_env_kwargs(env_ids: list[str], items: list[str]) -> dict[str, dict[str
     return out
 
 
+@_file_errors
 def _cmd_eval(args: argparse.Namespace) -> int:
     from agent_gym.evaluation import evaluate, suite_ids, write_report
 
@@ -256,9 +300,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             raise ValueError(f"unknown backend {args.backend!r}; known: {', '.join(BACKENDS)}")
     env_ids = suite_ids([x.strip() for x in args.suite.split(",") if x.strip()])
     env_kwargs = _eval_env_kwargs(env_ids, args.env_arg)
-    results = evaluate(env_ids, args.policy, output=args.output, policy_options=_policy_options(args),
-                       episodes=args.episodes, concurrency=args.concurrency, env_kwargs=env_kwargs, seed=args.seed,
-                       progress=not args.no_progress, log=lambda line: print(f"agent-gym: {line}", file=sys.stderr))
+    try:
+        results = evaluate(env_ids, args.policy, output=args.output, policy_options=_policy_options(args),
+                           episodes=args.episodes, concurrency=args.concurrency, env_kwargs=env_kwargs,
+                           seed=args.seed, progress=not args.no_progress,
+                           log=lambda line: print(f"agent-gym: {line}", file=sys.stderr))
+    except KeyboardInterrupt:
+        print(f"agent-gym: stopped: finished episodes are kept in {Path(args.output) / 'runs'}; to resume: "
+              f"{shlex.join(['agent-gym', *args.argv])}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     paths = write_report(results, args.output, plots=not args.no_plots)
     print(paths["markdown"].read_text(encoding="utf-8"))
     print(f"report: {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
@@ -333,13 +383,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+@_file_errors
 def _cmd_export(args: argparse.Namespace) -> int:
     from agent_gym.export import select, write_agentinstruct
     from agent_gym.metrics import load_runs
 
+    _output_file(args.output)
     stats: dict[str, Any] = {}
     trajs = [t for ts in load_runs(args.files, stats).values() for t in ts]
     _warn_damaged(stats["damaged"])
+    if args.min_score is not None:
+        _score_in_range("--min-score", args.min_score)
     kept = list(select(trajs, args.min_score))
     if args.format == "agentinstruct":
         n = write_agentinstruct(kept, args.output)
@@ -352,6 +406,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+@_file_errors
 def _cmd_view(args: argparse.Namespace) -> int:
     from agent_gym.viewer import serve
 

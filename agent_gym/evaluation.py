@@ -142,6 +142,7 @@ def evaluate(suite: str | Sequence[str], policy: Any = "react", *, output: str |
 
     A task whose data is missing or whose env cannot start (:meth:`TextEnv.preflight`) is not
     played and gets ``not_run``; a policy that cannot be built gives every task ``not_run``.
+    Raises ``ValueError`` when ``output`` (or a folder above it) is a file.
     """
     from agent_gym.data import DataMissingError
     from agent_gym.metrics import report_rows
@@ -149,6 +150,10 @@ def evaluate(suite: str | Sequence[str], policy: Any = "react", *, output: str |
 
     say = log or (lambda line: None)
     runs = Path(output) / "runs"
+    blocker = next((p for p in (runs, *runs.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():  # checked first: nothing is played into a path that cannot hold it
+        raise ValueError(f"the output {output} must be a folder (it holds runs/ and the report), but {blocker} "
+                         f"is a file: pass another --output")
     runs.mkdir(parents=True, exist_ok=True)
     suites_by_id = {e.id: e.suite for e in entries()}
     results = []

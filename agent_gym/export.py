@@ -28,10 +28,15 @@ def select(trajs: Iterable[Trajectory], min_score: float | None = None) -> Itera
 
 
 def write_agentinstruct(trajs: Iterable[Trajectory], path: str | Path) -> int:
-    """Write AgentInstruct records (``{"id", "conversations": [{"from", "value", "loss"}]}``), one per line."""
+    """Write AgentInstruct records (``{"id", "conversations": [{"from", "value", "loss"}]}``), one per line.
+
+    Missing parent folders are made (as the other formats do); the file appears whole or not at all."""
     n = 0
     seen: dict[str, int] = {}
-    with open(path, "w", encoding="utf-8") as fh:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
         for t in trajs:
             for record in t.to_agentinstruct_records():
                 k = seen.get(record["id"], 0)  # the same task played twice gets distinct ids
@@ -40,4 +45,5 @@ def write_agentinstruct(trajs: Iterable[Trajectory], path: str | Path) -> int:
                     record["id"] = f"{record['id']}_{k}"
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
                 n += 1
+    tmp.replace(path)
     return n

@@ -248,7 +248,10 @@ def write_records(records: list[dict[str, Any]], path: str | Path, fmt: str) -> 
             import pyarrow.parquet as pq
         except ImportError as exc:
             raise RuntimeError("Parquet needs pyarrow: pip install pyarrow (or the 'instruct' extra)") from exc
-        pq.write_table(pa.Table.from_pylist(records), path)
+        # from_pylist takes its columns from the first record alone: a mix whose first record is a
+        # general one would silently drop env_id / task_id from every agent record. Use every key.
+        columns = list(dict.fromkeys(k for r in records for k in r))
+        pq.write_table(pa.Table.from_pylist([{k: r.get(k) for k in columns} for r in records]), path)
         return len(records)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -259,22 +262,37 @@ def write_records(records: list[dict[str, Any]], path: str | Path, fmt: str) -> 
 
 
 # ---------------------------------------------------------------------------------- the mix
+def _turns(record: Any) -> list[tuple[str, str]]:
+    """``(speaker, text)`` turns of a general record: ShareGPT ``conversations: [{"from", "value"}]``
+    or chat ``messages: [{"role", "content"}]``; ``ValueError`` saying what is wrong otherwise."""
+    if not isinstance(record, dict):
+        raise ValueError(f"a general record is a JSON object, got {type(record).__name__}")
+    for key, who, what in (("conversations", "from", "value"), ("messages", "role", "content")):
+        turns = record.get(key)
+        if turns is None:
+            continue
+        if not isinstance(turns, list) or not turns:
+            raise ValueError(f"'{key}' must be a non-empty list of turns")
+        out = []
+        for k, turn in enumerate(turns):
+            if not (isinstance(turn, dict) and isinstance(turn.get(who), str) and isinstance(turn.get(what), str)):
+                raise ValueError(f"turn {k} of '{key}' needs string fields '{who}' and '{what}', got {str(turn)[:80]!r}")
+            out.append((turn[who], turn[what]))
+        return out
+    raise ValueError("a general record needs 'conversations' (ShareGPT) or 'messages'")
+
+
 def _sharegpt_to(record: dict[str, Any], fmt: str) -> dict[str, Any]:
-    """A ShareGPT record (``conversations: [{"from": "human"|"gpt"|"system", "value"}]``) in ``fmt``."""
-    convs = record.get("conversations")
-    if not isinstance(convs, list):
-        if isinstance(record.get("messages"), list):
-            msgs = record["messages"]
-            convs = [{"from": {"user": "human", "assistant": "gpt"}.get(m["role"], m["role"]), "value": m["content"]}
-                     for m in msgs]
-        else:
-            raise ValueError("a general record needs 'conversations' (ShareGPT) or 'messages'")
+    """A ShareGPT record (``conversations: [{"from": "human"|"gpt"|"system", "value"}]``) or chat
+    record (``messages: [{"role", "content"}]``) in ``fmt``."""
+    turns = _turns(record)
     rid = str(record.get("id", ""))
     if fmt == "messages":
         roles = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
-        return {"id": rid, "messages": [{"role": roles.get(c["from"], "user"), "content": c["value"]} for c in convs]}
-    return {"id": rid, "conversations": [{"from": c["from"], "value": c["value"], "loss": c["from"] in ("gpt", "assistant")}
-                                         for c in convs]}
+        return {"id": rid, "messages": [{"role": roles.get(who, "user"), "content": text} for who, text in turns]}
+    names = {"user": "human", "assistant": "gpt"}
+    return {"id": rid, "conversations": [{"from": names.get(who, who), "value": text, "loss": who in ("gpt", "assistant")}
+                                         for who, text in turns]}
 
 
 def mix(agent_records: list[dict[str, Any]], general_records: list[dict[str, Any]], eta: float, fmt: str,
@@ -284,6 +302,17 @@ def mix(agent_records: list[dict[str, Any]], general_records: list[dict[str, Any
     number of general records used; fewer general records than the share asks takes them all."""
     if not 0 < eta <= 1:
         raise ValueError(f"eta is the agent share of the mix, in (0, 1], got {eta}")
+    if not agent_records:
+        raise ValueError("no agent records to mix (is the agent file an `agent-gym export` output?)")
+    if eta < 1 and not general_records:
+        raise ValueError(f"no general records to mix at eta={eta}: the general file is empty (pass a ShareGPT-style "
+                         "JSONL, or --eta 1 for agent records only)")
+    for name, records in (("agent", agent_records), ("general", general_records)):
+        for i, record in enumerate(records):  # every record checked, not only the ones drawn
+            try:
+                _turns(record)
+            except ValueError as exc:
+                raise ValueError(f"{name} record {i + 1}: {exc}") from None
     rng = random.Random(seed)
     want = round(len(agent_records) * (1 - eta) / eta)
     general = rng.sample(general_records, min(want, len(general_records)))
@@ -293,10 +322,27 @@ def mix(agent_records: list[dict[str, Any]], general_records: list[dict[str, Any
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """Records of a JSONL file (a JSON list file works too); a bad line names its number."""
-    text = Path(path).read_text(encoding="utf-8")
+    """Records of a JSONL file (a JSON list file and a Parquet file, as :func:`write_records` writes,
+    work too); a bad line names its number, a file that is not text says so."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic == b"PAR1":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as exc:
+            raise RuntimeError("reading Parquet needs pyarrow: pip install pyarrow") from exc
+        return pq.read_table(path).to_pylist()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text (JSONL records expected): {exc}") from None
     if text.lstrip().startswith("["):
-        return json.loads(text)
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not a JSON list: {exc}") from None
+        return records
     out = []
     for i, line in enumerate(text.splitlines(), 1):
         if line.strip():

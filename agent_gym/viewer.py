@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,15 +48,17 @@ min score <input id="f-score" type="number" min="0" max="1" step="0.1" value="0"
 <script>
 let episodes = [];
 const $ = (id) => document.getElementById(id);
-function esc(s){const d=document.createElement('div');d.textContent=s==null?'':String(s);return d.innerHTML;}
+// every value from a run file goes through esc, also inside attributes: quotes too, so a role such as
+// 'x" onmouseover="...' cannot open an attribute of its own
+function esc(s){return (s==null?'':String(s)).replace(/[&<>"']/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'})[c]);}
 function show(which){for(const id of ['list','episode','report'])$(id).hidden=(id!==which);}
 function fillSelect(sel, values){for(const v of [...new Set(values)].sort()){const o=document.createElement('option');o.value=o.textContent=v;sel.appendChild(o);}}
 function render(){
   const env=$('f-env').value, st=$('f-status').value, ag=$('f-agent').value, min=parseFloat($('f-score').value||'0');
-  const rows=episodes.filter(e=>(!env||e.env===env)&&(!st||e.status===st)&&(!ag||e.agent===ag)&&e.score>=min);
-  $('episodes').tBodies[0].innerHTML=rows.map(e=>`<tr class="ep" data-index="${e.index}"><td>${esc(e.env)}</td>
+  const rows=episodes.filter(e=>(!env||e.env===env)&&(!st||e.status===st)&&(!ag||e.agent===ag)&&(e.score??0)>=min);
+  $('episodes').tBodies[0].innerHTML=rows.map(e=>`<tr class="ep" data-index="${esc(e.index)}"><td>${esc(e.env)}</td>
     <td>${esc(e.task)}</td><td>${esc(e.agent)}</td><td class="status">${esc(e.status)}</td><td>${esc(e.end_reason)}</td>
-    <td>${e.score.toFixed(2)}</td><td>${e.turns}</td></tr>`).join('');
+    <td>${e.score==null?'-':Number(e.score).toFixed(2)}</td><td>${esc(e.turns)}</td></tr>`).join('');
   $('count').textContent=`${rows.length} of ${episodes.length} episodes`;
   for(const tr of document.querySelectorAll('tr.ep'))tr.onclick=()=>openEpisode(tr.dataset.index);
 }
@@ -63,12 +66,12 @@ async function openEpisode(i){
   const t=await (await fetch('/api/episodes/'+i)).json();
   let html=`<h2 id="episode-title">${esc(t.env_id)} · ${esc(t.task_id)}</h2>
     <div class="meta">agent ${esc(t.policy)}${t.model?':'+esc(t.model):''} · status <b id="episode-status">${esc(t.status)}</b>
-    · end ${esc(t.end_reason)} · score <b id="episode-score">${Number(t.score).toFixed(2)}</b> · ${t.steps.length} steps</div>`;
+    · end ${esc(t.end_reason)} · score <b id="episode-score">${Number(t.score).toFixed(2)}</b> · ${esc(t.steps.length)} steps</div>`;
   if(t.error)html+=`<pre>${esc(t.error)}</pre>`;
   html+='<h3>prompt</h3>'+t.prompt.map(m=>`<div class="turn ${esc(m.role)}"><span class="meta">${esc(m.role)}</span>\\n${esc(m.content)}</div>`).join('');
   html+=`<div class="turn user"><span class="meta">first observation</span>\\n${esc(t.first_observation)}</div><h3>steps</h3>`;
   t.steps.forEach((s,k)=>{html+=`<div class="step" data-step="${k}"><div class="turn assistant"><span class="meta">step ${k+1}: action</span>\\n${esc(s.action)}</div>
-    <div class="turn obs"><span class="meta">observation · reward ${s.reward} · ${s.terminated?'terminated':''}${s.truncated?' truncated':''}</span>\\n${esc(s.observation)}</div>
+    <div class="turn obs"><span class="meta">observation · reward ${esc(s.reward)} · ${s.terminated?'terminated':''}${s.truncated?' truncated':''}</span>\\n${esc(s.observation)}</div>
     <details><summary class="meta">info</summary><pre>${esc(JSON.stringify(s.info,null,1))}</pre></details></div>`;});
   $('episode').innerHTML=html; show('episode');
 }
@@ -84,6 +87,23 @@ for(const id of ['f-env','f-status','f-agent','f-score']){$(id).oninput=render;$
   fillSelect($('f-agent'),episodes.map(e=>e.agent));render();document.body.dataset.ready='1';})();
 </script></body></html>
 """
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, else ``None``: one hand-edited record ("score": "high", NaN) must not make
+    the whole listing fail (nor put NaN, which is not JSON, in it)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _turns(traj: Any) -> int | None:
+    try:
+        return int(traj.turns)
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 class RunViewer:
@@ -104,7 +124,7 @@ class RunViewer:
 
     def episodes(self) -> list[dict[str, Any]]:
         return [{"index": i, "episode_id": t.episode_id, "env": t.env_id, "task": t.task_id, "agent": t.agent,
-                 "status": t.status, "end_reason": t.end_reason, "score": float(t.score), "turns": t.turns,
+                 "status": t.status, "end_reason": t.end_reason, "score": _number(t.score), "turns": _turns(t),
                  "success": bool(t.success)} for i, t in enumerate(self.trajectories())]
 
     def report(self) -> dict[str, Any]:
@@ -131,19 +151,29 @@ class RunViewer:
         async def page(_request: web.Request) -> web.Response:
             return web.Response(text=PAGE, content_type="text/html")
 
+        async def read(what: Any) -> Any:
+            try:
+                return await asyncio.to_thread(what)
+            except OSError as exc:  # a run file deleted or made unreadable while the page is open
+                raise web.HTTPNotFound(text=f"cannot read the run files: {exc}") from None
+
         async def episodes(_request: web.Request) -> web.Response:
-            return web.json_response(await asyncio.to_thread(self.episodes))
+            return web.json_response(await read(self.episodes))
 
         async def episode(request: web.Request) -> web.Response:
-            trajs = await asyncio.to_thread(self.trajectories)
+            trajs = await read(self.trajectories)
+            text = request.match_info["index"]
+            if not text.isdigit() or int(text) >= len(trajs):  # "-1" would be the last episode in Python
+                raise web.HTTPNotFound(text=f"no episode {text}: there are {len(trajs)} (0 to {len(trajs) - 1})")
+            t = trajs[int(text)]
             try:
-                t = trajs[int(request.match_info["index"])]
-            except (ValueError, IndexError):
-                raise web.HTTPNotFound(text="no such episode") from None
-            return web.Response(text=json.dumps(t.to_dict(), default=str), content_type="application/json")
+                body = json.dumps(t.to_dict(), default=str)
+            except (TypeError, ValueError) as exc:  # a hand-edited record (a reward that is not a number, ...)
+                raise web.HTTPUnprocessableEntity(text=f"episode {text} cannot be shown: {exc}") from None
+            return web.Response(text=body, content_type="application/json")
 
         async def report(_request: web.Request) -> web.Response:
-            return web.Response(text=json.dumps(await asyncio.to_thread(self.report), default=str),
+            return web.Response(text=json.dumps(await read(self.report), default=str),
                                 content_type="application/json")
 
         async def plot(_request: web.Request) -> web.Response:

@@ -94,3 +94,15 @@ def test_eval_exits_2_when_no_task_can_run(tmp_path):
 def test_env_args_go_to_the_envs_that_have_them(tmp_path):
     done = _eval(tmp_path, "--suite", "gsm8k", "--env-arg", "no_such_option=1", "-o", str(tmp_path / "ev"))
     assert done.returncode == 2 and "has the option 'no_such_option'" in done.stderr
+
+
+def test_an_output_that_is_a_file_is_refused_in_one_line(tmp_path, capsys):
+    from agent_gym.cli import main
+
+    blocker = tmp_path / "report-file"
+    blocker.write_text("not a folder")
+    for out in (blocker, blocker / "sub"):  # was: NotADirectoryError traceback from runs.mkdir
+        assert main(["eval", "--suite", "gsm8k", "--policy", "expert", "-n", "1", "-o", str(out), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert "must be a folder" in err and "pass another --output" in err and "Traceback" not in err
+    assert blocker.read_text() == "not a folder"

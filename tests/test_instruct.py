@@ -156,3 +156,83 @@ def test_a_fresh_context_episode_exports_one_record_per_call():
                                            {"from": "gpt", "value": "Answer: A", "loss": True}]
     msgs = records_of([t], "messages")
     assert len(msgs) == 2 and msgs[0]["messages"][-1] == {"role": "assistant", "content": "Answer: B"}
+
+
+# ------------------------------------------------------------------------- bad input, in one line
+def _cli(*argv):
+    from agent_gym.cli import main
+
+    return main(list(map(str, argv)))
+
+
+def _run_file(path, trajs):
+    from agent_gym.trajectory import dumps
+
+    path.write_text("".join(dumps(t) for t in trajs))
+    return path
+
+
+def test_outputs_and_inputs_that_are_folders_and_scores_out_of_range_exit_2(tmp_path, capsys):
+    runs = _run_file(tmp_path / "runs.jsonl", [_traj(OS, "train-1", 1.0)])
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    cases = [  # each was a traceback (IsADirectoryError / FileExistsError) or, for the scores, silently accepted
+        ["data", "filter", runs, "-o", folder],
+        ["data", "filter", folder, "-o", tmp_path / "k.jsonl"],
+        ["export", runs, "-o", folder],
+        ["data", "mix", runs, runs, "-o", folder],
+        ["data", "filter", runs, "-o", tmp_path / "k.jsonl", "--min-score", "2"],
+        ["data", "filter", runs, "-o", tmp_path / "k.jsonl", "--threshold", "os=-0.5"],
+        ["export", runs, "-o", tmp_path / "e.jsonl", "--min-score", "1.5"],
+    ]
+    for argv in cases:
+        assert _cli(*argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("agent-gym: error:") and "Traceback" not in err, (argv, err)
+    assert not list(tmp_path.glob("*.tmp")) and list(folder.iterdir()) == []
+
+
+def test_export_agentinstruct_makes_its_folder_like_the_other_formats(tmp_path, capsys):
+    runs = _run_file(tmp_path / "runs.jsonl", [_traj(OS, "train-1", 1.0)])
+    out = tmp_path / "new" / "dir" / "ai.jsonl"  # was: FileNotFoundError for agentinstruct only
+    assert _cli("export", runs, "-o", out, "--format", "agentinstruct") == 0
+    assert json.loads(out.read_text())["id"] == "os_train-1"
+
+
+@pytest.mark.parametrize("general, says", [
+    ('{"conversations": ["hello"]}', "turn 0 of 'conversations'"),          # was: TypeError traceback
+    ("3", "a JSON object, got int"),                                       # was: AttributeError traceback
+    ('{"conversations": [{"from": "human"}]}', "'from' and 'value'"),      # was: "error: value"
+    ('{"messages": [{"role": "user"}]}', "'role' and 'content'"),          # was: "error: content"
+    ('{"conversations": [{"from": "human", "value": null}]}', "'value'"),  # was: written as null
+    ("", "the general file is empty"),                                     # was: a mix of agent records only, exit 0
+    ("\udcff", "not UTF-8"),                                               # was: a bare codec message
+])
+def test_mix_names_what_is_wrong_with_a_general_record(tmp_path, capsys, general, says):
+    agent = tmp_path / "agent.jsonl"
+    write_records(records_of([_traj(OS, "train-1", 1.0)], "messages"), agent, "messages")
+    path = tmp_path / "general.jsonl"
+    path.write_bytes(general.encode("utf-8", "surrogateescape") + b"\n")
+    assert _cli("data", "mix", agent, path, "-o", tmp_path / "mix.jsonl") == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
+    assert not (tmp_path / "mix.jsonl").exists()
+
+
+def test_a_parquet_mix_keeps_every_column_and_parquet_agent_files_are_read(tmp_path, capsys):
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    agent = tmp_path / "agent.parquet"
+    assert _cli("export", _run_file(tmp_path / "runs.jsonl", [_traj(OS, f"train-{i}", 1.0) for i in range(3)]),
+                "--format", "parquet", "-o", agent) == 0
+    general = tmp_path / "general.jsonl"
+    general.write_text("".join(json.dumps({"id": f"g{i}", "conversations": [{"from": "human", "value": "hi"},
+                                                                          {"from": "gpt", "value": "yo"}]}) + "\n"
+                               for i in range(20)))
+    for seed in range(6):  # was: the agent file read as UTF-8 text; the columns were the first record's only,
+        out = tmp_path / f"mix{seed}.parquet"  # so a mix starting with a general record lost env_id and task_id
+        assert _cli("data", "mix", agent, general, "--eta", "0.2", "--seed", seed, "-o", out) == 0
+        table = pq.read_table(out)
+        assert {"env_id", "task_id", "messages"} <= set(table.column_names)
+        assert sorted(r for r in table.column("task_id").to_pylist() if r) == ["train-0", "train-1", "train-2"]

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+import json
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -38,24 +40,29 @@ def runs(tmp_path):
     return path
 
 
-@pytest.fixture
-def server(runs):
+def _start(runs):
+    """``agent-gym view RUNS`` on a free port; returns the process and its URL once it answers."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "agent_gym.cli", "view", str(runs), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "agent_gym.cli", "view", *map(str, runs), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 60
     while True:
         try:
             urllib.request.urlopen(url + "api/episodes", timeout=2).read()
-            break
+            return proc, url
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 pytest.fail(f"the viewer did not start: {proc.stdout.read() if proc.stdout else ''}")
             time.sleep(0.2)
+
+
+@pytest.fixture
+def server(runs):
+    proc, url = _start([runs])
     yield url
     proc.terminate()
     proc.wait(timeout=10)
@@ -105,3 +112,70 @@ def test_a_missing_run_file_is_named(tmp_path):
     done = subprocess.run([sys.executable, "-m", "agent_gym.cli", "view", str(tmp_path / "nope.jsonl")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "no such run file" in done.stderr
+
+
+HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+
+
+def test_html_in_a_run_file_is_shown_as_text_never_run_in_chromium(tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from agent_gym.browser import Browser
+
+    if not (shutil.which("chromium") or os.environ.get("AGENT_GYM_CHROMIUM")):
+        pytest.skip("no chromium: apt-get install chromium chromium-driver")
+    t = _traj("AgentTuning/GSM8K-v0", HOSTILE, 1.0, "completed", HOSTILE)
+    # a role inside class="turn ...": the old esc() left quotes alone, so this opened an onmouseover attribute
+    t.prompt = [{"role": 'x" onmouseover="window.__pwned=3" data-x="', "content": HOSTILE}]
+    runs = tmp_path / "evil.jsonl"
+    runs.write_text(dumps(t))
+    proc, url = _start([runs])
+    browser = Browser()
+    try:
+        with browser.new_window(url).use() as driver:
+            wait = WebDriverWait(driver, 20)
+            wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+            driver.find_element(By.CSS_SELECTOR, "tr.ep").click()
+            wait.until(lambda d: d.find_element(By.ID, "episode-title").is_displayed())
+            assert HOSTILE in driver.find_element(By.CSS_SELECTOR, ".step[data-step='0']").text
+            assert driver.execute_script("return document.querySelectorAll('#episode img, #episode script, "
+                                         "[onmouseover], [onerror]').length") == 0
+            assert driver.execute_script("return window.__pwned === undefined")
+    finally:
+        browser.close()
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_bad_indexes_hand_edited_records_and_a_vanished_file_get_answers_not_500s(tmp_path):
+    good = _traj("AgentTuning/GSM8K-v0", "1", 1.0, "completed", "fine").to_dict()
+    odd = dict(good, episode_id="odd", task_id="2", score="high", steps=[dict(good["steps"][0], reward="<b>")])
+    runs = tmp_path / "runs.jsonl"
+    runs.write_text(json.dumps(good) + "\n" + json.dumps(odd) + "\n")
+    proc, url = _start([runs])
+    try:
+        listing = json.loads(urllib.request.urlopen(url + "api/episodes", timeout=10).read())
+        assert [e["score"] for e in listing] == [1.0, None]  # was: the whole listing a 500 (float("high"))
+        for path, code in (("api/episodes/-1", 404), ("api/episodes/2", 404), ("api/episodes/x", 404),
+                           ("api/episodes/1", 422)):  # -1 was the last episode; 1 was a 500
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(url + path, timeout=10)
+            assert err.value.code == code, path
+        runs.unlink()  # a run file removed while the page is open: was a 500 with a traceback in the log
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(url + "api/episodes", timeout=10)
+        assert err.value.code == 404 and b"cannot read the run files" in err.value.read()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        assert "Traceback" not in (proc.stdout.read() if proc.stdout else "")
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(runs):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        done = subprocess.run([sys.executable, "-m", "agent_gym.cli", "view", str(runs), "--port",
+                               str(s.getsockname()[1])], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "address already in use" in done.stderr and "Traceback" not in done.stderr

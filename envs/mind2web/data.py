@@ -126,6 +126,17 @@ def _ids(candidates: Any) -> tuple[str, ...]:
     return tuple(str(c["backend_node_id"]) for c in candidates)
 
 
+def _step(k: int, a: dict[str, Any]) -> Step:
+    # the types are checked here, when the file is read, so that a bad record is named with its file and
+    # item rather than failing as a bare TypeError deep inside an episode
+    html, op, value = a["cleaned_html"], a["operation"]["op"], a["operation"].get("value") or ""
+    for name, v in (("cleaned_html", html), ("operation.op", op), ("operation.value", value)):
+        if not isinstance(v, str):
+            raise TypeError(f"action {k}: {name} must be a string, got {type(v).__name__}")
+    return Step(action_uid=str(a["action_uid"]), cleaned_html=html, op=op, value=value,
+                pos_ids=_ids(a["pos_candidates"]), neg_ids=_ids(a["neg_candidates"]))
+
+
 def _task(item: dict[str, Any]) -> Task:
     actions = item["actions"]
     if not actions:
@@ -133,13 +144,11 @@ def _task(item: dict[str, Any]) -> Task:
     reprs = tuple(item["action_reprs"])
     if len(reprs) != len(actions):
         raise ValueError(f"{len(actions)} actions but {len(reprs)} action_reprs")
-    steps = tuple(
-        Step(action_uid=str(a["action_uid"]), cleaned_html=a["cleaned_html"], op=a["operation"]["op"],
-             value=a["operation"].get("value") or "", pos_ids=_ids(a["pos_candidates"]),
-             neg_ids=_ids(a["neg_candidates"]))
-        for a in actions)
+    steps = tuple(_step(k, a) for k, a in enumerate(actions))
+    if not isinstance(item["confirmed_task"], str):
+        raise TypeError(f"confirmed_task must be a string, got {type(item['confirmed_task']).__name__}")
     return Task(id=str(item["annotation_id"]), website=item.get("website", ""), domain=item.get("domain", ""),
-                confirmed_task=item["confirmed_task"], action_reprs=reprs, steps=steps)
+                confirmed_task=item["confirmed_task"], action_reprs=tuple(str(r) for r in reprs), steps=steps)
 
 
 def load_file(path: str | Path) -> list[Task]:

@@ -48,8 +48,14 @@ class MultipleChoice:
 
 
 def parse(cleaned_html: str) -> etree._Element:
-    """The step's page as an lxml tree (an XML parse, as upstream's ``etree.fromstring``)."""
-    return etree.fromstring(cleaned_html.encode("utf-8") if isinstance(cleaned_html, str) else cleaned_html)
+    """The step's page as an lxml tree (an XML parse, as upstream's ``etree.fromstring``).
+
+    Raises ``ValueError`` when the page is not well-formed XML (Mind2Web's released pages all are;
+    a hand-made tasks_file may not be)."""
+    try:
+        return etree.fromstring(cleaned_html.encode("utf-8") if isinstance(cleaned_html, str) else cleaned_html)
+    except etree.XMLSyntaxError as exc:
+        raise ValueError(f"cleaned_html is not well-formed XML ({exc})") from None
 
 
 def _node_id(node: etree._Element | None) -> str:

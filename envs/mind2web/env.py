@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from agent_gym.core import ANSWERED, Begin, Outcome, TextEnv
+from agent_gym.data import DataMissingError
 from agent_gym.envs.mind2web import data, engine, prompt
 
 #: What a score file is called beside a ``tasks_file`` (Mind2Web's own name for it).
@@ -57,6 +58,14 @@ class Mind2WebEnv(TextEnv):
         if scores_file is not None and not Path(scores_file).expanduser().is_file():
             raise FileNotFoundError(f"scores_file {scores_file} does not exist")
         self.scores_file = Path(scores_file).expanduser().resolve() if scores_file is not None else None
+        if self.tasks_file is not None and self.scores_file is None:
+            try:  # a tasks_file with no ranker scores anywhere cannot play a step: refuse it before any episode
+                self.ranks_path()
+            except DataMissingError:
+                raise FileNotFoundError(
+                    f"no ranker scores for tasks_file {self.tasks_file}: pass scores_file=PATH, or put "
+                    f"{SCORES_NAME} beside the tasks file, or run `agent-gym data fetch mind2web` for "
+                    f"Mind2Web's own") from None
         self.shuffle_seed = int(shuffle_seed)
         self._questions: prompt.QuestionFormat | None = None
         self._current: data.Task | None = None
@@ -149,7 +158,14 @@ class Mind2WebEnv(TextEnv):
                 self._score_step(task, None)
                 continue
             self._tournament = prompt.Tournament(order)
-            self._tree = engine.parse(task.steps[self._step].cleaned_html) if not self._tournament.done else None
+            self._tree = self._page(task, self._step) if not self._tournament.done else None
+
+    @staticmethod
+    def _page(task: data.Task, index: int) -> Any:
+        try:
+            return engine.parse(task.steps[index].cleaned_html)
+        except ValueError as exc:  # named: which task, which step, so the file can be fixed
+            raise ValueError(f"task {task.id}, action {index} ({task.steps[index].action_uid}): {exc}") from None
 
     def _score_step(self, task: data.Task, prediction: tuple[str, str] | None) -> None:
         targets = self._targets or None
@@ -206,7 +222,7 @@ class Mind2WebEnv(TextEnv):
             order, targets, _ = self._plan(task, index)
             if not targets:
                 continue
-            tournament, tree = prompt.Tournament(order), engine.parse(step.cleaned_html)
+            tournament, tree = prompt.Tournament(order), self._page(task, index)
             value = step.value.split("\n", 1)[0].strip()
             gold = f"Action: {step.op}" + (f"\nValue: {value}" if step.op != "CLICK" else "")
             while not tournament.done:

@@ -348,3 +348,42 @@ def test_summary_counts_steps_never_reached_as_zero():
                          {"element_acc": 1.0, "action_f1": 1.0, "step_success": 1.0}]})
     summary = Mind2WebEnv.summarize([cut])
     assert summary["steps"] == 4 and summary["micro/step_sr"] == 0.25 and summary["micro/action_f1"] == 0.25
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda a: a.__setitem__("cleaned_html", None), "cleaned_html must be a string"),
+    (lambda a: a["operation"].__setitem__("value", 12), "operation.value must be a string"),
+    (lambda a: a["operation"].__setitem__("op", None), "operation.op must be a string"),
+])
+def test_records_of_the_wrong_type_are_named_when_the_file_is_read(tmp_path, edit, says):
+    task = json.loads(TASKS.read_text())[1]
+    edit(task["actions"][0])  # was: TypeError / AttributeError at reset or step, naming neither file nor item
+    path = tmp_path / "typed.json"
+    path.write_text(json.dumps([task]))
+    with pytest.raises(ValueError, match=f"item 0 is not a Mind2Web task.*{says}"):
+        data.load_file(path)
+
+
+def test_a_page_that_is_not_xml_names_the_task_and_action(prompt_file, tmp_path):
+    task = json.loads(TASKS.read_text())[0]  # fx-flight: its first step has candidates to choose from
+    task["actions"][0]["cleaned_html"] = "<html><div"
+    path = tmp_path / "bad_xml.json"
+    path.write_text(json.dumps([task]))
+    env = Mind2WebEnv(tasks_file=path, scores_file=SCORES)
+    try:  # was: a bare lxml XMLSyntaxError
+        with pytest.raises(ValueError, match=r"task fx-flight, action 0 .*not well-formed XML"):
+            env.reset(options={"task": "fx-flight"})
+    finally:
+        env.close()
+
+
+def test_a_tasks_file_without_ranker_scores_is_refused_before_any_episode(prompt_file, tmp_path, monkeypatch):
+    tasks = tmp_path / "mine.json"
+    shutil.copy(TASKS, tasks)  # no scores_all_data.pkl beside it, none in an empty data directory
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv("AGENT_GYM_DATA", str(empty))
+    # was: made fine, then every episode ended in error telling to fetch 245 MB of Mind2Web
+    with pytest.raises(FileNotFoundError, match="scores_file=PATH.*scores_all_data.pkl beside"):
+        Mind2WebEnv(tasks_file=tasks)
+    Mind2WebEnv(tasks_file=tasks, scores_file=SCORES).close()
