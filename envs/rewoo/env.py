@@ -122,7 +122,7 @@ class ReWOOEnv(TextEnv):
             name, tool_input = self._waiting
             self._record(name, "LLM", tool_input, action.strip("\n").strip(), by="agent")
             return self._advance()
-        return self._finish(action.strip("\n"))
+        return self._finish(action.strip())  # llm_llama stripped every generation
 
     def _advance(self) -> Outcome:
         """Run workers in plan order until one needs the agent (an LLM call) or all are done."""
