@@ -114,7 +114,7 @@ class MiniWoBEnv(TextEnv):
                            status=RUNNING, end_reason=INVALID_ACTION_END,
                            extra={"action_note": str(exc), "miniwob_reward": float(meta["reward"] or 0),
                                   "raw_reward": float(meta["raw_reward"] or 0)})
-        meta = self._page.metadata()
+        meta = self._page.state()  # one round trip: the reward and, while running, the new page
         reward = float(meta["reward"] or 0)
         extra = {"action_note": note, "miniwob_reward": reward, "raw_reward": float(meta["raw_reward"] or 0),
                  "miniwob_reason": meta.get("reason")}
@@ -123,7 +123,7 @@ class MiniWoBEnv(TextEnv):
             return Outcome(observation=f"The episode ended with reward {reward:.4f}.", score=float(success),
                            done=True, success=success, end_reason=GOAL_REACHED if success else TASK_FAILED,
                            extra=extra)
-        self._state = self._page.state()
+        self._state = meta
         extra.update(utterance=self._state["utterance"], html=self._html())
         return Outcome(observation=self._observation(), extra=extra)  # the core applies the step limit
 

@@ -191,6 +191,9 @@ def test_reward_equals_the_raw_miniwob_envs_for_the_same_actions():
     import miniwob  # noqa: F401 - registers the miniwob/* ids
     from selenium.webdriver.common.by import By
 
+    # miniwob's own env must not ask Selenium Manager (the network) for a browser
+    os.environ["MINIWOB_CHROME_BINARY"], os.environ["MINIWOB_CHROMEDRIVER"] = find_chromium()
+    os.environ["SE_AVOID_STATS"] = "true"
     ours = make_env()
     cases = [("enter-text", 2), ("click-checkboxes", 3)]
     if FULL:
