@@ -40,6 +40,8 @@ return {utterance: (u && typeof u === 'object') ? u.utterance : u, body: wrap ? 
         extra: extra, done: WOB_DONE_GLOBAL, reward: WOB_REWARD_GLOBAL, raw_reward: WOB_RAW_REWARD_GLOBAL,
         reason: WOB_REWARD_REASON};
 """
+_FORGET_REFS = ("document.querySelectorAll('[data-wob_ref]').forEach(function (e) {"
+                " delete e.dataset.wob_ref; delete e.dataset.wob_eps; });")
 _META_JS = ("return {done: WOB_DONE_GLOBAL, reward: WOB_REWARD_GLOBAL, raw_reward: WOB_RAW_REWARD_GLOBAL,"
             " reason: WOB_REWARD_REASON};")
 
@@ -96,8 +98,11 @@ class Page:
                 driver.get(path.as_uri())
                 WebDriverWait(driver, 10).until(EC.presence_of_element_located((By.ID, "sync-task-cover")))
                 self.task = task
+            # WOB_EPISODE_ID (data-wob_eps in the HTML) counts the page's episodes and elements that
+            # outlive an episode keep their data-wob_ref: both reset, so that an episode's observation
+            # does not depend on what the window played before
             driver.execute_script(
-                f"core.endEpisode(0); Math.seedrandom({seed!r}); core.setDataMode('train');"
+                f"core.endEpisode(0); WOB_EPISODE_ID = 0; {_FORGET_REFS} Math.seedrandom({seed!r}); core.setDataMode('train');"
                 f" core.EPISODE_MAX_TIME = {EPISODE_MAX_TIME_MS}; core.startEpisodeReal();")
             deadline = time.monotonic() + READY_TIMEOUT_S
             while not driver.execute_script("return WOB_TASK_READY;"):
