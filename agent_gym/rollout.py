@@ -448,7 +448,7 @@ def resolve_policy(name: str) -> PolicyFactory:
 
 def _probe(episodes: list[EpisodeSpec], policy: PolicyFactory, policy_options: dict[str, Any],
            pool: _EnvPool) -> tuple[str, dict[str, dict[str, Any]]]:
-    """Make one env per env id and one policy, here, before any episode; the agent's name and
+    """Make one env and one policy per env id, here, before any episode; the agent's name and
     each env's protocol options."""
     envs = {}
     for env_id in dict.fromkeys(e.env_id for e in episodes):
@@ -459,11 +459,13 @@ def _probe(episodes: list[EpisodeSpec], policy: PolicyFactory, policy_options: d
                 preflight()
         except Exception as exc:
             raise RunSetupError(_setup_message(f"env {env_id}", exc)) from exc
-    first = episodes[0].env_id
-    try:
-        agent = agent_of(policy(envs[first], **policy_options))
-    except Exception as exc:
-        raise RunSetupError(_setup_message(f"the policy {getattr(policy, '__name__', policy)!r}", exc)) from exc
+    agent = None
+    for env_id, env in envs.items():  # per env: a policy may not play every env (the expert needs gold replies)
+        try:
+            made = agent_of(policy(env, **policy_options))
+        except Exception as exc:
+            raise RunSetupError(_setup_message(f"the policy {getattr(policy, '__name__', policy)!r}", exc)) from exc
+        agent = agent or made
     options = {}
     for env_id, env in envs.items():
         get = getattr(env.unwrapped, "options", None)

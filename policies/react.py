@@ -42,8 +42,13 @@ class ReActPolicy:
     def __init__(self, backend: Backend, *, chat_template: str | None = None, max_new_tokens: int | None = None,
                  temperature: float | None = None, top_p: float | None = None, seed: int | None = None,
                  stop: Sequence[str] | None = None, system_prompt: str | None = _UNSET,
-                 strip_messages: bool | None = None, segment_limit: int = SEGMENT_LIMIT):
+                 strip_messages: bool | None = None, segment_limit: int = SEGMENT_LIMIT, completion: bool = False):
         self.backend = backend
+        #: play the env's plain-completion scaffolding (``info["completion"]``, HotpotQA as the paper ran it)
+        #: where the env gives one, instead of the chat
+        self.completion = completion
+        self._text = ""
+        self._step = 1
         self.model_name = backend.model_name
         template = chat_template or templates.default_template(backend.model_name)
         if template not in templates.TEMPLATES:
@@ -78,12 +83,24 @@ class ReActPolicy:
         for m in prompt:
             self._add("assistant" if m["role"] in ("assistant", "agent") else "user", m["content"])
         self._prompt_turns = [dict(m) for m in self._turns]
+        self._text, self._step = ((info.get("completion") or {}).get("prompt") or ""), 1
         self._hints = info
         self._calls = 0
         self.last_scoring = None
         self._used = {}
 
     def act(self, observation: str, info: dict[str, Any]) -> str:
+        scaffold = self._hints.get("completion")
+        if self.completion and isinstance(scaffold, dict):
+            return self._complete(observation, scaffold)
+        if info.get("messages"):  # the exact context the paper's harness sent for this call (the card game)
+            self._turns = []
+            for m in info["messages"]:
+                if m.get("role") == "system":
+                    self._system = m["content"]
+                else:
+                    self._add("assistant" if m.get("role") in ("assistant", "agent") else "user", m["content"])
+            return self._reply(info)
         # a new conversation per call: Mind2Web's multiple-choice calls were separate sessions, and WebArena's agent
         # saw no history (each prompt was the few-shot examples and the current observation)
         if info.get("fresh_context") or self._hints.get("history") == "none":
@@ -92,6 +109,36 @@ class ReActPolicy:
         if isinstance(kept, str) and self._turns and self._turns[-1]["role"] == "assistant":
             self._turns[-1] = {"role": "assistant", "content": kept}
         self._add("user", observation)
+        return self._reply(info)
+
+    def _complete(self, observation: str, scaffold: dict[str, Any]) -> str:
+        """One step of the paper's plain-completion form: the thought after ``"Thought n:"``, then the
+        action after ``"Action n:"``, each a completion of the whole text cut at its stop (upstream
+        BOLAA's ``ReactAgent``); the env gets ``scaffold["reply"]`` with both."""
+        n = self._step
+        if n > 1:
+            self._text += scaffold.get("observation_prefix", "\n") + observation
+        parts = []
+        for key in ("thought_prefix", "action_prefix"):
+            self._text += scaffold[key].format(n=n)
+            settings = {"stop": list(scaffold.get("stop", ["\n"])),
+                        "max_new_tokens": int(self.options.get("max_new_tokens") or
+                                              scaffold.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)),
+                        "temperature": float(self.options.get("temperature") if self.options.get("temperature")
+                                             is not None else scaffold.get("temperature", 0.0))}
+            self._used.update(settings)
+            generation = self.backend.generate(self._text, **settings)
+            self.last_generation = generation
+            text = generation.text.strip("\n").strip().replace("\n", "")  # upstream's format_step
+            for stop in settings["stop"]:
+                text = text.split(stop, 1)[0]
+            self._text += " " + text
+            parts.append(text)
+        self._step += 1
+        self._used["scaffolding"] = "completion"
+        return scaffold["reply"].format(n=n, thought=parts[0], action=parts[1])
+
+    def _reply(self, info: dict[str, Any]) -> str:
         scoring = info.get("choice_scoring") or self._hints.get("choice_scoring")
         self.last_scoring = None
         if scoring and self.chat_template != "server" and can_score(self.backend):
@@ -128,6 +175,7 @@ class ReActPolicy:
         out["stop"] = self._used.get("stop", self._stops())
         out["seed"] = self.seed
         out["scoring"] = (self.last_scoring or {}).get("mode")
+        out["scaffolding"] = self._used.get("scaffolding", "chat")  # "completion": the env's plain-completion form
         return out
 
     # ------------------------------------------------------------------ helpers
@@ -232,7 +280,7 @@ def react(env: Any = None, *, backend: str = "local", model: str | None = None, 
           temperature: float | None = None, max_new_tokens: int | None = None, top_p: float | None = None,
           seed: int | None = None, chat_template: str | None = None, stop: Sequence[str] | None = None,
           device: str | None = None, stream: bool = False, api_key: str | None = None, timeout: float | None = None,
-          **ignored: Any) -> ReActPolicy:
+          completion: bool = False, **ignored: Any) -> ReActPolicy:
     """The policy factory the rollout calls once per episode (the backend is loaded once per process).
 
     Raises :class:`PolicySetupError` (naming the fix) for an unknown backend, a missing ``--url``, a
@@ -256,4 +304,4 @@ def react(env: Any = None, *, backend: str = "local", model: str | None = None, 
         if backend == "openai" and api_key:
             config["api_key"] = api_key
     return ReActPolicy(get_backend(backend, **config), chat_template=chat_template, max_new_tokens=max_new_tokens,
-                       temperature=temperature, top_p=top_p, seed=seed, stop=stop)
+                       temperature=temperature, top_p=top_p, seed=seed, stop=stop, completion=bool(completion))

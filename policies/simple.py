@@ -80,6 +80,13 @@ class RandomPolicy:
 def expert(env: Any, **options: Any) -> ReplayPolicy:
     """Replays the env's own solution of each task (gold answer, walkthrough, gold actions)."""
     base = env.unwrapped
+    from agent_gym.core import TextEnv
+    from agent_gym.policy import PolicySetupError
+
+    if isinstance(base, TextEnv) and type(base).expert_replies is TextEnv.expert_replies:
+        env_id = getattr(getattr(env, "spec", None), "id", None) or type(base).__name__
+        raise PolicySetupError(f"{env_id} has no expert solutions (its data has no gold replies): "
+                               f"play it with another policy")
 
     def replies(info: dict[str, Any]) -> Sequence[str]:
         found = base.expert_replies(base.task)

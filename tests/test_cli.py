@@ -29,9 +29,9 @@ def test_run_resume_report_export(tmp_path):
     need_data("gsm8k")
     need_data("mmlu")
     out = tmp_path / "run.jsonl"
-    first = run("run", "general", "--policy", "expert", "-n", "3", "-c", "2", "-o", str(out), "--no-progress")
+    first = run("run", "gsm8k", "mmlu", "--policy", "expert", "-n", "3", "-c", "2", "-o", str(out), "--no-progress")
     assert "AgentTuning/MMLU-v0" in first.stdout and "100.0" in first.stdout
-    again = run("run", "general", "--policy", "expert", "-n", "5", "-o", str(out), "--no-progress")
+    again = run("run", "gsm8k", "mmlu", "--policy", "expert", "-n", "5", "-o", str(out), "--no-progress")
     assert "6 already in" in again.stderr
     assert len(out.read_text().splitlines()) == 10
     report = json.loads(run("report", str(out), "--json").stdout)
@@ -461,3 +461,12 @@ def test_resuming_with_other_env_options_is_refused(tmp_path, capsys):
     assert rc == 2 and "extraction='robust' (file: 'paper')" in err and "another --output" in err
     assert out.read_text().splitlines() == lines  # nothing recorded
     assert cli.main(["run", "gsm8k", "-n", "4", "--policy", "expert", "--no-progress", "-o", str(out)]) == 0
+
+
+def test_the_expert_on_an_env_without_gold_replies_stops_before_the_first_episode(tmp_path):
+    need_data("gsm8k")
+    out = tmp_path / "run.jsonl"
+    done = run("run", "gsm8k", "cardgame", "--policy", "expert", "-n", "1", "-o", str(out), "--no-progress",
+               check=False)
+    assert done.returncode == 2 and "AgentTuning/CardGame-v0 has no expert solutions" in done.stderr
+    assert not out.exists()

@@ -182,3 +182,36 @@ def test_history_none_shows_only_the_prompt_and_the_current_observation(local_ba
     run_episode(ChatterEnv(hints={"history": "none"}, turns=3, observation_words=3),
                 ReActPolicy(backend, max_new_tokens=2), seed=0)
     assert "Observation 2:" in backend.prompts[-1] and "Observation 1:" not in backend.prompts[-1]
+
+
+def test_completion_scaffolding_plays_hotpotqa_as_the_paper_did(local_backend, require_data):
+    """HotpotQA's agent was a plain completion: the thought after "Thought n:", the action after "Action n:"."""
+    require_data("hotpotqa")
+    import gymnasium as gym
+
+    backend = RecordingBackend(local_backend)
+    env = gym.make("AgentTuning/HotpotQA-v0")
+    policy = ReActPolicy(backend, completion=True, max_new_tokens=8)
+    obs, info = env.reset(seed=0)
+    start = info["completion"]["prompt"]
+    policy.reset(info)
+    reply = policy.act(obs, info)
+    assert reply.startswith("Thought 1: ") and "\nAction 1: " in reply
+    obs, _, terminated, _, info = env.step(reply)
+    if not terminated:
+        policy.act(obs, info)
+        assert "\nObservation 1: " in backend.prompts[2] and backend.prompts[2].endswith("\nThought 2:")
+    assert backend.prompts[0] == start + "\nThought 1:"
+    assert backend.prompts[1].startswith(backend.prompts[0]) and backend.prompts[1].endswith("\nAction 1:")
+    assert all(c["stop"] == ["\n"] for c in backend.calls)
+    assert policy.provenance["scaffolding"] == "completion"
+    env.close()
+
+
+def test_the_envs_exact_messages_replace_the_history(local_backend):
+    """The card game gives the exact chat upstream sent for each call in ``info["messages"]``."""
+    backend = RecordingBackend(local_backend)
+    exact = [{"role": "user", "content": "RULES-AND-STATE"}]
+    run_episode(ChatterEnv(hints={"messages": exact}, turns=2, observation_words=3),
+                ReActPolicy(backend, max_new_tokens=2), seed=0)
+    assert all("RULES-AND-STATE" in p and "Observation" not in p for p in backend.prompts)
