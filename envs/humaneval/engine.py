@@ -185,21 +185,27 @@ def sandbox_uid() -> int:
     return 1_000_000 + (os.getpid() % 10_000) * 100 + next(_uids) % 100
 
 
-def _processes_of(uid: int) -> int:
+def _processes_of(uid: int, live: bool = False) -> int:
+    """Processes of ``uid`` as ``RLIMIT_NPROC`` counts them; ``live``: without zombies (a sandbox's
+    bwrap, reparented when it ends, waits for the host's init to reap it and holds nothing but its pid)."""
     count = 0
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if entry.stat().st_uid == uid:
+                if entry.stat().st_uid == uid and not (live and _zombie(entry)):
                     count += 1
-            except OSError:
+            except (OSError, IndexError):
                 continue
     return count
+
+
+def _zombie(proc: Path) -> bool:
+    return (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def _wait_gone(uid: int, seconds: float = 5.0) -> None:
     """Wait until the kernel has torn down the run's pid namespace (its processes are killed with
     its pid 1, but they take a moment to go), so a fork bomb's processes never outlive its run."""
     deadline = time.monotonic() + seconds
-    while _processes_of(uid) and time.monotonic() < deadline:
+    while _processes_of(uid, live=True) and time.monotonic() < deadline:
         time.sleep(0.01)

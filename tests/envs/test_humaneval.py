@@ -55,14 +55,15 @@ def play(env: gym.Env, task: str, reply: str) -> tuple[float, dict]:
 
 
 def sandbox_uids_alive() -> list[int]:
-    """Processes still running under the sandboxes' uids (as root each run gets one of its own)."""
+    """Processes still running under the sandboxes' uids (as root each run gets one of its own;
+    zombies waiting for the host's init to reap them are not running)."""
     alive = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if entry.stat().st_uid >= 1_000_000:
+                if entry.stat().st_uid >= 1_000_000 and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
                     alive.append(int(entry.name))
-            except OSError:
+            except (OSError, IndexError):
                 continue
     return alive
 
