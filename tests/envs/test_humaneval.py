@@ -253,8 +253,22 @@ def test_summarize_gives_pass_at_k_for_the_ks_every_problem_has_samples_for():
     trajs = [traj("HumanEval/0", i < 3) for i in range(10)] + [traj("HumanEval/1", i < 10) for i in range(12)]
     out = HumanEvalEnv.summarize(trajs)
     assert out["samples_per_problem"] == 10
-    assert out["pass@1"] == pytest.approx((0.3 + 10 / 12) / 2)
-    assert out["pass@10"] == pytest.approx((pass_at_k(10, 3, 10) + pass_at_k(12, 10, 10)) / 2)
-    assert "pass@100" not in out
+    assert out["pass@k/1"] == pytest.approx((0.3 + 10 / 12) / 2)
+    assert out["pass@k/10"] == pytest.approx((pass_at_k(10, 3, 10) + pass_at_k(12, 10, 10)) / 2)
+    assert "pass@k/100" not in out
     greedy = HumanEvalEnv.summarize([traj("HumanEval/0", True), traj("HumanEval/1", False)])
-    assert greedy["pass@1"] == greedy["score"] == 0.5
+    assert greedy["pass@k/1"] == greedy["score"] == 0.5
+
+
+def test_a_repeated_run_reports_pass_at_k(tmp_path):
+    """Through the rollout and report: 3 problems, 2 samples each, the expert passing all."""
+    need_sandbox()
+    from agent_gym.metrics import report_rows
+    from agent_gym.rollout import plan, rollout
+
+    out = tmp_path / "he.jsonl"
+    result = rollout(plan([ENV_ID], episodes=3, repeats=2), "expert", output=out, progress=False)
+    assert len(result.trajectories) == 6 and all(t.score == 1.0 for t in result.trajectories)
+    (row,) = report_rows([out])
+    assert row["samples_per_problem"] == 2 and row["pass@k/1"] == 1.0 and "pass@k/10" not in row
+    assert row["data"] == ["humaneval: verified"]
