@@ -176,6 +176,7 @@ def test_judge_settings_that_cannot_work_stop_at_construction():
         gym.make(ENV_ID, judge="gpt-4")
     with pytest.raises(ValueError, match="needs judge_url"):
         gym.make(ENV_ID, judge="tgi")
+    pytest.importorskip("text_generation", reason='the tgi backend needs: pip install -e ".[tgi]"')
     with pytest.raises(PolicySetupError, match="no TGI server at http://127.0.0.1:9"):
         gym.make(ENV_ID, judge="tgi", judge_url="http://127.0.0.1:9")
 
