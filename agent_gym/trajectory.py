@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 # info keys that are the same at every step or large; kept once per trajectory instead
-_STEP_INFO_SKIP = ("prompt", "admissible_actions", "provenance", "system_prompt", "choice_scoring")
+_STEP_INFO_SKIP = ("prompt", "admissible_actions", "provenance", "system_prompt", "choice_scoring",
+                   "messages")  # the card game's per-call chat: its turns are the transcript already
 
 
 @dataclasses.dataclass

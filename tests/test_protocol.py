@@ -20,11 +20,15 @@ STANDARD_KEYS = {"task_id", "prompt", "action_valid", "success", "score", "progr
                  "max_new_tokens", "temperature", "system_prompt", "provenance"}
 
 
+# envs whose engine is an LLM: a short judgment keeps check_env's whole episode cheap (the paper's 2048 took 9 min)
+ENV_KWARGS = {"AgentTuning/MTBench-v0": {"judge_max_new_tokens": 8}}
+
+
 def make(env_id: str, **kw) -> gym.Env:
     entry = next(e for e in entries() if e.id == env_id)
     if entry.dataset:
         need_data(entry.dataset)
-    return gym.make(env_id, **kw)
+    return gym.make(env_id, **{**ENV_KWARGS.get(env_id, {}), **kw})
 
 
 @pytest.mark.parametrize("env_id", ALL_IDS)
@@ -159,6 +163,12 @@ PAPER_DECODING = {
     "AgentTuning/Mind2Web-v0": ({"max_new_tokens": 128, "temperature": 0.0}, ""),
     "AgentTuning/KnowledgeGraph-v0": ({"max_new_tokens": 128, "temperature": 0.0}, ""),
     "AgentTuning/WebArena-v0": ({"max_new_tokens": 384, "temperature": 1.0, "top_p": 0.9}, LLAMA2_SYSTEM),
+    "AgentTuning/MiniWoB-v0": ({"max_new_tokens": 512, "temperature": 0.0, "stop": ["[INST]"]}, LLAMA2_SYSTEM),
+    "AgentTuning/HotpotQA-v0": ({"max_new_tokens": 256, "temperature": 0.0, "stop": ["\nObservation"]}, ""),
+    "AgentTuning/ReWOO-v0": ({"max_new_tokens": 256, "temperature": 0.0}, LLAMA2_SYSTEM),
+    "AgentTuning/CardGame-v0": ({"max_new_tokens": 512, "temperature": 0.0}, ""),
+    "AgentTuning/MTBench-v0": ({"max_new_tokens": 4096, "temperature": 0.0}, LLAMA2_SYSTEM),  # per category in info
+    "AgentTuning/HumanEval-v0": ({"max_new_tokens": 512, "temperature": 0.0}, LLAMA2_SYSTEM),
 }
 
 
@@ -174,7 +184,9 @@ def test_every_env_gives_the_papers_decoding_and_system_message(env_id):
     ("AgentTuning/GSM8K-v0", False), ("AgentTuning/MMLU-v0", False), ("AgentTuning/SciWorld-v0", False),
     ("AgentTuning/Alfworld-v0", True), ("AgentTuning/DB-v0", True), ("AgentTuning/OS-v0", True),
     ("AgentTuning/WebShop-v0", True), ("AgentTuning/Mind2Web-v0", True), ("AgentTuning/KnowledgeGraph-v0", True),
-    ("AgentTuning/WebArena-v0", True),
+    ("AgentTuning/WebArena-v0", True), ("AgentTuning/CardGame-v0", True),
+    ("AgentTuning/MiniWoB-v0", False), ("AgentTuning/HotpotQA-v0", False), ("AgentTuning/ReWOO-v0", False),
+    ("AgentTuning/MTBench-v0", False), ("AgentTuning/HumanEval-v0", False),
 ])
 def test_strip_messages_says_whether_the_papers_harness_stripped_each_message(env_id, stripped):
     """AgentBench.old's TGI client strip()-ed every message; AgentTuning's general and held-out scripts did not."""
