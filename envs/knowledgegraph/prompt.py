@@ -44,7 +44,11 @@ def clean_reply(reply: str) -> str:
 def final_answer(reply: str) -> int | None:
     """The variable number of the first ``Final Answer: #n`` (or ``Find Answer: #n``), else ``None``."""
     found = _FINAL.findall(reply)
-    return int(found[0]) if found else None
+    if not found:
+        return None
+    # a number past any variable (say 5,000 digits, over Python's int-parsing limit) is just an unknown id
+    digits = found[0].lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else 10**18
 
 
 def action_line(reply: str) -> str | None:

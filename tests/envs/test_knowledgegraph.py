@@ -314,6 +314,16 @@ def test_adversarial_action_lines_end_in_bounded_time(line):
     assert time.monotonic() - start < 10
 
 
+def test_a_final_answer_with_a_huge_variable_number_is_an_unknown_variable():
+    # 5,000 digits are past Python's int-parsing limit: the reply is a bad id, not an env error
+    env = make_env()
+    env.reset(options={"task": 0})
+    for digits in ("9" * 5000, "0" * 5000 + "1"):
+        obs, _, terminated, truncated, info = env.step("Final Answer: #" + digits)
+        assert (obs, info["action_valid"], info["status"]) == (prompt.INVALID_VARIABLE, False, "running")
+        assert not (terminated or truncated)
+
+
 def test_argument_search_equals_upstreams_regex():
     import re
 
