@@ -113,7 +113,10 @@ def load_file(path: str | Path) -> list[Question]:
 @functools.lru_cache(maxsize=4)
 def _load(path: str, mtime_ns: int, size: int) -> tuple[Question, ...]:  # keyed by the file's state
     with open(path, encoding="utf-8") as fh:
-        items = json.load(fh)
+        try:
+            items = json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not JSON ({exc}); a KG question file is one JSON list of questions") from exc
     if not isinstance(items, list):
         raise ValueError(f"{path}: a KG question file is one JSON list of questions")
     questions = []

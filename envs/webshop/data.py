@@ -273,12 +273,15 @@ def load_goals_file(path: str | Path) -> list[Goal]:
         items = json.loads(text)
         items = items if isinstance(items, list) else [items]
     except json.JSONDecodeError:
-        items = [json.loads(line) for line in text.splitlines() if line.strip()]
+        try:
+            items = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: neither a JSON list nor JSON lines of WebShop goals ({exc})") from exc
     goals = []
     for i, raw in enumerate(items):
         try:
             goals.append(goal_from_dict(i, raw))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # AttributeError: not a dict
             raise ValueError(f"{path}: goal {i} is not a WebShop goal ({type(exc).__name__}: {exc})") from exc
     return goals
 

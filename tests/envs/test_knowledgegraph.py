@@ -123,6 +123,9 @@ def test_question_files_load_and_bad_ones_are_named(tmp_path):
     bad.write_text(json.dumps({"question": "q"}))
     with pytest.raises(ValueError, match="one JSON list"):
         data.load_file(bad)
+    bad.write_text("[{not json")
+    with pytest.raises(ValueError, match="bad.json: not JSON"):
+        data.load_file(bad)
 
 
 # --------------------------------------------------------------------------- the tools on our graph

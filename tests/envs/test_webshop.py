@@ -400,3 +400,13 @@ def test_a_tasks_file_of_goal_dicts(env, tmp_path):
     bad.write_text(json.dumps([{"asin": "x"}]))
     with pytest.raises(ValueError, match="goal 0 is not a WebShop goal"):
         data.load_goals_file(bad)
+
+
+def test_a_malformed_goals_file_is_a_value_error_naming_the_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    for text, match in [("[1, 2]", "goal 0 is not a WebShop goal"), ('["x"]', "goal 0 is not a WebShop goal"),
+                        ("not json\n{", "neither a JSON list nor JSON lines")]:
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=match) as caught:
+            data.load_goals_file(bad)
+        assert str(bad) in str(caught.value)
