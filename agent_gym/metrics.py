@@ -133,18 +133,18 @@ def _data_states(trajs: Sequence[Trajectory]) -> list[str]:
 
 
 def format_table(rows: list[dict[str, Any]], details: bool = False) -> str:
-    """A plain-text table: env, agent, episodes, score % (the paper's scale) beside the paper's
+    """A plain-text table: env, agent, episodes, score (the paper's scale: percent, MT-Bench 1-10) beside the paper's
     AgentLM-7B/13B/70B, success %, turns, errors; then the options that differ from the
     paper's, data that is not upstream's, and superseded records."""
     names = paper.model_names()
     ref_header = "paper % (" + "/".join(names[m].removeprefix("AgentLM-") for m in paper.AGENTLM) + " AgentLM)"
-    header = ["env", "policy", "episodes", "score %", ref_header, "success %", "avg turns", "errors"]
+    header = ["env", "policy", "episodes", "score", ref_header, "success %", "avg turns", "errors"]
     lines = [header]
     for r in rows:
         ref = r.get("paper") or {}
         lines.append([
             r["env"], r["policy"], str(int(r.get("episodes", 0))),
-            f"{100 * r.get('score', 0):.1f}", "/".join(f"{ref[m]:g}" if m in ref else "-" for m in paper.AGENTLM),
+            _paper_scale(r), "/".join(f"{ref[m]:g}" if m in ref else "-" for m in paper.AGENTLM),
             f"{100 * r.get('success_rate', 0):.1f}", f"{r.get('avg_turns', 0):.2f}", str(r["errors"]),
         ])
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
@@ -178,6 +178,18 @@ def format_table(rows: list[dict[str, Any]], details: bool = False) -> str:
             if extra:
                 text += f"\n\n{r['env']} ({r['policy']})\n" + "\n".join(f"  {k}: {100 * v:.1f}" for k, v in extra.items())
     return text
+
+
+def _paper_scale(row: dict[str, Any]) -> str:
+    """The score as the paper's table prints it: percent, or a 1-10 rating (MT-Bench)."""
+    from agent_gym.rollout import env_class
+
+    try:
+        unit = paper.unit(getattr(env_class(row["env"]), "task_name", "")) or ""
+    except Exception:  # noqa: BLE001 - an env this install lacks
+        unit = ""
+    score = row.get("score", 0) or 0
+    return f"{10 * score:.2f} /10" if unit.startswith("score 1-10") else f"{100 * score:.1f}"
 
 
 def to_json(rows: list[dict[str, Any]]) -> str:

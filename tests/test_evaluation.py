@@ -106,3 +106,14 @@ def test_an_output_that_is_a_file_is_refused_in_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "must be a folder" in err and "pass another --output" in err and "Traceback" not in err
     assert blocker.read_text() == "not a folder"
+
+
+def test_the_report_table_prints_each_score_on_the_papers_scale():
+    from agent_gym.metrics import format_table
+
+    rows = [{"env": "AgentTuning/MTBench-v0", "policy": "p", "episodes": 2, "score": 0.726, "errors": 0,
+             "paper": paper.scores("mt_bench", paper.AGENTLM)},
+            {"env": "AgentTuning/GSM8K-v0", "policy": "p", "episodes": 2, "score": 0.5, "errors": 0, "paper": {}}]
+    lines = format_table(rows).splitlines()
+    assert "7.26 /10" in lines[1] and "7.26" in lines[1].split("7.26 /10")[1]  # ours beside the paper's 7.26
+    assert " 50.0 " in lines[2]
