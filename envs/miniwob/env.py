@@ -86,6 +86,9 @@ class MiniWoBEnv(TextEnv):
 
     def _begin(self, task: data.Episode) -> Begin:
         self.max_turns = self.max_replies
+        if self._page is not None and not self._page.browser.alive():  # chromium killed or crashed: a new one
+            self._page.close()
+            self._page = None
         if self._page is None:
             self._page = engine.Page()
         self._state = self._page.begin(task.task, task.seed)

@@ -144,6 +144,29 @@ def test_an_invalid_reply_names_the_valid_forms_and_leaves_the_page():
 
 
 @need_browser
+@need_browser
+@pytest.mark.parametrize("victim", ["chromium", "chromedriver"])
+def test_a_killed_browser_ends_the_step_in_error_and_the_next_reset_starts_a_new_one(victim):
+    env = make_env()
+    try:
+        env.reset(options={"task": "click-test/0"})
+        old = env._page.browser
+        for pid in old.pids():  # only this env's browser (its processes carry its tag)
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if os.path.basename(fh.read().split(b"\0")[0].decode()) == victim:
+                    os.kill(pid, signal.SIGKILL)
+        _, _, terminated, truncated, info = env.step('clickxpath //*[@id="subbtn"]')
+        assert truncated and info["status"] == "error"
+        env.reset(options={"task": "click-test/0"})  # before: the dead session's exception, every reset after
+        new = env._page.browser
+        assert new is not old
+        _, _, terminated, _, info = env.step('clickxpath //*[@id="subbtn"]')
+        assert terminated and info["success"]
+    finally:
+        env.close()
+    assert browser_pids(old.tag) == [] and browser_pids(new.tag) == []  # nothing left behind
+
+
 @pytest.mark.slow
 def test_scripted_experts_win():
     env = make_env()
