@@ -111,7 +111,9 @@ def parse_action(action_str: str) -> Action:
     if name in ("new_tab", "go_back", "go_forward", "close_tab"):
         return Action(name)
     if name == "tab_focus":
-        return Action("tab_focus", page_number=int(need(r"tab_focus ?\[(\d+)\]").group(1)))
+        digits = need(r"tab_focus ?\[(\d+)\]").group(1).lstrip("0") or "0"
+        # past Python's int-parsing limit (4,300 digits) it is just a tab that is not there
+        return Action("tab_focus", page_number=int(digits) if len(digits) <= 18 else 10**18)
     if name == "stop":
         match = re.search(r"stop ?\[(.+)\]", action_str)
         return Action("stop", answer=match.group(1) if match else "")

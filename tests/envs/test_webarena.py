@@ -73,6 +73,13 @@ def test_malformed_actions_are_parsing_errors_not_crashes(text):
         prompt.parse_action(text)
 
 
+def test_a_tab_number_past_pythons_int_parsing_limit_is_a_tab_that_is_not_there():
+    # int() of 5,000 digits raises ValueError: the step ended the episode as an env error
+    action = prompt.parse_action("tab_focus [" + "9" * 5000 + "]")
+    assert action.kind == "tab_focus" and action.page_number >= 10**18
+    assert prompt.parse_action("tab_focus [" + "0" * 5000 + "1]").page_number == 1
+
+
 def test_previous_action_text_is_upstreams():
     nodes = {"12": "[12] link 'Blue Mug' url: http://x/product/1"}
     assert prompt.describe(prompt.Action("click", element_id="12"), nodes) == \
