@@ -205,6 +205,12 @@ class Browser:
             self._origins.add(match.group(1))
 
     def goto(self, url: str) -> None:
+        """The agent's ``goto``: http(s) and ``about:`` only. ``ValueError`` for any other scheme: a
+        ``file:`` URL would show this machine's files, ``javascript:`` / ``data:`` would run the agent's
+        own script in (or instead of) the site an evaluator reads; no WebArena task needs one."""
+        scheme = url.split(":", 1)[0].strip().lower() if ":" in url else ""
+        if scheme not in ("http", "https", "about"):
+            raise ValueError(f"goto only opens http(s) URLs, not {url[:100]!r}")
         self._goto(url)
 
     def html(self) -> str:

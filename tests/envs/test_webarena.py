@@ -376,6 +376,17 @@ def test_a_link_opening_a_tab_and_a_missing_element(env):
     assert "no matching element found" in obs and info["fail_error"].startswith("KeyError")
 
 
+def test_goto_opens_no_local_file_and_runs_no_script(env):
+    obs0, info = env.reset(options={"task": "1"})
+    for url in ("file:///etc/passwd", "FILE:/etc/hostname", "javascript:document.body.innerHTML='x'",
+                "data:text/html,<p>fake</p>", "chrome://version"):
+        obs, _, terminated, truncated, info = env.step(f"```goto [{url}]```")
+        assert info["fail_error"].startswith("ValueError: goto only opens http(s) URLs"), url
+        page = obs.split("\nURL: ")[0]  # the previous action, later on, repeats the URL
+        assert info["url"].startswith("http://127.0.0.1") and "root:" not in page and "fake" not in page
+        assert not (terminated or truncated)
+
+
 def test_unparsable_replies_three_times_end_the_episode_evaluated(env):
     obs, reward, terminated, truncated, info = play(env, "4", "no action", "still none", "```jump [1]```")
     assert terminated and info["end_reason"] == "invalid_action" and info["answer"].startswith("Early stop: Failed")
