@@ -91,7 +91,8 @@ def expert(env: Any, **options: Any) -> ReplayPolicy:
     def replies(info: dict[str, Any]) -> Sequence[str]:
         found = base.expert_replies(base.task)
         if found is None:
-            raise ValueError(f"{type(base).__name__} has no expert solution for task {info.get('task_id')!r}")
+            raise ValueError(f"{type(base).__name__} has no expert solution for task {info.get('task_id')!r} "
+                             f"(its data has none: playing it again will not help; leave it out with --task)")
         return found
 
     policy = ReplayPolicy(replies)
