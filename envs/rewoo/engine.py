@@ -4,7 +4,8 @@
   langchain ``DocstoreExplorer(Wikipedia()).search``): a page's first paragraph, or "Could not find [x]. Similar: [...]".
 - ``Calculator``: exact arithmetic with sympy (upstream: langchain ``LLMMathChain``, an LLM writing numexpr code).
   Only numbers, + - * / ^ ** ( ) %, and a few functions (sqrt, exp, log, ln, sin, cos, tan, pi, E, abs, floor,
-  ceiling, factorial); powers and factorials are bounded so a reply cannot stall the env.
+  ceiling, factorial); powers, factorials and every intermediate value's size (:data:`MAX_DIGITS`) are
+  bounded so a reply cannot stall the env.
 - ``SearchSOTU``: the BM25 best passage of the 2023 State of the Union (upstream: a vector store's top chunk of
   1000 characters).
 - ``Google``, ``WolframAlpha``: online services; answered :data:`NOT_AVAILABLE` unless ``endpoints`` names a URL,
@@ -87,6 +88,8 @@ _FUNCTIONS = ("sqrt", "exp", "log", "ln", "sin", "cos", "tan", "pi", "E", "abs",
               "factorial")
 MAX_EXPONENT = 10_000
 MAX_FACTORIAL = 1_000
+MAX_SIMPLIFY_OPS = 12  # larger irrational results are shown as computed, with their decimal value
+MAX_DIGITS = 100_000  # of any intermediate value: exact products of that size take milliseconds
 
 
 class CalculatorError(ValueError):
@@ -127,8 +130,20 @@ def calculate(expression: str) -> str:
                 raise CalculatorError(f"exponents are limited to numbers up to {limit}")
         if isinstance(node, sympy.factorial) and not (node.args[0].is_Number and node.args[0] <= MAX_FACTORIAL):
             raise CalculatorError(f"factorials are limited to numbers up to {MAX_FACTORIAL}")
+    for node in sympy.preorder_traversal(tree):
+        # exact integers of every sub-expression are computed: refuse one past MAX_DIGITS by its
+        # floating-point size first (((9**9999)**100)**100 has 95 million digits: minutes, then memory)
+        try:
+            size = abs(sympy.N(node, 5)) if node.is_number else None
+        except Exception:  # noqa: BLE001 - evaluated again below, which reports it
+            size = None
+        if size is not None and size.is_Float and size > _too_big():
+            raise CalculatorError(f"a number in it has more than {MAX_DIGITS} digits")
     try:
-        value = sympy.simplify(tree.doit())
+        value = tree.doit()
+        if not value.is_Rational and sympy.count_ops(value) <= MAX_SIMPLIFY_OPS:
+            # simplify has no time bound: a product of 19 sums of square roots ran for minutes
+            value = sympy.simplify(value)
     except Exception as exc:  # noqa: BLE001
         raise CalculatorError(f"cannot evaluate {expression!r} ({type(exc).__name__})") from None
     if value.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
@@ -155,6 +170,13 @@ def _show(value: Any, sympy: Any) -> str:
                 return format((Decimal(p) / Decimal(q)).normalize(), "f")
         return f"{p}/{q} ≈ {sympy.N(value, 15)}"
     return f"{value} ≈ {sympy.N(value, 15)}"
+
+
+@functools.lru_cache(maxsize=1)
+def _too_big() -> Any:
+    import sympy
+
+    return sympy.Float(10, 5) ** MAX_DIGITS  # Float("1e100000") takes seconds to parse
 
 
 def calculator(expression: str) -> str:

@@ -136,6 +136,22 @@ def test_calculator_refuses_what_is_not_arithmetic(expression):
     assert engine.calculator(expression).startswith("Calculator error: ")
 
 
+@pytest.mark.parametrize("expression, expected", [
+    ("((9**9999)**100)**100", "Calculator error: a number in it has more than 100000 digits"),  # ran for minutes
+    ("factorial(1000)**10000", "Calculator error: a number in it has more than 100000 digits"),
+    ("*".join(f"(sqrt({p})+sqrt({p + 1}))" for p in range(2, 40, 2)), "≈"),  # simplify ran for minutes
+    ("factorial(1000)**30", "1.37824575646004e+77028"),
+    ("sqrt(8)*sqrt(2)", "4"),
+])
+def test_calculator_answers_big_or_tangled_expressions_in_bounded_time(expression, expected):
+    import time
+
+    engine.calculator("1 + 1")  # sympy's import is not the calculator's time
+    start = time.monotonic()
+    out = engine.calculator(expression)
+    assert time.monotonic() - start < 3.0 and (out == expected or expected == "≈" and "≈" in out), out
+
+
 def test_search_sotu_returns_the_best_passage_and_online_tools_say_they_are_offline():
     need_data("rewoo")
     index = engine.sotu_index(data.speech())
