@@ -91,7 +91,7 @@ def load_file(path: str | Path, default_level: str = "custom") -> list[Question]
                 level = str(row.get("level") or default_level)
                 out.append(_question(row, counts.get(level, 0), level))
                 counts[level] = counts.get(level, 0) + 1
-            except (json.JSONDecodeError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:  # ValueError: a bad context
                 raise ValueError(f"{path}:{n}: not a HotpotQA record with 'question' and 'answer' "
                                  f"({type(exc).__name__}: {exc})") from None
     return out

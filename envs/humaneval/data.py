@@ -57,7 +57,10 @@ def load_file(path: str | Path) -> list[Problem]:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise ValueError(f"{path}:{n}: not a JSON line ({exc})") from None
             if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in _FIELDS):
                 raise ValueError(f"{path}:{n}: a HumanEval row has string fields {', '.join(_FIELDS)}")
             out.append(Problem(row["task_id"], row["prompt"], row["entry_point"], row["test"],

@@ -83,6 +83,7 @@ DATASETS: dict[str, tuple[tuple[str, ...], str]] = {
     "sports_understanding": (("Wikipedia", "LLM", "WolframAlpha", "Calculator", "Google"), "GSM8K_PWS"),
     "sotu_qa": (("LLM", "Calculator", "Google", "SearchSOTU"), "GSM8K_PWS"),
 }
+KNOWN_TOOLS = {tool for tools, _ in DATASETS.values() for tool in tools}
 LEFT_OUT = {"trivia_qa": "HF trivia_qa/rc.nocontext has no copy here"}
 _CSV = {"strategy_qa": ("data/bigbench/strategy_qa.csv", "input", "target"),
         "physics_question": ("data/bigbench/physics_question.csv", "input", "target"),
@@ -163,6 +164,12 @@ def load_file(path: str | Path) -> list[Question]:
                 row = json.loads(line)
                 name = str(row.get("dataset", "custom"))
                 tools = tuple(row.get("tools") or DATASETS["strategy_qa"][0])
+                # a null question or a tools string ("Wikipedia" -> its letters) was taken as it came
+                if not all(isinstance(row[k], (str, int, float)) and not isinstance(row[k], bool)
+                           for k in ("question", "answer")):
+                    raise TypeError("question and answer must be text (or a number)")
+                if not isinstance(row.get("tools") or [], list) or not set(tools) <= KNOWN_TOOLS:
+                    raise TypeError(f"tools must be a list of {sorted(KNOWN_TOOLS)}, got {row.get('tools')!r}")
                 fewshot = "HOTPOTQA_PWS_BASE" if name == "hotpot_qa" else "GSM8K_PWS"
                 out.append(Question(f"{name}/{counts.get(name, 0)}", name, str(row["question"]), str(row["answer"]),
                                     tools, fewshot))

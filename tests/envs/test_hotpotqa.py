@@ -248,3 +248,10 @@ def test_summary_is_per_level_and_the_mean_of_level_means():
     assert out["level/easy"] == 0.75 and out["level/medium"] == 0.0 and out["level/hard"] == pytest.approx(0.4)
     assert out["mean_of_levels"] == pytest.approx((0.75 + 0.0 + 0.4) / 3)
     assert out["score"] == pytest.approx(2.7 / 6) and out["success_rate"] == pytest.approx(1 / 6)
+
+
+def test_a_tasks_file_with_a_malformed_context_names_the_line(tmp_path):
+    bad = tmp_path / "q.jsonl"
+    bad.write_text(json.dumps({"question": "q", "answer": "a", "context": "not a list"}) + "\n")
+    with pytest.raises(ValueError, match=r"q\.jsonl:1: not a HotpotQA record"):  # was a bare unpacking error
+        data.load_file(bad)

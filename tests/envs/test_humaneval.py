@@ -259,6 +259,12 @@ def test_a_malformed_tasks_file_names_the_row(tmp_path):
     bad.write_text('{"task_id": "x", "prompt": "def f():\\n"}\n')
     with pytest.raises(ValueError, match="bad.jsonl:1: a HumanEval row has string fields"):
         data.load_file(bad)
+    bad.write_text('{"task_id": "x"}\nnot json\n')
+    with pytest.raises(ValueError, match="bad.jsonl:1: a HumanEval row"):
+        data.load_file(bad)
+    bad.write_text("\nnot json\n")
+    with pytest.raises(ValueError, match="bad.jsonl:2: not a JSON line"):  # was a bare JSONDecodeError
+        data.load_file(bad)
 
 
 # ------------------------------------------------------------------------------ pass@k

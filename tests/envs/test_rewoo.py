@@ -293,3 +293,16 @@ def test_end_to_end_with_the_embedded_model():
     assert judge["judge"] == "llm" and judge["backend"] == "local" and judge["model"] == "SmolLM2-135M-Instruct"
     assert reward == float(judge["verdict"].strip() == "CORRECT")
     env.close()
+
+
+@pytest.mark.parametrize("row, why", [
+    ({"question": None, "answer": None}, "question and answer must be text"),  # was asked as "None"
+    ({"question": "q", "answer": ["a"]}, "question and answer must be text"),
+    ({"question": "q", "answer": "a", "tools": "Wikipedia"}, "tools must be a list"),  # was its nine letters
+    ({"question": "q", "answer": "a", "tools": ["Bing"]}, "tools must be a list"),
+])
+def test_a_tasks_file_with_malformed_fields_names_the_line(tmp_path, row, why):
+    bad = tmp_path / "q.jsonl"
+    bad.write_text(json.dumps({"question": "ok", "answer": 42}) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(ValueError, match=rf"q\.jsonl:2: .*{why}"):
+        data.load_file(bad)
