@@ -1,8 +1,8 @@
 """The sandbox HumanEval's programs run in: one bubblewrap process per program, torn down after it.
 
 Each program runs as ``python3 -I -`` (the program on stdin) in fresh user, pid, network, ipc, uts
-and mount namespaces: no network (only a loopback of its own), a read-only root, an empty
-size-limited ``/tmp``, no capabilities, an empty environment. Its root is the OS image that
+and mount namespaces: no network (only a loopback of its own), a read-only root and ``/dev``, an empty
+size-limited ``/tmp`` and ``/dev/shm``, no capabilities, an empty environment. Its root is the OS image that
 ``docker/os/build.sh`` builds (``$AGENT_GYM_OS_ROOTFS``, Debian with Python 3.11): the host's files
 are not there at all. Without the image the host's ``/usr``, ``/bin``, ``/lib*`` are bound
 read-only, and nothing else of the host (no ``/etc``, ``/home``, ``/root``, ``/tmp``, ``/var``,
@@ -122,7 +122,10 @@ class Sandbox:
                     bwrap += ["--ro-bind", str(host), str(host)]
         else:
             bwrap += ["--ro-bind", self.root, "/"]
-        bwrap += ["--proc", "/proc", "--dev", "/dev", "--size", str(lim.tmp_mb << 20), "--tmpfs", "/tmp",
+        # bwrap's /dev is a tmpfs with no size limit: read-only, with a bounded /dev/shm (else a program
+        # could fill the host's memory there at ~25 MiB/s until its time is up)
+        bwrap += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
+                  "--size", str(lim.tmp_mb << 20), "--tmpfs", "/dev/shm", "--size", str(lim.tmp_mb << 20), "--tmpfs", "/tmp",
                   "--chdir", "/tmp", "--", "/usr/bin/python3", "-I", "-B", "-"]
         return outside + bwrap
 

@@ -241,6 +241,9 @@ def test_output_floods_memory_hogs_and_the_network_fail():
     assert not tmp.passed
     write = sandbox.run("open('/usr/evil', 'w')\n")
     assert write.status == "failed" and "Read-only file system" in write.output
+    for folder in ("/dev", "/dev/shm"):  # /dev was an unbounded tmpfs: the host's memory, filled at will
+        fill = sandbox.run(f"for i in range(200):\n    open(f'{folder}/f{{i}}', 'wb').write(b'x' * (200 << 10))\n")
+        assert fill.status == "failed" and ("Read-only" in fill.output or "No space left" in fill.output), folder
 
 
 # ----------------------------------------------------------------------------- users' files
