@@ -28,6 +28,7 @@ from agent_gym.core import ANSWERED, INVALID_ACTION_END, LLAMA2_SYSTEM, Begin, O
 from agent_gym.envs.rewoo import data, engine, prompt
 
 JUDGES = ("em", "f1")
+MAX_TOOL_INPUT = 8000  # characters of a worker's input after #E substitution
 
 
 class ReWOOEnv(TextEnv):
@@ -133,7 +134,8 @@ class ReWOOEnv(TextEnv):
                 self._record(name, None, call, call, by="plan")
                 continue
             tool, tool_input = parts
-            tool_input = prompt.substitute(tool_input, self._evidence)
+            # cut: evidence repeated into an input can make megabytes (a 64 KB plan, 9 MB) that no tool reads
+            tool_input = prompt.substitute(tool_input, self._evidence)[:MAX_TOOL_INPUT]
             if tool not in self.task.tools:
                 self._record(name, tool, tool_input, engine.NO_EVIDENCE, by="env")
             elif tool == "LLM" and self.llm_tool == "agent":

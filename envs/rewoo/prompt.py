@@ -84,7 +84,9 @@ def split_call(call: str) -> tuple[str, str] | None:
 
 def substitute(tool_input: str, evidences: Mapping[str, str]) -> str:
     """Earlier evidence into ``#E<n>`` references, each wrapped in brackets as upstream did."""
-    for var in re.findall(r"#E\d+", tool_input):
+    # each name once (a replace puts in every occurrence): a plan repeating #E1 16,000 times made as many
+    # scans of a 9 MB string
+    for var in dict.fromkeys(re.findall(r"#E\d+", tool_input)):
         if var in evidences:
             tool_input = tool_input.replace(var, "[" + evidences[var] + "]")
     return tool_input

@@ -306,3 +306,15 @@ def test_a_tasks_file_with_malformed_fields_names_the_line(tmp_path, row, why):
     bad.write_text(json.dumps({"question": "ok", "answer": 42}) + "\n" + json.dumps(row) + "\n")
     with pytest.raises(ValueError, match=rf"q\.jsonl:2: .*{why}"):
         data.load_file(bad)
+
+
+def test_a_plan_repeating_evidence_into_an_input_is_bounded(env):
+    """#E1 16,000 times made a 9 MB Wikipedia query: minutes of string scans and search."""
+    import time
+
+    env.reset(options={"task": "hotpot_qa/174"})
+    start = time.monotonic()
+    _, _, _, _, info = env.step("Plan: a\n#E1 = Wikipedia[Paris]\nPlan: b\n#E2 = Wikipedia[" + "#E1 " * 16000 + "]")
+    assert time.monotonic() - start < 5.0
+    first, second = info["workers"]
+    assert second["input"].startswith("[" + first["output"] + "] [") and len(second["input"]) == 8000
