@@ -9,7 +9,9 @@ game (the engine refuses the empty action), as upstream. The opponent's moves ru
 Score: 1 for a win, 0 otherwise; over the 200 games of the paper's schedule its mean is the win rate
 (``summarize`` adds it per opponent and side). ``info["messages"]`` is the exact chat of the call as
 upstream's client sent it (history of that decision kind, the rules, the state); the observation is the
-rules and the state prompt, so a policy keeping its own history sees the rules too.
+rules and the state prompt, so a policy keeping its own history sees the rules too. The rules are
+AgentBench's own texts when ``agent-gym data fetch cardgame`` has put them in the data directory, else our
+wording of them; ``options()["prompts"]`` says which (``"agentbench"`` / ``"ours"``).
 Rules and protocol: docs/cardgame.md; engine: :mod:`~agent_gym.envs.cardgame.engine`.
 """
 
@@ -38,6 +40,7 @@ class CardGameEnv(TextEnv):
     decoding: ClassVar[dict[str, Any]] = {"max_new_tokens": 512, "temperature": 0.0}
     system_prompt: ClassVar[str | None] = ""  # AgentBench's harness sent no system message
     strip_messages = True
+    paper_options: ClassVar[dict[str, Any]] = {"prompts": "agentbench"}  # AgentBench.old prompt/en.py
 
     def __init__(self, split: str | None = None, render_mode: str | None = None,
                  tasks_file: str | Path | None = None):
@@ -48,6 +51,11 @@ class CardGameEnv(TextEnv):
         self._attempt = 0
         self._history: dict[str, list[tuple[str, str]]] = {}
         self._prompt_text = ""
+        upstream = data.upstream_rules()  # read once: every game of this env uses the same rules texts
+        self._prompts = "agentbench" if upstream else "ours"
+        #: The rules texts of this env's calls: ``{"action": ..., "guess": ...}`` (upstream's or ours).
+        self.rules = ({"action": upstream["action_rules"], "guess": upstream["guess_rules"]} if upstream
+                      else {"action": prompt.ACTION_RULES, "guess": prompt.GUESS_RULES})
 
     @classmethod
     def load_tasks(cls, split: str) -> Sequence[data.CardGameTask]:
@@ -57,6 +65,9 @@ class CardGameEnv(TextEnv):
     def load_tasks_file(cls, path: Path) -> Sequence[data.CardGameTask]:
         return data.load_file(path)
 
+    def options(self) -> dict[str, Any]:
+        return {"prompts": self._prompts}
+
     def engine_info(self) -> dict[str, str]:
         return {"aquawar": "python reimplementation of AgentBench.old card_game logic/src"}
 
@@ -65,6 +76,7 @@ class CardGameEnv(TextEnv):
         if self.tasks_file is None:  # no dataset to check: the schedule is generated (data.schedule)
             prov.setdefault("dataset", {"name": None, "state": "generated",
                                         "schedule": f"{len(self.tasks())} seeded games"})
+        prov["prompts_file"] = data.prompts_file_state()
         return prov
 
     @classmethod
@@ -147,7 +159,7 @@ class CardGameEnv(TextEnv):
         return self._observation()
 
     def _rules(self) -> str:
-        return prompt.GUESS_RULES if self._decision == engine.ASSERT else prompt.ACTION_RULES
+        return self.rules["guess" if self._decision == engine.ASSERT else "action"]
 
     def _observation(self) -> str:
         return f"{self._rules()}\n\n{self._prompt_text}"

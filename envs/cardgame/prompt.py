@@ -2,10 +2,12 @@
 
 Upstream: AgentBench.old ``src/tasks/card_game/AI_SDK/Python/AI_En.py`` (state prompts, parsing,
 validation, 5 attempts per decision), ``prompt/en.py`` (the rules texts), ``client.py`` (the message
-list of each call). The rules texts below are written in our own words, keeping upstream's content and
-layout (paragraph order, the fish description and JSON format printed as Python dicts, the same rule
-statements, including the ones the engine contradicts: see docs/cardgame.md); the state prompts and
-the JSON keys are upstream's format strings, which the model must match.
+list of each call). The env uses upstream's own rules texts when the data directory has them
+(:func:`~agent_gym.envs.cardgame.data.upstream_rules`); :data:`ACTION_RULES` / :data:`GUESS_RULES` below
+are the fallback, written in our own words, keeping upstream's content and layout (paragraph order, the
+fish description and JSON format printed as Python dicts, the same rule statements, including the ones
+the engine contradicts: see docs/cardgame.md). The state prompts and the JSON keys are upstream's
+format strings, which the model must match.
 
 Each model call sees (``client.py``): the last 2 (action) or 3 (guess) successful (prompt, reply) pairs
 of that kind, then the rules as a user turn with the fixed agent answer :data:`RULES_ACK`, then the

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import pytest
@@ -17,6 +18,7 @@ from agent_gym.envs.cardgame.engine import EEL, FLAME, SPRAY, SUNFISH, Aquawar
 from agent_gym.trajectory import Trajectory
 
 gym.register_envs(agent_gym)
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "cardgame"
 ORDER = [SPRAY, FLAME, EEL, SUNFISH]
 
 
@@ -459,6 +461,67 @@ def test_each_call_is_history_then_rules_then_state():
     assert "'pick_fish'" in prompt.ACTION_RULES and "'guess_type'" in prompt.GUESS_RULES
 
 
+# --------------------------------------------------------------------------- upstream's rules texts (data)
+def test_rules_texts_are_derived_from_upstreams_prompt_module_with_ast():
+    derived = json.loads(data.derive_prompts((FIXTURES / "synthetic_prompt_en.py").read_bytes()))
+    kinds = "{'spray': {'passive': 'Counter: hits back', 'active': 'AOE: hits all'}, " \
+            "'eel': {'passive': 'Deflect: shares damage', 'active': 'AOE: hits all'}}"
+    # stage 2 (with the guess rule), dicts formatted as Python's str, as the module's import did
+    assert derived["action_rules"] == (
+        "SYNTHETIC ACTION RULES for all fish.\nSYNTHETIC GUESS RULE: a right guess costs 50.\nKinds:\n"
+        f"{kinds}\nAnswer as:\n"
+        "{'pick_fish': 'which fish', 'action': 'normal or active', 'target_position': '0 to 3'}")
+    assert derived["guess_rules"] == ("SYNTHETIC GUESS RULES, it's a guessing round.\nKinds:\n"
+                                      f"{kinds}\nAnswer as:\n{{'guess_type': 'a fish kind', 'target_position': '0 to 3'}}")
+    for bad, why in ((b"GUESS_DESCRIPTION = {2: 'x'}\n", "ACTION_DESCRIPTION"),
+                     (b"A = '%s'\nACTION_DESCRIPTION = {1: A % ('',)}\nGUESS_DESCRIPTION = {2: A % ('',)}\n", "stage 2"),
+                     (b"ACTION_DESCRIPTION = {2: A % (B,)}\nGUESS_DESCRIPTION = {}\n", "not a module-level literal"),
+                     (b"A = '%d'\nACTION_DESCRIPTION = {2: A % ('x',)}\n", "line 2: %d format")):
+        with pytest.raises(ValueError, match=why):
+            data.derive_prompts(bad)
+
+
+def test_rules_texts_are_declared_for_fetch_from_a_pinned_commit_and_optional():
+    (entry,) = data.DATASET.files
+    assert entry.optional and entry.path == "prompts.json" and data.DATASET.root == "cardgame"
+    assert data.AGENTTUNING_COMMIT in entry.url
+    assert entry.url.endswith("AgentBench.old/src/tasks/card_game/AI_SDK/Python/prompt/en.py")
+    assert len(entry.sha256) == 64 and len(entry.derived_sha256) == 64
+    module, _, fn = entry.derive.partition(":")
+    assert module == "agent_gym.envs.cardgame.data" and getattr(data, fn) is data.derive_prompts
+    assert data.DATASET.missing(Path("/nonexistent")) == []  # absent, the dataset still counts as present
+
+
+def test_the_env_uses_upstreams_rules_texts_when_the_data_directory_has_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("AGENT_GYM_DATA", str(tmp_path))
+    (tmp_path / "cardgame").mkdir()
+    (tmp_path / "cardgame" / "prompts.json").write_bytes(
+        data.derive_prompts((FIXTURES / "synthetic_prompt_en.py").read_bytes()))
+    env = make_env()
+    assert env.options() == {"prompts": "agentbench"} == env.paper_options
+    obs, info = env.reset(options={"task": "baseline1/side0/seed1"})
+    assert obs.startswith("SYNTHETIC GUESS RULES") and info["messages"][-3]["content"].startswith("SYNTHETIC GUESS")
+    obs, *_, info = env.step(scripted(obs, info))
+    assert info["phase"] == "action" and obs.startswith("SYNTHETIC ACTION RULES for all fish.\nSYNTHETIC GUESS")
+    assert info["messages"][-3]["content"] == env.rules["action"] and "Following is the current game state" in obs
+    prov = env.provenance()
+    assert prov["options"]["prompts"] == "agentbench" and prov["prompts_file"]["upstream"] is False  # a fixture
+
+
+def test_without_the_file_the_env_falls_back_to_our_wording_and_records_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("AGENT_GYM_DATA", str(tmp_path))
+    env = make_env()
+    assert env.options() == {"prompts": "ours"} and env.paper_options == {"prompts": "agentbench"}
+    assert env.provenance()["prompts_file"]["state"] == "absent"
+    obs, info = env.reset(options={"task": "baseline1/side0/seed1"})
+    assert obs.startswith(prompt.GUESS_RULES) and env.rules == {"action": prompt.ACTION_RULES,
+                                                                "guess": prompt.GUESS_RULES}
+    (tmp_path / "cardgame").mkdir()
+    (tmp_path / "cardgame" / "prompts.json").write_text('{"action_rules": 3}')
+    with pytest.raises(ValueError, match="agent-gym data fetch cardgame"):
+        make_env()
+
+
 # --------------------------------------------------------------------------- the env
 def make_env(**kw):
     return gym.make("AgentTuning/CardGame-v0", **kw).unwrapped
@@ -519,7 +582,7 @@ def test_side_decides_who_moves_first():
 def test_a_failed_guess_is_asked_again_and_after_five_the_game_goes_on_without_one():
     env = make_env()
     obs, info = env.reset(options={"task": "baseline1/side0/seed1"})
-    assert info["messages"][-1]["content"] in obs and info["messages"][-3]["content"] == prompt.GUESS_RULES
+    assert info["messages"][-1]["content"] in obs and info["messages"][-3]["content"] == env.rules["guess"]
     for attempt in range(1, 5):
         obs2, reward, terminated, truncated, info = env.step("no idea")
         assert (obs2, info["action_valid"], info["attempt"], terminated) == (obs, False, attempt + 1, False)
@@ -551,7 +614,7 @@ def test_messages_keep_the_last_two_actions_and_three_guesses():
     assert info["phase"] == "guess"
     assert len(info["messages"]) == 2 * 3 + 2 + 1 and info["messages"][-2]["content"] == prompt.RULES_ACK
     obs, _, _, _, info = env.step(scripted(obs, info))
-    assert len(info["messages"]) == 2 * 2 + 2 + 1 and info["messages"][-3]["content"] == prompt.ACTION_RULES
+    assert len(info["messages"]) == 2 * 2 + 2 + 1 and info["messages"][-3]["content"] == env.rules["action"]
 
 
 def test_a_tasks_file_plays_your_own_games(tmp_path):
