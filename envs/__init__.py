@@ -47,6 +47,7 @@ DATASETS: dict[str, str] = {
     "hotpotqa": "agent_gym.envs.hotpotqa.data:DATASET",
     "rewoo": "agent_gym.envs.rewoo.data:DATASET",
     "mt_bench": "agent_gym.envs.mt_bench.data:DATASET",
+    "cardgame": "agent_gym.envs.cardgame.data:DATASET",  # AgentBench's rules texts, derived at fetch (optional)
 }
 
 for _name, _entry in DATASETS.items():
