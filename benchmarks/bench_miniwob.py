@@ -4,7 +4,8 @@ the memory (PSS of every browser process) of 1 and of 8 concurrent envs.
     python benchmarks/bench_miniwob.py [--episodes 20] [--memory-only]
 
 Ours: one reset = start an episode with a seed + read utterance and HTML; one step = one
-``clickxpath`` on the text field. Raw: ``miniwob/enter-text-v1`` reset(seed) and a CLICK_ELEMENT step
+``clickxpath`` on the text field (a real Selenium click: 3 WebDriver round trips, one of them the pointer's
+250 ms glide; also measured without the glide). Raw: ``miniwob/enter-text-v1`` reset(seed) and a CLICK_ELEMENT step
 (its observation includes a screenshot and the DOM tree; ours the HTML). Printed, not asserted.
 """
 
@@ -55,6 +56,7 @@ def latency(episodes: int) -> None:
     import miniwob  # noqa: F401 - registers miniwob/*
 
     from agent_gym.browser import find_chromium
+    from agent_gym.envs.miniwob import engine
 
     # miniwob's own env must not ask Selenium Manager (the network) for a browser
     os.environ["MINIWOB_CHROME_BINARY"], os.environ["MINIWOB_CHROMEDRIVER"] = find_chromium()
@@ -84,8 +86,16 @@ def latency(episodes: int) -> None:
 
         o_step = statistics.median(ours_step(i) for i in range(episodes)) * 1000
         r_step = statistics.median(raw_step(i) for i in range(episodes)) * 1000
+        glide, engine.POINTER_MOVE_MS = engine.POINTER_MOVE_MS, 0
+        try:
+            o_jump = statistics.median(ours_step(i) for i in range(episodes)) * 1000
+        finally:
+            engine.POINTER_MOVE_MS = glide
         print(f"reset  ours {ours_reset:7.1f} ms   raw miniwob {raw_reset:7.1f} ms   ratio {ours_reset / raw_reset:.2f}x")
-        print(f"step   ours {o_step:7.1f} ms   raw miniwob {r_step:7.1f} ms   ratio {o_step / r_step:.2f}x")
+        print(f"step   ours {o_step:7.1f} ms   raw miniwob {r_step:7.1f} ms   ratio {o_step / r_step:.2f}x"
+              f"   (pointer glide {glide} ms, computergym's; raw miniwob clicks in JavaScript)")
+        print(f"step   ours {o_jump:7.1f} ms   raw miniwob {r_step:7.1f} ms   ratio {o_jump / r_step:.2f}x"
+              f"   (POINTER_MOVE_MS = 0: the same real click, no glide)")
     finally:
         ours.close()
         raw.close()

@@ -45,8 +45,47 @@ _FORGET_REFS = ("document.querySelectorAll('[data-wob_ref]').forEach(function (e
 _META_JS = ("return {done: WOB_DONE_GLOBAL, reward: WOB_REWARD_GLOBAL, raw_reward: WOB_RAW_REWARD_GLOBAL,"
             " reason: WOB_REWARD_REASON};")
 
+# One round trip before an xpath action (computergym made one per check: done, find_elements, and per element
+# is_displayed, is_enabled and tag_name). The same checks: Selenium's own isDisplayed atom (what
+# ``element_to_be_clickable`` runs), WebDriver's "enabled" (``:disabled``), the lower-case tag name. An
+# xpath that selects non-elements or does not parse is invalid, as chromedriver's find_elements has it.
+_FIND_JS = """
+var xpath = arguments[0];
+if (WOB_DONE_GLOBAL) return {done: true};
+var found;
+try { found = document.evaluate(xpath, document, null, XPathResult.ORDERED_NODE_SNAPSHOT_TYPE, null); }
+catch (e) { return {done: false, invalid: true}; }
+var elements = [], clickable = [], tags = [];
+for (var i = 0; i < found.snapshotLength; i++) {
+  var el = found.snapshotItem(i);
+  if (el.nodeType !== 1) return {done: false, invalid: true};
+  elements.push(el);
+  tags.push(el.tagName.toLowerCase());
+  if (isDisplayed) {
+    var enabled = true;
+    try { enabled = !el.matches(':disabled'); } catch (e) {}
+    clickable.push(Boolean(isDisplayed(el)) && enabled);
+  }
+}
+return {done: false, invalid: false, elements: elements, clickable: clickable, tags: tags};
+"""
+#: how long the pointer glides to an element before a click or a hover (ms). computergym used
+#: ``ActionChains(driver)``, whose moves take Selenium's default 250 ms (intermediate mousemove events
+#: on the way); 0 jumps there in one move, as miniwob's own coordinate actions do.
+POINTER_MOVE_MS = 250
+
 _KEYS = {"enter": "\n", "space": " ", "arrowleft": "LEFT", "arrowright": "RIGHT", "arrowup": "UP",
          "arrowdown": "DOWN", "backspace": "BACKSPACE"}
+
+
+@functools.lru_cache(maxsize=2)
+def _find_js(clickability: bool) -> str:
+    """:data:`_FIND_JS`, with Selenium's isDisplayed atom (what ``WebElement.is_displayed`` sends) when
+    ``clickability`` is asked for."""
+    import pkgutil
+
+    atom = pkgutil.get_data("selenium.webdriver.remote", "isDisplayed.js").decode("utf8") if clickability else "null"
+    return f"var isDisplayed = ({atom});\n{_FIND_JS}"
 
 
 @functools.lru_cache(maxsize=1)
@@ -101,15 +140,18 @@ class Page:
             # WOB_EPISODE_ID (data-wob_eps in the HTML) counts the page's episodes and elements that
             # outlive an episode keep their data-wob_ref: both reset, so that an episode's observation
             # does not depend on what the window played before
-            driver.execute_script(
+            # one round trip: start the episode and, when the task is ready at once (most are), read the state
+            state = driver.execute_script(
                 f"core.endEpisode(0); WOB_EPISODE_ID = 0; {_FORGET_REFS} Math.seedrandom({seed!r}); core.setDataMode('train');"
-                f" core.EPISODE_MAX_TIME = {EPISODE_MAX_TIME_MS}; core.startEpisodeReal();")
+                f" core.EPISODE_MAX_TIME = {EPISODE_MAX_TIME_MS}; core.startEpisodeReal();"
+                f" if (!WOB_TASK_READY) return null; {_STATE_JS}")
             deadline = time.monotonic() + READY_TIMEOUT_S
-            while not driver.execute_script("return WOB_TASK_READY;"):
+            while state is None:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"MiniWoB++ task {task} did not get ready in {READY_TIMEOUT_S} s")
                 time.sleep(0.05)
-            return driver.execute_script(_STATE_JS)
+                state = driver.execute_script(f"if (!WOB_TASK_READY) return null; {_STATE_JS}")
+            return state
 
     def state(self) -> dict[str, Any]:
         """``{utterance, body, extra, done, reward, raw_reward, reason}`` of the page now."""
@@ -137,20 +179,20 @@ class Page:
         from selenium.webdriver.common.by import By
         from selenium.webdriver.common.keys import Keys
         from selenium.webdriver.support import expected_conditions as EC
-        from selenium.webdriver.support.ui import Select, WebDriverWait
+        from selenium.webdriver.support.ui import Select
 
         with self.window.use() as driver:
-            if self.metadata_unlocked(driver)["done"]:
-                return "the episode had already ended"
             if kind in ("type", "press"):
+                if self.metadata_unlocked(driver)["done"]:
+                    return "the episode had already ended"
                 text = arg if kind == "type" else _KEYS[arg]
                 text = getattr(Keys, text) if kind == "press" and len(text) > 1 else text
-                ActionChains(driver).send_keys(text).perform()
+                ActionChains(driver, duration=POINTER_MOVE_MS).send_keys(text).perform()
                 return None
-            try:
-                elements = driver.find_elements(By.XPATH, arg)
-            except WebDriverException:
-                elements = None
+            found = driver.execute_script(_find_js(kind == "clickxpath"), arg)
+            if found["done"]:
+                return "the episode had already ended"
+            elements = None if found["invalid"] else found["elements"]
             if not elements:
                 if kind == "movemouse":
                     raise ValueError(f"movemouse: no element matches {arg!r}")
@@ -166,22 +208,27 @@ class Page:
                 moved = False
                 for element in elements:
                     try:
-                        ActionChains(driver).move_to_element(element).perform()
+                        ActionChains(driver, duration=POINTER_MOVE_MS).move_to_element(element).perform()
                         moved = True
                     except WebDriverException:
                         pass
                 if not moved:
                     raise ValueError(f"movemouse: no element matching {arg!r} could be reached")
                 return None
-            for element in elements:  # clickxpath
+            touched = False  # a click that raised may have changed the page: check the next element live
+            for element, clickable, tag in zip(elements, found["clickable"], found["tags"]):  # clickxpath
                 try:
-                    element = WebDriverWait(driver, 0.1).until(EC.element_to_be_clickable(element))
-                    if element.tag_name == "button":
+                    if touched:  # computergym: WebDriverWait(driver, 0.1).until(element_to_be_clickable), one check
+                        clickable, tag = bool(EC.element_to_be_clickable(element)(driver)), element.tag_name
+                    if not clickable:
+                        continue
+                    touched = True
+                    if tag == "button":
                         element.click()
-                    elif element.tag_name == "option":
+                    elif tag == "option":
                         Select(element.find_element(By.XPATH, "..")).select_by_visible_text(element.text)
                     else:
-                        ActionChains(driver).move_to_element(element).click().perform()
+                        ActionChains(driver, duration=POINTER_MOVE_MS).move_to_element(element).click().perform()
                     return None
                 except WebDriverException as exc:
                     if "intercept" in str(exc):
