@@ -86,16 +86,16 @@ def latency(episodes: int) -> None:
 
         o_step = statistics.median(ours_step(i) for i in range(episodes)) * 1000
         r_step = statistics.median(raw_step(i) for i in range(episodes)) * 1000
-        glide, engine.POINTER_MOVE_MS = engine.POINTER_MOVE_MS, 0
-        try:
+        glide, ours._page.pointer_move_ms = ours._page.pointer_move_ms, 0
+        try:  # the env option pointer_move_ms=0 on the same page
             o_jump = statistics.median(ours_step(i) for i in range(episodes)) * 1000
         finally:
-            engine.POINTER_MOVE_MS = glide
+            ours._page.pointer_move_ms = glide
         print(f"reset  ours {ours_reset:7.1f} ms   raw miniwob {raw_reset:7.1f} ms   ratio {ours_reset / raw_reset:.2f}x")
         print(f"step   ours {o_step:7.1f} ms   raw miniwob {r_step:7.1f} ms   ratio {o_step / r_step:.2f}x"
               f"   (pointer glide {glide} ms, computergym's; raw miniwob clicks in JavaScript)")
         print(f"step   ours {o_jump:7.1f} ms   raw miniwob {r_step:7.1f} ms   ratio {o_jump / r_step:.2f}x"
-              f"   (POINTER_MOVE_MS = 0: the same real click, no glide)")
+              f"   (pointer_move_ms=0: the same real click, no glide)")
     finally:
         ours.close()
         raw.close()

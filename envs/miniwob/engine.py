@@ -113,7 +113,8 @@ def engine_versions() -> dict[str, str]:
 class Page:
     """One MiniWoB++ task page in a window of the process's shared browser."""
 
-    def __init__(self, browser_key: str = "miniwob"):
+    def __init__(self, browser_key: str = "miniwob", pointer_move_ms: int = POINTER_MOVE_MS):
+        self.pointer_move_ms = pointer_move_ms  # the pointer's glide before a click (Selenium's default, as upstream)
         self._key = browser_key
         self.browser = shared_browser(browser_key)
         self.window = self.browser.new_window()
@@ -187,7 +188,7 @@ class Page:
                     return "the episode had already ended"
                 text = arg if kind == "type" else _KEYS[arg]
                 text = getattr(Keys, text) if kind == "press" and len(text) > 1 else text
-                ActionChains(driver, duration=POINTER_MOVE_MS).send_keys(text).perform()
+                ActionChains(driver, duration=self.pointer_move_ms).send_keys(text).perform()
                 return None
             found = driver.execute_script(_find_js(kind == "clickxpath"), arg)
             if found["done"]:
@@ -208,7 +209,7 @@ class Page:
                 moved = False
                 for element in elements:
                     try:
-                        ActionChains(driver, duration=POINTER_MOVE_MS).move_to_element(element).perform()
+                        ActionChains(driver, duration=self.pointer_move_ms).move_to_element(element).perform()
                         moved = True
                     except WebDriverException:
                         pass
@@ -228,7 +229,7 @@ class Page:
                     elif tag == "option":
                         Select(element.find_element(By.XPATH, "..")).select_by_visible_text(element.text)
                     else:
-                        ActionChains(driver, duration=POINTER_MOVE_MS).move_to_element(element).click().perform()
+                        ActionChains(driver, duration=self.pointer_move_ms).move_to_element(element).click().perform()
                     return None
                 except WebDriverException as exc:
                     if "intercept" in str(exc):

@@ -300,3 +300,13 @@ def test_eight_envs_share_one_small_browser_and_nothing_outlives_the_process(end
         assert int(pss_mb) < 1500, f"8 envs: {pss_mb} MB (upstream: about 8 x 430 MB)"
     assert _gone(tag) == []
     assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob(f"agent-gym-browser-{tag}-*"))
+
+
+def test_pointer_move_ms_is_an_option_recorded_against_the_papers():
+    from agent_gym.envs.miniwob.env import MiniWoBEnv
+
+    env = MiniWoBEnv(pointer_move_ms=0)
+    assert env.options()["pointer_move_ms"] == 0 and MiniWoBEnv.paper_options["pointer_move_ms"] == 250
+    with pytest.raises(ValueError, match="pointer_move_ms"):
+        MiniWoBEnv(pointer_move_ms=-1)
+    env.close()
