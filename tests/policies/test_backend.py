@@ -177,7 +177,7 @@ def test_policy_by_import_path_and_by_entry_point(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name, message", [
-    ("reactt", r"unknown policy 'reactt'; known: expert, human, random, react"),
+    ("reactt", r"unknown policy 'reactt'; known: expert, human, random, rci, react"),
     ("no_such_module_xyz:factory", "cannot import 'no_such_module_xyz'"),
     ("agent_gym.policies.simple:nothing", "has no 'nothing'"),
 ])
@@ -199,7 +199,7 @@ def test_provenance_records_the_settings_as_used(local_backend):
         "policy": "react", "backend": "local", "url": None, "model": "SmolLM2-135M-Instruct",
         "model_path": str(model.path), "device": str(model.device), "dtype": str(model.model.dtype),
         "chat_template": "llama2", "system_prompt": "", "strip_messages": True, "max_new_tokens": 3,
-        "temperature": 0.0, "top_p": None, "stop": ["stone"], "seed": 5, "scoring": None}
+        "temperature": 0.0, "top_p": None, "stop": ["stone"], "seed": 5, "scoring": None, "scaffolding": "chat"}
 
 
 def test_served_backends_record_their_url(server):
