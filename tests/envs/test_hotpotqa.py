@@ -96,6 +96,7 @@ def test_lookup_on_the_page_then_no_more_results_and_before_any_page(env):
 
 
 def test_lookup_cycles_through_the_paragraphs_of_a_users_corpus():
+    need_data("hotpotqa")  # a user's questions still take the paper's prompt from the data
     env = gym.make(ID, tasks_file=FIXTURES / "questions.jsonl", corpus=FIXTURES / "corpus.jsonl").unwrapped
     env.reset(options={"task": "easy/0"})
     assert env.options()["corpus"]["path"].endswith("corpus.jsonl")
@@ -220,6 +221,7 @@ def test_completion_scaffolding_rebuilds_upstreams_prompt(env):
 
 # ------------------------------------------------------------------------------- users' files and summary
 def test_a_users_questions_search_their_own_paragraphs(tmp_path):
+    need_data("hotpotqa")  # a user's questions still take the paper's prompt from the data
     env = gym.make(ID, tasks_file=FIXTURES / "questions.jsonl").unwrapped
     assert [t.id for t in env.tasks()] == ["easy/0", "custom/0"]
     obs, info = env.reset(options={"task": "custom/0"})
