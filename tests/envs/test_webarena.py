@@ -273,6 +273,7 @@ def judge_server():
 
 @pytest.fixture(scope="module")
 def env(site, judge_server):
+    need_data("webarena")  # our task configs still take the paper's prompt from the data
     pytest.importorskip("selenium")
     from agent_gym.envs.webarena.env import WebArenaEnv
 
@@ -435,6 +436,7 @@ def test_each_evaluator_passes_and_fails_as_it_should(env, task, replies, score)
 
 
 def test_missing_login_state_a_missing_site_and_an_unreachable_site_say_what_to_fix(site):
+    need_data("webarena")
     from agent_gym.envs.webarena.env import WebArenaEnv
     from agent_gym.episode import run_episode
     from agent_gym.policies.simple import ReplayPolicy
@@ -471,6 +473,7 @@ def test_check_env_passes_with_a_deployment(env):
 
 
 def test_a_browser_killed_mid_episode_ends_the_step_in_error_and_the_next_reset_starts_a_new_one(site):
+    need_data("webarena")
     from agent_gym.browser import browser_pids, reap
     from agent_gym.envs.webarena.env import WebArenaEnv
 
