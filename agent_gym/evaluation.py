@@ -88,6 +88,8 @@ class TaskResult:
     statuses: dict[str, int] = dataclasses.field(default_factory=dict)
     end_reasons: dict[str, int] = dataclasses.field(default_factory=dict)
     options_differ: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
+    #: settings of this run unlike the paper's that are not env options (decoding forced on the policy, a TimeLimit)
+    protocol_differ: list[str] = dataclasses.field(default_factory=list)
     data: list[str] = dataclasses.field(default_factory=list)
     agent: str | None = None
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -100,6 +102,7 @@ class TaskResult:
         if self.split_size is not None and self.episodes < self.split_size:
             out.append(f"{self.episodes} of {self.split_size} episodes")
         out += [f"{k}={v[0]} (paper: {v[1]})" for k, v in self.options_differ.items()]
+        out += self.protocol_differ
         out += [d for d in self.data if d.endswith(": modified") or d.startswith("tasks_file")]
         if self.errors:
             out.append(f"{self.errors} episodes ended in error")
@@ -169,6 +172,13 @@ def evaluate(suite: str | Sequence[str], policy: Any = "react", *, output: str |
         res.paper = paper.scores(res.task, REFERENCE_MODELS)
         results.append(res)
         kwargs = dict((env_kwargs or {}).get(env_id, {}))
+        for key in ("max_new_tokens", "temperature", "top_p", "stop"):  # decoding forced on every task's policy
+            forced = (policy_options or {}).get(key)
+            if forced is not None and forced != cls.decoding.get(key):
+                res.protocol_differ.append(f"{key}={forced} (paper: {cls.decoding.get(key)})")
+        if kwargs.get("max_episode_steps") is not None:
+            res.protocol_differ.append(f"max_episode_steps={kwargs['max_episode_steps']} (a TimeLimit; "
+                                       f"the paper's limit: {cls.max_turns})")
         try:
             specs = plan([env_id], episodes=episodes, seed=seed)
             res.split_size = len(cls.load_tasks(cls.splits[0]))

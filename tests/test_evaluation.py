@@ -117,3 +117,13 @@ def test_the_report_table_prints_each_score_on_the_papers_scale():
     lines = format_table(rows).splitlines()
     assert "7.26 /10" in lines[1] and "7.26" in lines[1].split("7.26 /10")[1]  # ours beside the paper's 7.26
     assert " 50.0 " in lines[2]
+
+
+def test_decoding_forced_on_the_policy_and_a_time_limit_are_flagged(tmp_path):
+    need_data("gsm8k")
+    out = tmp_path / "ev"
+    done = _eval(tmp_path, "--suite", "gsm8k", "--policy", "expert", "-n", "1", "-o", str(out),
+                 "--max-new-tokens", "24", "--env-arg", "max_episode_steps=4")
+    assert done.returncode == 0, done.stderr
+    flags = json.loads((out / "report.json").read_text())["tasks"][0]["flags"]
+    assert "max_new_tokens=24 (paper: 512)" in flags and "max_episode_steps=4 (a TimeLimit; the paper's limit: 1)" in flags
