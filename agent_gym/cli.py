@@ -35,7 +35,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     rows = []
     for e in entries():
-        cls = env_class(e.id)
+        try:
+            cls = env_class(e.id)
+        except ImportError as exc:  # an extra not installed: the env's module imports its engine
+            missing = getattr(exc, "name", None) or str(exc)
+            rows.append({"id": e.id, "suite": e.suite, "max_steps": e.max_episode_steps, "dataset": e.dataset,
+                         "data": "-", "data_state": None, "tasks": {},
+                         "engine": f"not installed: no module {missing!r} (pip install 'agent-gym[all]', or the "
+                                   f"env's extra in its docs page)"})
+            continue
         present = data_layer.dataset(e.dataset).is_present() if e.dataset else True
         # "modified": an edited copy (import --no-verify, or a file unlike its sha256): scores are not the paper's data
         state = data_layer.dataset_state(e.dataset)["state"] if present and e.dataset else None

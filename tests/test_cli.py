@@ -470,3 +470,19 @@ def test_the_expert_on_an_env_without_gold_replies_stops_before_the_first_episod
                check=False)
     assert done.returncode == 2 and "AgentTuning/CardGame-v0 has no expert solutions" in done.stderr
     assert not out.exists()
+
+
+def test_list_names_an_env_whose_extra_is_not_installed(monkeypatch, capsys):
+    import agent_gym.registration as registration
+    from agent_gym.cli import main
+    from agent_gym.registration import EnvEntry
+
+    real = registration.entries()
+    ghost = EnvEntry("AgentTuning/Ghost-v0", "no_such_engine_pkg.env:GhostEnv", 5, "held-out", None)
+    monkeypatch.setattr(registration, "entries", lambda: [*real[:1], ghost])
+    import gymnasium as gym
+
+    monkeypatch.setitem(gym.registry, ghost.id, gym.envs.registration.EnvSpec(ghost.id, ghost.entry_point))
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "AgentTuning/Ghost-v0" in out and "not installed: no module 'no_such_engine_pkg'" in out
