@@ -28,7 +28,7 @@ from typing import Any
 
 from agent_gym.core import LLAMA2_SYSTEM
 from agent_gym.policies import templates
-from agent_gym.policies.backend import BACKENDS, Backend, Message, PolicySetupError, get_backend
+from agent_gym.policies.backend import Backend, Message, PolicySetupError
 
 NEW_TASK = "The previous task has ended, and I'll start a new task now.\n\n"
 # llm_agent.py: rci_plan's two prompts, and the headers of the page, plan and history sections
@@ -203,21 +203,9 @@ def rci(env: Any = None, *, backend: str = "local", model: str | None = None, ur
         **ignored: Any) -> RCIPolicy:
     """The policy factory (``agent-gym run AgentTuning/MiniWoB-v0 --policy rci``); raises
     :class:`PolicySetupError` naming the fix for an unknown backend or a missing ``--url``."""
-    backend = backend or "local"
-    if backend not in BACKENDS:
-        raise PolicySetupError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
-    config: dict[str, Any] = {"model": model}
-    if backend == "local":
-        if device:
-            config["device"] = device
-    else:
-        if not url:
-            raise PolicySetupError(f"the {backend} backend needs --url (e.g. http://localhost:30070)")
-        config["url"] = url
-        if timeout is not None:
-            config["timeout"] = float(timeout)
-        if backend == "openai" and api_key:
-            config["api_key"] = api_key
-    return RCIPolicy(get_backend(backend, **config), env, erci=erci, irci=irci, state_grounding=state_grounding,
+    from agent_gym.policies.react import backend_from_options
+
+    llm = backend_from_options(backend, model=model, url=url, device=device, timeout=timeout, api_key=api_key)
+    return RCIPolicy(llm, env, erci=erci, irci=irci, state_grounding=state_grounding,
                      max_new_tokens=512 if max_new_tokens is None else max_new_tokens, max_steps=max_steps,
                      chat_template=chat_template, few_shot=few_shot)

@@ -276,16 +276,12 @@ class ReActPolicy:
         return f"{self.model_name}: the conversation cannot fit the model's context ({why})"
 
 
-def react(env: Any = None, *, backend: str = "local", model: str | None = None, url: str | None = None,
-          temperature: float | None = None, max_new_tokens: int | None = None, top_p: float | None = None,
-          seed: int | None = None, chat_template: str | None = None, stop: Sequence[str] | None = None,
-          device: str | None = None, stream: bool = False, api_key: str | None = None, timeout: float | None = None,
-          completion: bool = False, **ignored: Any) -> ReActPolicy:
-    """The policy factory the rollout calls once per episode (the backend is loaded once per process).
+def backend_from_options(backend: str | None = "local", *, model: str | None = None, url: str | None = None,
+                         device: str | None = None, stream: bool = False, api_key: str | None = None,
+                         timeout: float | None = None) -> Backend:
+    """The (cached) backend that the CLI's policy flags name, for every LLM policy factory.
 
-    Raises :class:`PolicySetupError` (naming the fix) for an unknown backend, a missing ``--url``, a
-    model that is not installed or unknown, or a server that does not answer.
-    """
+    Raises :class:`PolicySetupError` (naming the fix) for an unknown backend or a missing ``--url``."""
     backend = backend or "local"
     if backend not in BACKENDS:
         raise PolicySetupError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
@@ -303,5 +299,20 @@ def react(env: Any = None, *, backend: str = "local", model: str | None = None, 
             config["stream"] = bool(stream)
         if backend == "openai" and api_key:
             config["api_key"] = api_key
-    return ReActPolicy(get_backend(backend, **config), chat_template=chat_template, max_new_tokens=max_new_tokens,
+    return get_backend(backend, **config)
+
+
+def react(env: Any = None, *, backend: str = "local", model: str | None = None, url: str | None = None,
+          temperature: float | None = None, max_new_tokens: int | None = None, top_p: float | None = None,
+          seed: int | None = None, chat_template: str | None = None, stop: Sequence[str] | None = None,
+          device: str | None = None, stream: bool = False, api_key: str | None = None, timeout: float | None = None,
+          completion: bool = False, **ignored: Any) -> ReActPolicy:
+    """The policy factory the rollout calls once per episode (the backend is loaded once per process).
+
+    Raises :class:`PolicySetupError` (naming the fix) for an unknown backend, a missing ``--url``, a
+    model that is not installed or unknown, or a server that does not answer.
+    """
+    return ReActPolicy(backend_from_options(backend, model=model, url=url, device=device, stream=stream,
+                                            api_key=api_key, timeout=timeout),
+                       chat_template=chat_template, max_new_tokens=max_new_tokens,
                        temperature=temperature, top_p=top_p, seed=seed, stop=stop, completion=bool(completion))
