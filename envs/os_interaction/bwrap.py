@@ -328,16 +328,7 @@ class BwrapSandbox(Sandbox):
     def frozen(self) -> Iterator[None]:
         stopped: set[int] = set()
         try:
-            for _ in range(200):  # stopped processes cannot fork: the list settles
-                pids = set(self._sandbox_pids()) - stopped
-                if not pids:
-                    break
-                for pid in pids:
-                    try:
-                        os.kill(pid, signal.SIGSTOP)
-                    except ProcessLookupError:
-                        pass
-                stopped |= pids
+            self._stop_all(stopped)
             yield
         finally:
             for pid in stopped:
@@ -345,6 +336,20 @@ class BwrapSandbox(Sandbox):
                     os.kill(pid, signal.SIGCONT)
                 except ProcessLookupError:
                     pass
+
+    def _stop_all(self, stopped: set[int]) -> None:
+        """SIGSTOP every process inside, again until no new one appears (a stopped process cannot
+        fork, so the list settles); each stopped pid is added to ``stopped`` as it goes."""
+        for _ in range(200):
+            pids = set(self._sandbox_pids()) - stopped
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGSTOP)
+                except ProcessLookupError:
+                    pass
+            stopped |= pids
 
     def _sandbox_pids(self) -> list[int]:
         """Host pids of the processes inside, without pid 1 and the main ``sleep``."""
@@ -379,16 +384,7 @@ class BwrapSandbox(Sandbox):
         deadline = time.monotonic() + 10
         while True:
             stopped: set[int] = set()
-            for _ in range(200):
-                pids = set(self._sandbox_pids()) - stopped
-                if not pids:
-                    break
-                for pid in pids:
-                    try:
-                        os.kill(pid, signal.SIGSTOP)
-                    except ProcessLookupError:
-                        pass
-                stopped |= pids
+            self._stop_all(stopped)
             for pid in stopped | set(self._sandbox_pids()):
                 try:
                     os.kill(pid, signal.SIGKILL)
