@@ -452,10 +452,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _JoinURLs(argparse.Action):
+    """``--url A --url B`` and ``--url A,B`` both give ``"A,B"``: several inference instances, one backend."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        before = getattr(namespace, self.dest, None)
+        setattr(namespace, self.dest, f"{before},{values}" if before else values)
+
+
 def _add_policy_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--backend", default=None, help="LLM backend: local (default), tgi, openai")
     s.add_argument("--model", default=None, help="model id or path (default: the bundled SmolLM2-135M-Instruct)")
-    s.add_argument("--url", default=None, help="server URL for the tgi / openai backends")
+    s.add_argument("--url", default=None, action=_JoinURLs,
+                   help="server URL for the tgi / openai backends; repeat it (or separate with commas) for several "
+                        "instances of one model: requests go to the least-loaded live one")
     s.add_argument("--temperature", type=float, default=None)
     s.add_argument("--max-new-tokens", type=int, default=None)
     s.add_argument("--chat-template", default=None, help="llama2 or auto (the tokenizer's own)")
