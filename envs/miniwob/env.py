@@ -36,8 +36,9 @@ class MiniWoBEnv(TextEnv):
     decoding = {"max_new_tokens": 512, "temperature": 0.0, "stop": ["[INST]"]}
     system_prompt = LLAMA2_SYSTEM
     strip_messages = False  # FastChat got the turns as they were
-    paper_options = {"episode_max_time_ms": engine.EPISODE_MAX_TIME_MS, "seeds": "unseeded", "data_mode": "train",
-                     "pointer_move_ms": engine.POINTER_MOVE_MS}
+    # pointer_move_ms is not a protocol option: upstream's 250 ms and our 0 ms moves dispatch the same
+    # events to the page (engine.POINTER_MOVE_MS); it is still recorded in every trajectory's options
+    paper_options = {"episode_max_time_ms": engine.EPISODE_MAX_TIME_MS, "seeds": "unseeded", "data_mode": "train"}
     invalid_action_message = prompt.INVALID_ACTION
 
     def __init__(self, split: str | None = None, render_mode: str | None = None,
@@ -45,9 +46,10 @@ class MiniWoBEnv(TextEnv):
                  pointer_move_ms: int = engine.POINTER_MOVE_MS):
         """``max_replies``: replies per episode when the agent sets no step limit (``None``: none;
         an episode then ends only when MiniWoB ends it, at the latest after 1000 s).
-        ``pointer_move_ms``: the pointer's glide to an element before a click or hover (250: Selenium's
-        default, which AgentTuning's computergym clicks had; 0: the same real click without the glide,
-        about 6x faster steps; recorded as an option unlike the paper's)."""
+        ``pointer_move_ms``: how long a pointer move to an element before a click or hover takes
+        (default 0; 250 is Selenium's default, which AgentTuning's computergym clicks had: chromedriver
+        waits it out and then dispatches the same events, so only the wall clock differs; a step is
+        about 6x faster without it). Recorded in every trajectory's options."""
         super().__init__(split=split, render_mode=render_mode, tasks_file=tasks_file)
         if max_replies is not None and (isinstance(max_replies, bool) or not isinstance(max_replies, int)
                                         or max_replies < 1):

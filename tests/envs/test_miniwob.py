@@ -302,11 +302,44 @@ def test_eight_envs_share_one_small_browser_and_nothing_outlives_the_process(end
     assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob(f"agent-gym-browser-{tag}-*"))
 
 
-def test_pointer_move_ms_is_an_option_recorded_against_the_papers():
+_EVENTS_JS = """window.__events = [];
+if (!window.__listening) window.__listening = true, ['pointermove', 'mousemove', 'mouseover', 'mouseout', 'mouseenter', 'mouseleave', 'mousedown', 'mouseup', 'click']
+  .forEach(function (t) { document.addEventListener(t, function (e) {
+    window.__events.push([t, e.clientX, e.clientY, e.target.id || e.target.tagName || '']); }, true); });"""
+
+
+def test_pointer_move_ms_is_recorded_and_upstreams_glide_only_waits():
+    """computergym's 250 ms pointer moves and our default 0 ms ones dispatch the same events to the page:
+    chromedriver waits the duration out, it does not interpolate (engine.POINTER_MOVE_MS). If a
+    chromedriver ever glides through intermediate points, this fails and the default must go back to 250."""
+    need_data("miniwob")
+    from agent_gym.envs.miniwob import engine
     from agent_gym.envs.miniwob.env import MiniWoBEnv
 
-    env = MiniWoBEnv(pointer_move_ms=0)
-    assert env.options()["pointer_move_ms"] == 0 and MiniWoBEnv.paper_options["pointer_move_ms"] == 250
+    env = MiniWoBEnv()
+    assert env.options()["pointer_move_ms"] == engine.POINTER_MOVE_MS == 0
+    assert "pointer_move_ms" not in MiniWoBEnv.paper_options  # not a protocol option: recorded, not flagged
     with pytest.raises(ValueError, match="pointer_move_ms"):
         MiniWoBEnv(pointer_move_ms=-1)
     env.close()
+
+    logs, waits = {}, {}
+    page = engine.Page()
+    try:
+        for ms in (engine.UPSTREAM_POINTER_MOVE_MS, 0):
+            page.pointer_move_ms = ms
+            page.begin("click-checkboxes", 3)
+            page.perform("movemouse", '//*[@id="query"]')  # both runs start from the same pointer position
+            with page.window.use() as driver:
+                driver.execute_script(_EVENTS_JS)
+            t = time.perf_counter()
+            for xpath in ('//*[@id="ch0"]', '//*[@id="ch4"]', '//*[@id="ch2"]'):  # far apart: a glide would cross
+                assert page.perform("clickxpath", xpath) is None
+            waits[ms] = time.perf_counter() - t
+            with page.window.use() as driver:
+                logs[ms] = driver.execute_script("return window.__events")
+    finally:
+        page.close()
+    assert sum(event[0] == "click" for event in logs[0]) >= 3, logs[0]
+    assert logs[250] == logs[0], "the page saw different pointer events"
+    assert waits[250] - waits[0] > 3 * 0.2, "upstream's setting no longer waits: is pointer_move_ms still used?"
