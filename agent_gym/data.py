@@ -11,6 +11,7 @@ missing. Declarations are data; their modules are imported only when needed.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import http.client
 import importlib
@@ -23,7 +24,7 @@ import threading
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 ENV_VAR = "AGENT_GYM_DATA"
@@ -154,6 +155,25 @@ def require(name: str, *paths: str) -> Path:
             f"or `agent-gym data import PATH` to take a local copy, or set {ENV_VAR} to a folder that has it."
         )
     return base
+
+
+def jsonl_rows(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for each non-blank line of a JSON-lines file (``.gz`` is read
+    compressed). Raises ``ValueError`` naming ``path:line`` for a line that is not a JSON object;
+    loaders raise the same way for an object that lacks their fields, so one message names the row."""
+    path = Path(path)
+    opener: Callable[..., object] = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise ValueError(f"{path}:{n}: not a JSON line ({exc})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{n}: a row is a JSON object, not {type(row).__name__}")
+            yield n, row
 
 
 def sha256_of(path: Path) -> str:

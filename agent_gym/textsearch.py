@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -33,6 +32,8 @@ import threading
 import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from agent_gym.data import jsonl_rows
 
 #: Where indexes are kept: ``$AGENT_GYM_INDEX_CACHE``, else ``<user cache>/agent-gym/textsearch``.
 CACHE_ENV = "AGENT_GYM_INDEX_CACHE"
@@ -262,17 +263,13 @@ def read_jsonl(path: str | Path) -> list[Document]:
     object per line, paragraphs in ``text`` separated by a blank line (``"paragraphs": [...]`` is
     accepted instead of ``text``). Blank lines are skipped; a bad line raises ``ValueError`` naming it."""
     docs = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                text = row["text"] if "text" in row else "\n\n".join(row["paragraphs"])
-                docs.append(Document(str(row["title"]), str(text)))
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}:{n}: a corpus line is {{\"title\": ..., \"text\": ...}} "
-                                 f"({type(exc).__name__}: {exc})") from None
+    for n, row in jsonl_rows(path):
+        try:
+            text = row["text"] if "text" in row else "\n\n".join(row["paragraphs"])
+            docs.append(Document(str(row["title"]), str(text)))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{path}:{n}: a corpus line is {{\"title\": ..., \"text\": ...}} "
+                             f"({type(exc).__name__}: {exc})") from None
     if not docs:
         raise ValueError(f"{path}: the corpus has no documents")
     return docs

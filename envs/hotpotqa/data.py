@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agent_gym.data import DataFile, Dataset, require
+from agent_gym.data import DataFile, Dataset, jsonl_rows, require
 from agent_gym.textsearch import Document
 
 LEVELS = ("easy", "medium", "hard")
@@ -82,18 +82,14 @@ def load_file(path: str | Path, default_level: str = "custom") -> list[Question]
     path = Path(path)
     out: list[Question] = []
     counts: dict[str, int] = {}
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                level = str(row.get("level") or default_level)
-                out.append(_question(row, counts.get(level, 0), level))
-                counts[level] = counts.get(level, 0) + 1
-            except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:  # ValueError: a bad context
-                raise ValueError(f"{path}:{n}: not a HotpotQA record with 'question' and 'answer' "
-                                 f"({type(exc).__name__}: {exc})") from None
+    for n, row in jsonl_rows(path):
+        try:
+            level = str(row.get("level") or default_level)
+            out.append(_question(row, counts.get(level, 0), level))
+            counts[level] = counts.get(level, 0) + 1
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:  # ValueError: a bad context
+            raise ValueError(f"{path}:{n}: not a HotpotQA record with 'question' and 'answer' "
+                             f"({type(exc).__name__}: {exc})") from None
     return out
 
 

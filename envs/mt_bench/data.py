@@ -11,12 +11,11 @@ module reads data only: no judge, no prompt logic.
 from __future__ import annotations
 
 import dataclasses
-import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from agent_gym.data import DataFile, Dataset, require
+from agent_gym.data import DataFile, Dataset, jsonl_rows, require
 
 #: FastChat tag v0.2.31 (``ABO:requirements.txt`` pins fschat 0.2.31).
 FASTCHAT_COMMIT = "9db21434b30a5355eb4723acc6562709f5ccc2c1"
@@ -61,19 +60,7 @@ class Question:
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{n}: a row is a JSON object")
-            rows.append(row)
-    return rows
+    return [row for _, row in jsonl_rows(path)]
 
 
 def _questions(path: Path, references: dict[int, list[str]]) -> list[Question]:

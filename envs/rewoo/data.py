@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from agent_gym.data import DataFile, Dataset, dataset, require
+from agent_gym.data import DataFile, Dataset, dataset, jsonl_rows, require
 from agent_gym.textsearch import Document
 
 REWOO_COMMIT = "9cd0283043ff4be0c9d614fda2789d143ca6ffd1"
@@ -122,14 +122,12 @@ def _rows(name: str) -> list[tuple[str, str]]:
         base = require("hotpotqa")
         rows = []
         for level in ("easy", "medium", "hard"):
-            with open(base / "agenttuning_bolaa" / f"{level}.jsonl", encoding="utf-8") as fh:
-                rows += [(r["question"], r["answer"]) for r in map(json.loads, filter(str.strip, fh))]
+            rows += [(r["question"], r["answer"]) for _, r in jsonl_rows(base / "agenttuning_bolaa" / f"{level}.jsonl")]
         return rows
     if name == "gsm8k":
         base = require("gsm8k", "test.jsonl")
         path = base / "train.jsonl" if (base / "train.jsonl").is_file() else base / "test.jsonl"
-        with open(path, encoding="utf-8") as fh:
-            return [(r["question"], r["answer"].split("#### ")[1]) for r in map(json.loads, filter(str.strip, fh))]
+        return [(r["question"], r["answer"].split("#### ")[1]) for _, r in jsonl_rows(path)]
     raise KeyError(name)
 
 
@@ -156,27 +154,23 @@ def load_file(path: str | Path) -> list[Question]:
     ``tools`` a question gets the strategy_qa tool set. Ids are ``"<dataset>/<n>"``, counted per dataset."""
     out: list[Question] = []
     counts: dict[str, int] = {}
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                name = str(row.get("dataset", "custom"))
-                tools = tuple(row.get("tools") or DATASETS["strategy_qa"][0])
-                # a null question or a tools string ("Wikipedia" -> its letters) was taken as it came
-                if not all(isinstance(row[k], (str, int, float)) and not isinstance(row[k], bool)
-                           for k in ("question", "answer")):
-                    raise TypeError("question and answer must be text (or a number)")
-                if not isinstance(row.get("tools") or [], list) or not set(tools) <= KNOWN_TOOLS:
-                    raise TypeError(f"tools must be a list of {sorted(KNOWN_TOOLS)}, got {row.get('tools')!r}")
-                fewshot = "HOTPOTQA_PWS_BASE" if name == "hotpot_qa" else "GSM8K_PWS"
-                out.append(Question(f"{name}/{counts.get(name, 0)}", name, str(row["question"]), str(row["answer"]),
-                                    tools, fewshot))
-                counts[name] = counts.get(name, 0) + 1
-            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-                raise ValueError(f"{path}:{n}: a ReWOO question is {{\"question\": ..., \"answer\": ...}} "
-                                 f"({type(exc).__name__}: {exc})") from None
+    for n, row in jsonl_rows(path):
+        try:
+            name = str(row.get("dataset", "custom"))
+            tools = tuple(row.get("tools") or DATASETS["strategy_qa"][0])
+            # a null question or a tools string ("Wikipedia" -> its letters) was taken as it came
+            if not all(isinstance(row[k], (str, int, float)) and not isinstance(row[k], bool)
+                       for k in ("question", "answer")):
+                raise TypeError("question and answer must be text (or a number)")
+            if not isinstance(row.get("tools") or [], list) or not set(tools) <= KNOWN_TOOLS:
+                raise TypeError(f"tools must be a list of {sorted(KNOWN_TOOLS)}, got {row.get('tools')!r}")
+            fewshot = "HOTPOTQA_PWS_BASE" if name == "hotpot_qa" else "GSM8K_PWS"
+            out.append(Question(f"{name}/{counts.get(name, 0)}", name, str(row["question"]), str(row["answer"]),
+                                tools, fewshot))
+            counts[name] = counts.get(name, 0) + 1
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{path}:{n}: a ReWOO question is {{\"question\": ..., \"answer\": ...}} "
+                             f"({type(exc).__name__}: {exc})") from None
     return out
 
 
@@ -202,12 +196,11 @@ def wikipedia_pages() -> list[Document]:
     seen: set[str] = set()
     pages: list[Document] = []
     for level in ("easy", "medium", "hard"):
-        with open(base / "agenttuning_bolaa" / f"{level}.jsonl", encoding="utf-8") as fh:
-            for row in map(json.loads, filter(str.strip, fh)):
-                for title, sentences in row.get("context") or ():
-                    if title not in seen:
-                        seen.add(title)
-                        pages.append(Document(title, "".join(sentences)))
+        for _, row in jsonl_rows(base / "agenttuning_bolaa" / f"{level}.jsonl"):
+            for title, sentences in row.get("context") or ():
+                if title not in seen:
+                    seen.add(title)
+                    pages.append(Document(title, "".join(sentences)))
     return pages
 
 
