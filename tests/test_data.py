@@ -292,3 +292,21 @@ def test_gsm8k_imported_from_the_shared_data_is_verified_prompt_file_included(tm
     assert state["state"] == "verified", state
     assert state["files"]["agenttuning_prompt.json"] == (
         "4d26c702c00ee1288c4eae236b1ad3db82c4433be4e6de0f8bb4c2dd50f87944")
+
+
+def test_jsonl_rows_name_the_bad_line_and_read_gzip(tmp_path):
+    import gzip
+
+    from agent_gym.data import jsonl_rows
+
+    good = tmp_path / "rows.jsonl.gz"
+    with gzip.open(good, "wt", encoding="utf-8") as fh:
+        fh.write('{"a": 1}\n\n{"a": 2}\n')
+    assert list(jsonl_rows(good)) == [(1, {"a": 1}), (3, {"a": 2})]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"a": 1}\n[1, 2]\n')
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: a row is a JSON object, not list"):
+        list(jsonl_rows(bad))
+    bad.write_text('{"a": 1}\n{"a": \n')
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: not a JSON line"):
+        list(jsonl_rows(bad))
