@@ -94,22 +94,18 @@ class Shell:
     prompt pattern followed by a quiet moment (a shell that lost the marker, e.g. after ``su -``).
     """
 
-    def __init__(self, argv: list[str], marker: bytes, limits: Limits, start_seconds: float = 30.0,
+    def __init__(self, argv: list[str] | Terminal, marker: bytes, limits: Limits, start_seconds: float = 30.0,
                  watch: Callable[[], str | None] | None = None):
-        """``watch``: called about every 0.2 s while waiting for the shell; a reason it returns (the
-        sandbox is wedged) raises :class:`SandboxWedged` at once instead of waiting out the deadline."""
+        """``argv``: the host command line of the shell (run on a pseudo-terminal here), or a
+        :class:`Terminal` already connected to one (Docker's exec stream). ``watch``: called about
+        every 0.2 s while waiting for the shell; a reason it returns (the sandbox is wedged) raises
+        :class:`SandboxWedged` at once instead of waiting out the deadline."""
         self.marker = marker
         self.limits = limits
         self.watch = watch
-        master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-        # A parent that ignores SIGINT (a job started with `&`, nohup) would pass that on to every
-        # command of the agent and make Ctrl-C useless: the shell starts with default dispositions.
-        self.proc = subprocess.Popen(["env", "--default-signal=INT,QUIT", "setsid", "-c", *argv],
-                                     stdin=slave, stdout=slave, stderr=slave, close_fds=True)
-        os.close(slave)
-        os.set_blocking(master, False)
-        self.fd = master
+        self.terminal = argv if isinstance(argv, Terminal) else PtyProcess(argv)
+        self.proc = getattr(self.terminal, "proc", None)  # the host process, for a shell started here
+        self.fd = self.terminal.fileno()
         self.ended = False  # the terminal reported end of file: the shell is gone
         try:
             self.banner, ready = self._read(time.monotonic() + start_seconds)
@@ -123,7 +119,7 @@ class Shell:
 
     @property
     def alive(self) -> bool:
-        return self.fd >= 0 and not self.ended and self.proc.poll() is None
+        return self.fd >= 0 and not self.ended and not self.terminal.exited()
 
     def execute(self, command: str, timeout: float) -> tuple[str, bool]:
         """Type ``command``; return (its output as the terminal shows it, whether it was cut off)."""
@@ -147,7 +143,7 @@ class Shell:
     def _drain(self) -> None:
         """Drop output produced between commands (background jobs), as it is not this command's."""
         try:
-            while os.read(self.fd, 65536):
+            while self.terminal.read():
                 pass
         except (BlockingIOError, OSError):
             pass
@@ -177,28 +173,24 @@ class Shell:
                 readable, writable, _ = select.select([self.fd], want_write, [], min(0.05, deadline - now))
             except (OSError, ValueError):
                 return bytes(head), False
+            readable = readable or self.terminal.pending()
             if writable:
                 try:
-                    sent = os.write(self.fd, send[:4096])
+                    sent = self.terminal.write(send[:4096])
                     send = send[sent:]
                 except BlockingIOError:
                     pass
                 except OSError:
                     return bytes(head), False
             if not readable:
-                if self.proc.poll() is not None:  # the shell exited; a background job may still hold the terminal
+                if self.terminal.exited():  # the shell exited; a background job may still hold the terminal
                     self.ended = True
                     return bytes(head), False
                 continue
             try:
-                chunk = os.read(self.fd, 65536)
+                chunk = self.terminal.read()
             except BlockingIOError:
                 continue
-            except OSError as exc:  # EIO: the shell is gone
-                if exc.errno == errno.EIO:
-                    self.ended = True
-                    return bytes(head), False
-                raise
             if not chunk:
                 self.ended = True
                 return bytes(head), False
@@ -213,6 +205,70 @@ class Shell:
         if dropped:  # the prompt that ended the command belongs at the end, after the kept head
             head += tail
         return bytes(head), True
+
+    def close(self) -> None:
+        self.terminal.close()
+        self.fd = -1
+
+
+class Terminal:
+    """Both ends of a shell's terminal as :class:`Shell` drives it: a non-blocking stream with a file
+    descriptor to wait on. ``read`` returns b"" at the end (the shell is gone) and raises
+    ``BlockingIOError`` when nothing is waiting; ``pending`` says whether bytes are already
+    buffered on this side (TLS), which ``select`` on the descriptor would not show."""
+
+    def fileno(self) -> int:
+        raise NotImplementedError
+
+    def read(self) -> bytes:
+        raise NotImplementedError
+
+    def write(self, data: bytes) -> int:
+        raise NotImplementedError
+
+    def pending(self) -> bool:
+        return False
+
+    def exited(self) -> bool:
+        """The shell's process is known to have ended (its output may still be waiting)."""
+        return False
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class PtyProcess(Terminal):
+    """A host process (``argv``) on a new pseudo-terminal, in a session of its own."""
+
+    def __init__(self, argv: list[str]):
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        # A parent that ignores SIGINT (a job started with `&`, nohup) would pass that on to every
+        # command of the agent and make Ctrl-C useless: the shell starts with default dispositions.
+        self.proc = subprocess.Popen(["env", "--default-signal=INT,QUIT", "setsid", "-c", *argv],
+                                     stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+        os.close(slave)
+        os.set_blocking(master, False)
+        self.fd = master
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def read(self) -> bytes:
+        try:
+            return os.read(self.fd, 65536)
+        except BlockingIOError:
+            raise
+        except OSError as exc:  # EIO: the shell and everything that held the terminal are gone
+            if exc.errno == errno.EIO:
+                return b""
+            raise
+
+    def write(self, data: bytes) -> int:
+        return os.write(self.fd, data)
+
+    def exited(self) -> bool:
+        return self.proc.poll() is not None
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -278,6 +334,19 @@ class Sandbox:
         """Kill every process of the sandbox but its init (the agent's shell included)."""
         raise NotImplementedError
 
+    def _terminal(self, argv: list[str], env: dict[str, str]) -> list[str] | Terminal:
+        """The agent's shell ``argv`` on a terminal: a host command line (run on a pty here) or a
+        connected :class:`Terminal`."""
+        return self._enter(argv, tty=True, env=env)
+
+    def _run_inside(self, argv: list[str], env: dict[str, str], timeout: float) -> RunResult:
+        """Run ``argv`` inside the sandbox beside the shell (no terminal, cwd ``/``)."""
+        return self._run_argv(self._enter(argv, tty=False, env=env), timeout)
+
+    def _run_pristine(self, argv: list[str], env: dict[str, str], timeout: float) -> RunResult:
+        """Run ``argv`` as a checker (see :mod:`.pristine`)."""
+        return self._run_argv(self._enter_pristine(argv, env), timeout)
+
     # ---------------------------------------------------------------------- protocol
     def start(self) -> Sandbox:
         self._launch()
@@ -299,7 +368,7 @@ class Sandbox:
                 self._shell.close()
             env = {"TERM": "xterm", "HOME": "/root", "HOSTNAME": self.hostname, "PATH": PATH,
                    "PROMPT_COMMAND": "printf '%b' '" + self.marker.decode().replace("\x1b", "\\033").replace("\x07", "\\007") + "'"}
-            self._shell = Shell(self._enter(["bash", "--login"], tty=True, env=env), self.marker, self.limits,
+            self._shell = Shell(self._terminal(["bash", "--login"], env), self.marker, self.limits,
                                 start_seconds, watch=self.wedged)
         return self._shell
 
@@ -363,14 +432,14 @@ class Sandbox:
             raise ValueError(f"unsupported script language {script.language!r} (bash, python, c, c++)")
         if not pristine:
             env = {"PATH": PATH, "HOME": "/root", "HOSTNAME": self.hostname}
-            return self._run_argv(self._enter(argv, tty=False, env=env), timeout)
+            return self._run_inside(argv, env, timeout)
         if argv[0] in ("bash", "python3"):  # the image's, whatever the agent put first on its PATH
             argv[0] = "/usr/bin/" + argv[0]
         if argv[0] == "/usr/bin/python3":  # no user site, no PYTHON* variables, no cwd on sys.path
             argv[1:1] = ["-I"]
         env = {"PATH": CHECK_PATH, "HOME": "/root", "HOSTNAME": self.hostname, "PYTHONNOUSERSITE": "1",
                "PYTHONSAFEPATH": "1"}
-        result = self._run_argv(self._enter_pristine(argv, env), timeout)
+        result = self._run_pristine(argv, env, timeout)
         if result.exit_code == CHECKER_FAILED and CHECKER_FAILED_PREFIX in result.output:
             raise CheckerError(
                 f"{result.output.strip()[-400:]}: the checker needs root, Linux 5.12+ (open_tree, move_mount, "

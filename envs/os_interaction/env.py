@@ -117,6 +117,21 @@ class OSEnv(TextEnv):
     def options(self) -> dict[str, Any]:
         return {"backend": self.backend}
 
+    def preflight(self) -> None:
+        """Docker: raise :class:`engine.SandboxError` naming the daemon and ``DOCKER_HOST`` when the
+        daemon is down or unreachable, or the image is missing (one call to the daemon)."""
+        if self.backend == "docker":
+            from agent_gym.envs.os_interaction.docker import DEFAULT_IMAGE, DockerSandbox
+
+            probe = DockerSandbox(image=self.sandbox_options.get("image", DEFAULT_IMAGE),
+                                  host=self.sandbox_options.get("host"))
+            try:
+                reason = probe.unavailable()
+            finally:
+                probe.close()
+            if reason:
+                raise engine.SandboxError(f"the OS task's Docker sandbox cannot start: {reason}")
+
     def _begin(self, task: data.Problem) -> Begin:
         self._prompts = self._prompts or data.prompts()
         self._close_sandbox()
