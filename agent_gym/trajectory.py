@@ -146,10 +146,39 @@ class Trajectory:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Trajectory":
+        """A record read back (:meth:`to_dict`'s shape; unknown keys are ignored). Raises ``TypeError``
+        naming the field when one has the wrong type (a score written as text would otherwise be
+        averaged as garbage or crash a report far from the file)."""
         fields = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in fields}
-        kw["steps"] = [Step(**s) for s in d.get("steps", [])]
+        _check_types(kw, _TRAJECTORY_TYPES, "trajectory")
+        steps = d.get("steps", [])
+        if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
+            raise TypeError("steps must be a list of step objects")
+        for s in steps:
+            _check_types(s, _STEP_TYPES, "step")
+        kw["steps"] = [Step(**s) for s in steps]
         return cls(**kw)
+
+
+_NUMBER = (int, float)
+_TRAJECTORY_TYPES: dict[str, tuple[type, ...]] = {
+    "env_id": (str,), "task_id": (str,), "episode_id": (str,), "prompt": (list,), "first_observation": (str,),
+    "score": _NUMBER, "success": (bool,), "status": (str,), "seconds": _NUMBER, "started_at": _NUMBER,
+    "meta": (dict,), "provenance": (dict,)}
+_STEP_TYPES: dict[str, tuple[type, ...]] = {
+    "action": (str,), "observation": (str,), "reward": _NUMBER, "terminated": (bool,), "truncated": (bool,),
+    "info": (dict,), "seconds": _NUMBER}
+
+
+def _check_types(record: dict[str, Any], types: dict[str, tuple[type, ...]], what: str) -> None:
+    for key, allowed in types.items():
+        if key in record:
+            value = record[key]
+            # bool is an int in Python, but true is no score
+            if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+                raise TypeError(f"{what} field {key!r} is {type(value).__name__} {value!r:.40}, "
+                                f"not {' or '.join(t.__name__ for t in allowed)}")
 
 
 def step_info(info: dict[str, Any]) -> dict[str, Any]:

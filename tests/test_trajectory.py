@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 
 from agent_gym.episode import run_episode
 from agent_gym.export import keep, write_agentinstruct
 from agent_gym.policies.simple import ReplayPolicy
-from agent_gym.trajectory import Step, Trajectory, read_jsonl, repair_tail, write_jsonl
+from agent_gym.trajectory import DamagedLine, Step, Trajectory, read_jsonl, repair_tail, write_jsonl
 from agent_gym.testing import need_data
 
 
@@ -93,7 +94,7 @@ def test_newest_record_of_each_episode_wins_and_the_superseded_are_counted():
 def test_a_damaged_line_is_skipped_and_reported_with_its_file_and_line_and_the_rest_is_read(tmp_path):
     import pytest
 
-    from agent_gym.trajectory import DamagedLine, DamagedRecordWarning
+    from agent_gym.trajectory import DamagedRecordWarning
 
     path = tmp_path / "run.jsonl"
     write_jsonl([_traj(), _traj(0.0), _traj(0.5)], path)
@@ -111,3 +112,16 @@ def test_a_damaged_line_is_skipped_and_reported_with_its_file_and_line_and_the_r
     with pytest.warns(DamagedRecordWarning) as caught:  # nobody collects them: each is a warning
         assert len(list(read_jsonl(path))) == 2
     assert [str(w.message).split(": ")[0] for w in caught] == [f"{path} line {n}" for n in (2, 4, 5)]
+
+
+@pytest.mark.parametrize("field, value", [("score", "1.0"), ("success", "yes"), ("score", True), ("steps", "none")])
+def test_a_record_with_a_field_of_the_wrong_type_is_damaged_not_read(tmp_path, field, value):
+    good = Trajectory(env_id="AgentTuning/GSM8K-v0", task_id="0", episode_id="e0", prompt=[], first_observation="q",
+                      steps=[Step("a", "o", 1.0, True, False)], score=1.0, success=True, status="completed")
+    record = good.to_dict()
+    record[field] = value
+    path = tmp_path / "run.jsonl"
+    path.write_text(json.dumps(good.to_dict()) + "\n" + json.dumps(record) + "\n")
+    damaged: list[DamagedLine] = []
+    assert [t.score for t in read_jsonl(path, damaged)] == [1.0]
+    assert len(damaged) == 1 and field in damaged[0].reason and damaged[0].line == 2
