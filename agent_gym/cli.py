@@ -257,7 +257,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"agent-gym: recording to {output}; to resume this run: {resume}", file=sys.stderr)
     result = rollout(episodes, args.policy, output=output, concurrency=args.concurrency,
                      policy_options=_policy_options(args), env_kwargs=env_kwargs, progress=not args.no_progress,
-                     retry_errors=not args.no_retry_errors)
+                     retry_errors=not args.no_retry_errors, **_worker_options(args))
     if result.interrupted:
         print(f"agent-gym: stopped: {len(result.trajectories)} episodes finished and kept in {output}, "
               f"{result.abandoned} cancelled; to resume: {resume}", file=sys.stderr)
@@ -308,11 +308,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             raise ValueError(f"unknown backend {args.backend!r}; known: {', '.join(BACKENDS)}")
     env_ids = suite_ids([x.strip() for x in args.suite.split(",") if x.strip()])
     env_kwargs = _eval_env_kwargs(env_ids, args.env_arg)
+    from agent_gym.rollout import worker_defaults
+
+    workers = _worker_options(args)
     try:
-        results = evaluate(env_ids, args.policy, output=args.output, policy_options=_policy_options(args),
-                           episodes=args.episodes, concurrency=args.concurrency, env_kwargs=env_kwargs,
-                           seed=args.seed, progress=not args.no_progress,
-                           log=lambda line: print(f"agent-gym: {line}", file=sys.stderr))
+        with worker_defaults(workers["workers"] or "threads", workers["ray_address"]):
+            results = evaluate(env_ids, args.policy, output=args.output, policy_options=_policy_options(args),
+                               episodes=args.episodes, concurrency=args.concurrency, env_kwargs=env_kwargs,
+                               seed=args.seed, progress=not args.no_progress,
+                               log=lambda line: print(f"agent-gym: {line}", file=sys.stderr))
     except KeyboardInterrupt:
         print(f"agent-gym: stopped: finished episodes are kept in {Path(args.output) / 'runs'}; to resume: "
               f"{shlex.join(['agent-gym', *args.argv])}", file=sys.stderr)
@@ -435,6 +439,15 @@ def _cmd_serve(args: argparse.Namespace, rest: list[str]) -> int:
     return serve.main(rest)
 
 
+def _cmd_serve_env(args: argparse.Namespace) -> int:
+    try:
+        from agent_gym import envserver
+    except ImportError as exc:
+        print(f"agent-gym: error: {exc}", file=sys.stderr)
+        return EXIT_SETUP
+    return envserver.main(args)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (no usage block): what is wrong, and where the help is."""
 
@@ -459,6 +472,25 @@ class _JoinURLs(argparse.Action):
                  option_string: str | None = None) -> None:
         before = getattr(namespace, self.dest, None)
         setattr(namespace, self.dest, f"{before},{values}" if before else values)
+
+
+def _add_worker_args(s: argparse.ArgumentParser) -> None:
+    """--workers and --ray of run / generate / eval (agent_gym.rollout, docs/distributed.md)."""
+    from agent_gym.rollout import WORKER_KINDS
+
+    s.add_argument("--workers", choices=WORKER_KINDS, default=None,
+                   help="where episodes run: threads (default; policies that wait on a server), processes (-c worker "
+                        "processes: CPU-bound engines such as ALFWorld use every core), ray (Ray actors, see --ray)")
+    s.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="play on -c Ray actors of the cluster at ADDRESS: auto (RAY_ADDRESS or the `ray start` "
+                        "cluster of this machine), local (a private one here), HOST:6379 or ray://HOST:10001")
+
+
+def _worker_options(args: argparse.Namespace) -> dict[str, Any]:
+    """rollout()'s ``workers`` and ``ray_address`` from --workers / --ray (--ray alone means ray)."""
+    if args.ray and args.workers not in (None, "ray"):
+        raise ValueError(f"--ray plays on Ray actors: leave out --workers {args.workers}")
+    return {"workers": "ray" if args.ray else args.workers, "ray_address": args.ray}
 
 
 def _add_policy_args(s: argparse.ArgumentParser) -> None:
@@ -530,6 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-retry-errors", action="store_true",
                    help="on resume, keep episodes recorded as error instead of playing them again")
     _add_policy_args(s)
+    _add_worker_args(s)
     s.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="gym.make keyword (checked against the env's options), e.g. tasks_file=PATH for your own tasks")
     s.add_argument("--no-progress", action="store_true")
@@ -549,6 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output", "-o", required=True, help="JSONL file; an existing one is resumed")
     s.add_argument("--no-retry-errors", action="store_true", help=argparse.SUPPRESS)
     _add_policy_args(s)
+    _add_worker_args(s)
     s.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="gym.make keyword")
     s.add_argument("--no-progress", action="store_true")
 
@@ -564,6 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--concurrency", "-c", type=_positive_int, default=1)
     s.add_argument("--output", "-o", required=True, help="a folder: runs/ (resumable, one file per env) and the report")
     _add_policy_args(s)
+    _add_worker_args(s)
     s.add_argument("--env-arg", action="append", default=[], metavar="[ENV:]KEY=VALUE",
                    help="an env option, for the env named (short name or id) or for every env that has it")
     s.add_argument("--no-plots", action="store_true")
@@ -590,6 +625,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("serve", help="a TGI-protocol server backed by the local model (see agent-gym serve --help)",
                    add_help=False)
+
+    s = sub.add_parser("serve-env", help="serve the envs over OpenEnv's protocol, one session (env) per client "
+                                         "(docs/env_server.md)")
+    s.add_argument("--env", action="append", default=[], metavar="ID",
+                   help="ids, short names or suites to serve (repeat or separate with commas; default: every env)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8090, help="0 picks a free one (printed)")
+    s.add_argument("--max-sessions", type=_positive_int, default=64, help="sessions open at once; one more is refused")
+    s.add_argument("--idle-timeout", type=float, default=600.0, help="seconds a session may idle before it is closed "
+                                                                     "(0: never)")
+    s.add_argument("--max-payload-bytes", type=_positive_int, default=1 << 20,
+                   help="largest message or request body taken; a larger one is refused with an error reply")
     return p
 
 
@@ -625,7 +672,7 @@ def _main(argv: list[str] | None = None) -> int:
     from agent_gym.rollout import RunSetupError
 
     handlers = {"list": _cmd_list, "data": _cmd_data, "run": _cmd_run, "generate": _cmd_generate, "eval": _cmd_eval, "report": _cmd_report,
-                "export": _cmd_export, "view": _cmd_view}
+                "export": _cmd_export, "view": _cmd_view, "serve-env": _cmd_serve_env}
     try:
         return handlers[args.cmd](args)
     except (KeyError, FileNotFoundError, ValueError, RunSetupError, NotImplementedError) as exc:

@@ -20,6 +20,13 @@ model is refused (:class:`RunSetupError`) rather than silently skipped.
 Episodes run on daemon worker threads: envs are taken from a pool (one env is used by one
 thread at a time; engines are reused across episodes), one policy per episode from the
 factory. Threads suit policies that wait on a server: ``concurrency`` requests stay in flight.
+Engines that are CPU-bound Python (TextWorld, the card game) serialise on the GIL under threads:
+``workers="processes"`` plays the episodes in ``concurrency`` worker processes of this machine and
+``workers="ray"`` in as many Ray actors of a cluster (:mod:`agent_gym.distributed`). A worker is
+long-lived: it makes one env per env id on first use and plays episode after episode on it, with the
+policy built in the worker, by name, for each episode. The driver (this process) plans, checks,
+writes the file and retries, as with threads, so the file and its resume are the same; a worker
+that dies (killed, out of memory) has its episode played again on another one.
 
 Ctrl-C (SIGINT, when the rollout runs in the main thread): the first one says it is
 stopping, keeps what finished (already written), abandons the episodes in flight (they are
@@ -30,6 +37,9 @@ neither corrupts the file (a torn last line is cut off on resume anyway).
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import contextvars
 import dataclasses
 import fcntl
 import inspect
@@ -60,6 +70,14 @@ PolicyFactory = Callable[..., Policy]
 _MAKE_KWARGS = ("max_episode_steps", "disable_env_checker")
 #: How long closing the engines may take after Ctrl-C before the rollout gives up on them.
 CLOSE_TIMEOUT_S = 30.0
+#: Where episodes run: threads of this process (the default), worker processes of this machine, Ray actors.
+WORKER_KINDS = ("threads", "processes", "ray")
+#: How often an episode is played again after its worker died under it before it is recorded as an error.
+WORKER_DEATH_RETRIES = 2
+#: How long the first worker may take to start (a Ray cluster with no free CPU never starts one).
+WORKER_START_TIMEOUT_S = 600.0
+_default_workers: contextvars.ContextVar[tuple[str, str | None]] = contextvars.ContextVar(
+    "agent_gym_workers", default=("threads", None))
 
 
 class RunSetupError(RuntimeError):
@@ -348,16 +366,36 @@ def rollout(episodes: Iterable[EpisodeSpec], policy: PolicyFactory | str, *, out
             concurrency: int = 1, policy_options: dict[str, Any] | None = None,
             env_kwargs: dict[str, Any] | None = None, progress: bool = True, fsync: bool = False,
             retry_errors: bool = True, on_episode: Callable[[Trajectory], None] | None = None,
-            handle_sigint: bool = True) -> RolloutResult:
+            handle_sigint: bool = True, workers: str | None = None,
+            ray_address: str | None = None) -> RolloutResult:
     """Play ``episodes`` with ``policy`` (a factory ``f(env, **options)`` or a registered name,
     ``"module:factory"`` included), ``concurrency`` at a time, appending each trajectory to
     ``output`` as it ends.
 
+    ``workers``: ``"threads"`` (default; or the kind set by :func:`worker_defaults`), ``"processes"``
+    (``concurrency`` worker processes on this machine) or ``"ray"`` (``concurrency`` Ray actors;
+    ``ray_address`` as ``ray.init`` takes it, ``"auto"`` by default; a ``ray_address`` alone means
+    ``"ray"``). Process and Ray workers build the policy from its name: ``policy`` must be a name
+    or a factory importable as ``module:factory`` (not a lambda, closure or ``__main__`` function:
+    :class:`RunSetupError`), and ``policy_options`` and ``env_kwargs`` must pickle. Their
+    trajectories equal the threads' for the same episodes (the same seeds, the same env options).
+
     Raises :class:`RunSetupError` before the first episode when the policy or an env cannot be
-    made, ``output`` holds episodes of another agent, or another rollout holds ``output``'s lock
-    (the lock is held from the start to the end of the run). ``handle_sigint``: in the main thread,
+    made, ``output`` holds episodes of another agent, another rollout holds ``output``'s lock
+    (the lock is held from the start to the end of the run), or the workers cannot start (no
+    Ray cluster at ``ray_address``, ``ray`` not installed). ``handle_sigint``: in the main thread,
     Ctrl-C stops the run as the module docstring says (the result has ``interrupted``).
     """
+    kind, default_address = _default_workers.get()
+    if workers is None:
+        workers, ray_address = ("ray", ray_address) if ray_address else (kind, ray_address or default_address)
+    if workers not in WORKER_KINDS:
+        raise ValueError(f"workers must be one of {', '.join(WORKER_KINDS)}, got {workers!r}")
+    if ray_address and workers != "ray":
+        raise ValueError(f"a Ray address ({ray_address}) plays on Ray workers, not {workers}: leave one of them out")
+    policy_ref = None
+    if workers != "threads":
+        policy_ref = policy_reference(policy)
     if isinstance(policy, str):
         policy = resolve_policy(policy)
     if concurrency < 1:
@@ -373,13 +411,18 @@ def rollout(episodes: Iterable[EpisodeSpec], policy: PolicyFactory | str, *, out
     damaged: list[DamagedLine] = []
     pool = _EnvPool(env_kwargs)
     agent = None
+    crew: _Crew | None = None
     try:
         records, _ = recorded(output, damaged) if output is not None else ({}, 0)
         for bad in damaged:
             print(f"agent-gym: warning: {bad}; the episode it held, if any, is played again", file=sys.stderr)
         options: dict[str, dict[str, Any]] = {}
-        if episodes:
-            agent, options = _probe(episodes, policy, policy_options, pool)
+        env_ids = list(dict.fromkeys(e.env_id for e in episodes))
+        if episodes and workers == "threads":
+            agent, options = _probe(env_ids, policy, policy_options, pool)
+        elif episodes:  # the first worker makes the envs and the policy: where they will run, not here
+            crew = _Crew(_backend(workers, ray_address, policy_ref, policy_options, env_kwargs))
+            agent, options = crew.probe(env_ids)
         others = sorted({t.agent for t in records.values() if t.policy} - {agent})
         if others and agent is not None:
             raise RunSetupError(
@@ -396,6 +439,8 @@ def rollout(episodes: Iterable[EpisodeSpec], policy: PolicyFactory | str, *, out
                                     f"pass another --output (a file holds one protocol per env)")
     except BaseException:
         pool.close_all(CLOSE_TIMEOUT_S)
+        if crew is not None:
+            crew.close()
         if writer is not None:
             writer.discard()
         raise
@@ -413,9 +458,15 @@ def rollout(episodes: Iterable[EpisodeSpec], policy: PolicyFactory | str, *, out
             if old.status == "error":
                 kept_errors.append(old)
     try:
-        result = _play(todo, skipped, policy, policy_options, pool, output=output, writer=writer,
-                       concurrency=concurrency, progress=progress, on_episode=on_episode,
-                       handle_sigint=handle_sigint, retried=retried, kept_errors=kept_errors, total=len(episodes))
+        if crew is not None:
+            result = crew.play(todo, skipped, output=output, writer=writer, concurrency=concurrency,
+                               progress=progress, on_episode=on_episode, handle_sigint=handle_sigint,
+                               retried=retried, kept_errors=kept_errors, total=len(episodes))
+        else:
+            result = _play(todo, skipped, policy, policy_options, pool, output=output, writer=writer,
+                           concurrency=concurrency, progress=progress, on_episode=on_episode,
+                           handle_sigint=handle_sigint, retried=retried, kept_errors=kept_errors,
+                           total=len(episodes))
     finally:
         if writer is not None:
             writer.close()  # releases the lock
@@ -446,12 +497,12 @@ def resolve_policy(name: str) -> PolicyFactory:
     return factory
 
 
-def _probe(episodes: list[EpisodeSpec], policy: PolicyFactory, policy_options: dict[str, Any],
+def _probe(env_ids: Sequence[str], policy: PolicyFactory, policy_options: dict[str, Any],
            pool: _EnvPool) -> tuple[str, dict[str, dict[str, Any]]]:
     """Make one env and one policy per env id, here, before any episode; the agent's name and
     each env's protocol options."""
     envs = {}
-    for env_id in dict.fromkeys(e.env_id for e in episodes):
+    for env_id in env_ids:
         try:
             envs[env_id] = pool.take(env_id)
             preflight = getattr(envs[env_id].unwrapped, "preflight", None)
@@ -484,50 +535,19 @@ def _play(todo: list[EpisodeSpec], skipped: list[Trajectory], policy: PolicyFact
     feed_lock = threading.Lock()
     finished: queue.Queue[Trajectory] = queue.Queue()
 
-    def play(spec: EpisodeSpec) -> Trajectory:
-        try:
-            env = pool.take(spec.env_id)
-        except Exception:  # an engine that fails to start later in the run is that episode's error
-            return _error_record(spec)
-        try:
-            try:
-                agent = policy(env, **policy_options)
-            except Exception:
-                return _error_record(spec)
-            return run_episode(env, agent, env_id=spec.env_id, task=spec.task, seed=spec.seed,
-                               episode_id=spec.episode_id, split=spec.split)
-        finally:
-            pool.give(spec.env_id, env)
-
     def worker() -> None:
         while not stop.is_set():
             with feed_lock:
                 spec = next(feed, None)
             if spec is None:
                 return
-            traj = play(spec)
+            traj = _play_one(spec, policy, policy_options, pool)
             if not stop.is_set():
                 finished.put(traj)
 
     resumed_score = sum(t.score for t in skipped)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, initial=len(skipped), unit="ep", dynamic_ncols=True)
-        if skipped:
-            bar.set_postfix(score=f"{100 * resumed_score / len(skipped):.1f}%")
-
-    previous_handler = None
-    if handle_sigint and threading.current_thread() is threading.main_thread():
-        def on_sigint(signum: int, frame: Any) -> None:
-            if stop.is_set():  # second Ctrl-C: at once (lines are written whole; none is half done here)
-                os._exit(130)
-            stop.set()
-            print(f"\nagent-gym: stopping: keeping the finished episodes{f' in {output}' if output else ''}, "
-                  "cancelling the rest, closing the engines (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
-
-        previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    bar = _progress_bar(total, skipped, resumed_score) if progress else None
+    previous_handler = _stop_on_sigint(stop, output) if handle_sigint else None
 
     results: list[Trajectory] = []
     started = time.perf_counter()
@@ -544,16 +564,7 @@ def _play(todo: list[EpisodeSpec], skipped: list[Trajectory], policy: PolicyFact
                 if not any(t.is_alive() for t in threads) and finished.empty():
                     break
                 continue
-            if writer is not None:
-                writer.write(traj)
-            results.append(traj)
-            if on_episode:
-                on_episode(traj)
-            if bar is not None:
-                done = len(skipped) + len(results)
-                bar.set_postfix(score=f"{100 * (resumed_score + sum(r.score for r in results)) / done:.1f}%",
-                                refresh=False)
-                bar.update(1)
+            _record(traj, results, writer, on_episode, bar, skipped, resumed_score)
         ended = not stop.is_set()
     finally:
         interrupted = stop.is_set()
@@ -575,7 +586,409 @@ def _play(todo: list[EpisodeSpec], skipped: list[Trajectory], policy: PolicyFact
                          interrupted=interrupted, abandoned=len(todo) - len(results) if interrupted else 0)
 
 
-def _error_record(spec: EpisodeSpec) -> Trajectory:
+def _play_one(spec: EpisodeSpec, policy: PolicyFactory, policy_options: dict[str, Any], pool: _EnvPool) -> Trajectory:
+    """One episode on an env of ``pool`` (taken, given back), with a policy made for it: what every
+    worker kind does (a thread here, a worker process, a Ray actor)."""
+    try:
+        env = pool.take(spec.env_id)
+    except Exception:  # an engine that fails to start later in the run is that episode's error
+        return _error_record(spec)
+    try:
+        try:
+            agent = policy(env, **policy_options)
+        except Exception:
+            return _error_record(spec)
+        return run_episode(env, agent, env_id=spec.env_id, task=spec.task, seed=spec.seed,
+                           episode_id=spec.episode_id, split=spec.split)
+    finally:
+        pool.give(spec.env_id, env)
+
+
+def _progress_bar(total: int, skipped: list[Trajectory], resumed_score: float) -> Any:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=len(skipped), unit="ep", dynamic_ncols=True)
+    if skipped:
+        bar.set_postfix(score=f"{100 * resumed_score / len(skipped):.1f}%")
+    return bar
+
+
+def _stop_on_sigint(stop: threading.Event, output: Path | None) -> Any:
+    """In the main thread: the first Ctrl-C sets ``stop``, the second ends the process. Returns the
+    handler it replaced (to put back), or None where signals cannot be handled (another thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if stop.is_set():  # second Ctrl-C: at once (lines are written whole; none is half done here)
+            os._exit(130)
+        stop.set()
+        print(f"\nagent-gym: stopping: keeping the finished episodes{f' in {output}' if output else ''}, "
+              "cancelling the rest, closing the engines (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+
+    return signal.signal(signal.SIGINT, on_sigint)
+
+
+def _record(traj: Trajectory, results: list[Trajectory], writer: _Writer | None,
+            on_episode: Callable[[Trajectory], None] | None, bar: Any, skipped: list[Trajectory],
+            resumed_score: float) -> None:
+    """A finished episode, in the driver: one line of the file, the result, the callback, the bar."""
+    if writer is not None:
+        writer.write(traj)
+    results.append(traj)
+    if on_episode:
+        on_episode(traj)
+    if bar is not None:
+        done = len(skipped) + len(results)
+        bar.set_postfix(score=f"{100 * (resumed_score + sum(r.score for r in results)) / done:.1f}%", refresh=False)
+        bar.update(1)
+
+
+def _error_record(spec: EpisodeSpec, error: str | None = None) -> Trajectory:
     return Trajectory(env_id=spec.env_id, task_id=spec.task, episode_id=spec.episode_id, prompt=[],
                       first_observation="", status="error", end_reason="env_error", seed=spec.seed, split=spec.split,
-                      started_at=time.time(), error=traceback.format_exc()[-4000:])
+                      started_at=time.time(), error=error or traceback.format_exc()[-4000:])
+
+
+
+# ---------------------------------------------------------------- process and Ray workers
+
+
+@contextlib.contextmanager
+def worker_defaults(workers: str = "threads", ray_address: str | None = None) -> Any:
+    """Rollouts started inside this block with no ``workers`` of their own (such as those of
+    :func:`agent_gym.evaluation.evaluate`, one per env) play on these workers: ``"threads"``,
+    ``"processes"`` or ``"ray"`` (``ray_address`` alone means ``"ray"``). ``ValueError`` for another kind."""
+    if ray_address and workers == "threads":
+        workers = "ray"
+    if workers not in WORKER_KINDS:
+        raise ValueError(f"workers must be one of {', '.join(WORKER_KINDS)}, got {workers!r}")
+    token = _default_workers.set((workers, ray_address))
+    try:
+        yield
+    finally:
+        _default_workers.reset(token)
+
+
+def policy_reference(policy: PolicyFactory | str) -> str:
+    """The name a worker process or Ray actor builds ``policy`` from: a name as given, or a factory's
+    ``module:qualname`` when importing that gives back the same object. :class:`RunSetupError` for a
+    factory that cannot travel by name (a lambda, a closure, a ``__main__`` function)."""
+    if isinstance(policy, str):
+        return policy
+    module, qualname = getattr(policy, "__module__", None), getattr(policy, "__qualname__", None)
+    if module and qualname and module != "__main__" and "<" not in qualname:
+        import importlib
+
+        try:
+            target: Any = importlib.import_module(module)
+            for part in qualname.split("."):
+                target = getattr(target, part)
+        except (ImportError, AttributeError):
+            target = None
+        if target is policy:
+            return f"{module}:{qualname}"
+    raise RunSetupError(f"process and Ray workers build the policy by name in each worker, and {policy!r} has none "
+                        f"they can import (a lambda, a closure or a function of __main__): define the factory in a "
+                        f"module and pass it as 'module:factory', or play with workers='threads'")
+
+
+class EpisodeWorker:
+    """The worker side of process and Ray workers: a policy factory resolved by name, one env per env id
+    made on first use and reused for every later episode (one JVM, browser or MariaDB per worker), a
+    policy made for each episode, as a thread does. Used by the process workers below and the Ray
+    actors of :mod:`agent_gym.distributed`.
+
+    Raises what :func:`resolve_policy` raises for a policy name this worker cannot import.
+    """
+
+    def __init__(self, policy: str, policy_options: dict[str, Any], env_kwargs: dict[str, Any]):
+        self.factory = resolve_policy(policy)
+        self.policy_options = policy_options
+        self.pool = _EnvPool(env_kwargs)
+
+    def probe(self, env_ids: Sequence[str]) -> tuple[str, dict[str, dict[str, Any]]]:
+        """The rollout's setup check, here: the agent's name and each env's options; :class:`RunSetupError`."""
+        return _probe(env_ids, self.factory, self.policy_options, self.pool)
+
+    def play(self, spec: EpisodeSpec) -> Trajectory:
+        """One episode; never raises (a fault is the trajectory's ``error``)."""
+        return _play_one(spec, self.factory, self.policy_options, self.pool)
+
+    def close(self) -> None:
+        """Close every env (the engines stop)."""
+        self.pool.close_all(CLOSE_TIMEOUT_S)
+
+    def answer(self, call: str, arg: Any) -> tuple[str, Any]:
+        """One driver request as a reply that always pickles: ``("ok", result)``, ``("setup", message)``
+        for a :class:`RunSetupError`, ``("error", traceback)`` for anything else."""
+        try:
+            return "ok", self.probe(arg) if call == "probe" else self.play(arg)
+        except RunSetupError as exc:
+            return "setup", str(exc)
+        except Exception:  # noqa: BLE001 - reported to the driver, which records it
+            return "error", traceback.format_exc()[-4000:]
+
+
+def _start_worker(policy: str, policy_options: dict[str, Any], env_kwargs: dict[str, Any]) -> tuple[str, Any]:
+    """An :class:`EpisodeWorker` in a ``("ready", worker)`` pair, or ``("failed", message)``."""
+    try:
+        return "ready", EpisodeWorker(policy, policy_options, env_kwargs)
+    except Exception as exc:  # noqa: BLE001 - the driver says it and stops
+        return "failed", f"{type(exc).__name__}: {exc}"
+
+
+def _process_main(fd: int) -> None:
+    """A worker process (``python -c``, see :class:`_ProcessBackend`): its setup from the driver's socket
+    (``sys.path``, policy name, options), then requests ``(call, arg)``, one reply each, until
+    ``("close", None)`` or the driver is gone; then the engines are closed."""
+    from multiprocessing.connection import Connection
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the driver decides
+    conn = Connection(fd)
+    sys_path, policy, policy_options, env_kwargs = conn.recv()
+    sys.path[:] = sys_path  # the driver's (a factory importable there is importable here)
+    state, worker = _start_worker(policy, policy_options, env_kwargs)
+    conn.send((state, os.getpid() if state == "ready" else worker))
+    if state != "ready":
+        return
+    try:
+        while True:
+            try:
+                call, arg = conn.recv()
+            except (EOFError, OSError):  # the driver ended
+                return
+            if call == "close":
+                return
+            conn.send(worker.answer(call, arg))
+    except OSError:  # the driver ended while this episode played
+        return
+    finally:
+        worker.close()
+
+
+class _ProcessHandle:
+    def __init__(self, proc: Any, conn: Any):
+        self.proc, self.conn = proc, conn
+
+    def __repr__(self) -> str:
+        return f"worker process {self.proc.pid}"
+
+
+class _ProcessBackend:
+    """Worker processes of this machine, each an :class:`EpisodeWorker` answering the driver over a
+    socket pair. A fresh interpreter (``python -c``), not ``multiprocessing``'s spawn, which would
+    import the caller's ``__main__`` again (a script without a main guard would start its run anew)
+    and fork would copy the driver's threads and engines."""
+
+    noun = "worker process"
+
+    def __init__(self, policy: str, policy_options: dict[str, Any], env_kwargs: dict[str, Any]):
+        self.setup = (list(sys.path), policy, policy_options, env_kwargs)
+
+    def spawn(self) -> _ProcessHandle:
+        import socket
+        import subprocess
+        from multiprocessing.connection import Connection
+
+        ours, theirs = socket.socketpair()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", f"from agent_gym.rollout import _process_main; _process_main({theirs.fileno()})"],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+        finally:
+            theirs.close()
+        conn = Connection(ours.detach())
+        conn.send(self.setup)
+        return _ProcessHandle(proc, conn)
+
+    def submit(self, handle: _ProcessHandle, call: str, arg: Any) -> None:
+        try:
+            handle.conn.send((call, arg))
+        except OSError:  # died: wait() says so
+            pass
+
+    def wait(self, handles: Sequence[_ProcessHandle], timeout: float) -> list[tuple[Any, str, Any]]:
+        from multiprocessing.connection import wait
+
+        by_conn = {h.conn: h for h in handles}
+        events = []
+        for conn in wait(list(by_conn), timeout):
+            h = by_conn[conn]
+            try:
+                events.append((h, *conn.recv()))
+                continue
+            except (EOFError, OSError):  # the process closed its end: it ended
+                pass
+            try:
+                code = h.proc.wait(5.0)
+            except Exception:  # noqa: BLE001 - still ending: say so as it is
+                code = None
+            why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+            events.append((h, "dead", f"{h} ended ({why})"))
+        answered = {id(h) for h, *_ in events}
+        for h in handles:  # ended, but an engine it started still holds its socket open (no EOF)
+            if id(h) not in answered and h.proc.poll() is not None and not h.conn.poll():
+                code = h.proc.returncode
+                why = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+                events.append((h, "dead", f"{h} ended ({why})"))
+        return events
+
+    def kill(self, handle: _ProcessHandle) -> None:
+        handle.proc.kill()
+        handle.proc.wait()
+        handle.conn.close()
+
+    def close(self, handles: Sequence[_ProcessHandle], timeout: float) -> None:
+        import subprocess
+
+        for h in handles:
+            self.submit(h, "close", None)
+        end = time.monotonic() + timeout
+        for h in handles:
+            try:
+                h.proc.wait(max(0.0, end - time.monotonic()))
+                h.conn.close()
+            except subprocess.TimeoutExpired:
+                self.kill(h)
+
+
+def _backend(kind: str, ray_address: str | None, policy: str, policy_options: dict[str, Any],
+             env_kwargs: dict[str, Any]) -> Any:
+    if kind == "processes":
+        return _ProcessBackend(policy, policy_options, env_kwargs)
+    from agent_gym.distributed import RayBackend
+
+    return RayBackend(ray_address, policy, policy_options, env_kwargs)
+
+
+class _Crew:
+    """The driver's side of process and Ray workers. It starts them, hands each one episode at a
+    time, writes what comes back (the driver alone writes the file) and replaces a worker that died;
+    the episode it was playing goes to the front of the queue, to be played on another worker
+    (:data:`WORKER_DEATH_RETRIES` times, then recorded as an error, which a resume plays again)."""
+
+    def __init__(self, backend: Any):
+        self.backend = backend
+        self.live: list[Any] = []
+        self.idle: list[Any] = []
+
+    def _spawn(self) -> Any:
+        handle = self.backend.spawn()
+        self.live.append(handle)
+        return handle
+
+    def _drop(self, handle: Any) -> None:
+        self.backend.kill(handle)
+        self.live.remove(handle)
+
+    def _next(self, handle: Any, timeout: float) -> tuple[str, Any]:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for _, kind, payload in self.backend.wait([handle], 0.5):
+                return kind, payload
+        return "timeout", f"no answer within {timeout:.0f}s"
+
+    def probe(self, env_ids: Sequence[str]) -> tuple[str, dict[str, dict[str, Any]]]:
+        """Start the first worker and make the envs and the policy there; :class:`RunSetupError` if it cannot."""
+        noun = self.backend.noun
+        first = self._spawn()
+        kind, payload = self._next(first, WORKER_START_TIMEOUT_S)
+        if kind != "ready":
+            hint = getattr(self.backend, "start_hint", "")
+            raise RunSetupError(f"the first {noun} did not start: {payload}{hint}")
+        self.backend.submit(first, "probe", list(env_ids))
+        kind, payload = self._next(first, WORKER_START_TIMEOUT_S)
+        if kind == "ok":
+            self.idle.append(first)
+            return payload
+        if kind == "setup":
+            raise RunSetupError(payload)
+        raise RunSetupError(f"the first {noun} failed making the envs and the policy: {payload}")
+
+    def play(self, todo: list[EpisodeSpec], skipped: list[Trajectory], *, output: Path | None,
+             writer: _Writer | None, concurrency: int, progress: bool,
+             on_episode: Callable[[Trajectory], None] | None, handle_sigint: bool, retried: int,
+             kept_errors: list[Trajectory], total: int) -> RolloutResult:
+        backend, noun = self.backend, self.backend.noun
+        stop = threading.Event()
+        queue_ = collections.deque(todo)
+        deaths: collections.Counter[str] = collections.Counter()
+        busy: dict[Any, EpisodeSpec] = {}
+        idle, starting = list(self.idle), []
+        self.idle = []
+        failed_starts = 0
+        resumed_score = sum(t.score for t in skipped)
+        bar = _progress_bar(total, skipped, resumed_score) if progress else None
+        previous_handler = _stop_on_sigint(stop, output) if handle_sigint else None
+        results: list[Trajectory] = []
+        started = time.perf_counter()
+        ended = False
+        try:
+            while len(idle) + len(starting) < min(concurrency, len(todo)):
+                starting.append(self._spawn())
+            while (queue_ or busy) and not stop.is_set():
+                while idle and queue_:
+                    handle, spec = idle.pop(), queue_.popleft()
+                    backend.submit(handle, "play", spec)
+                    busy[handle] = spec
+                for handle, kind, payload in backend.wait([*busy, *starting], 0.1):
+                    if handle in starting:
+                        starting.remove(handle)
+                        if kind == "ready":
+                            idle.append(handle)
+                            failed_starts = 0
+                            continue
+                        self._drop(handle)
+                        failed_starts += 1
+                        if failed_starts > concurrency + 2:  # a worker that cannot start: not a fault of one episode
+                            raise RunSetupError(f"{noun}s keep failing to start ({payload}); the finished episodes "
+                                                f"are kept: fix the workers and resume with the same output")
+                        if not idle and not busy:
+                            starting.append(self._spawn())
+                        continue
+                    spec = busy.pop(handle)
+                    if kind == "ok":
+                        idle.append(handle)
+                        _record(payload, results, writer, on_episode, bar, skipped, resumed_score)
+                    elif kind == "dead":
+                        self._drop(handle)
+                        deaths[spec.episode_id] += 1
+                        if deaths[spec.episode_id] > WORKER_DEATH_RETRIES:
+                            _record(_error_record(spec, f"its {noun} died under it {deaths[spec.episode_id]} times "
+                                                        f"(last: {payload}); resume to play it again"),
+                                    results, writer, on_episode, bar, skipped, resumed_score)
+                        else:
+                            print(f"agent-gym: {payload} while playing {spec.episode_id}; playing it again on "
+                                  f"another {noun}", file=sys.stderr)
+                            queue_.appendleft(spec)
+                        if queue_:
+                            starting.append(self._spawn())
+                    else:  # the worker answered with a fault of its own loop: this episode's error record
+                        idle.append(handle)
+                        _record(_error_record(spec, str(payload)), results, writer, on_episode, bar, skipped,
+                                resumed_score)
+            ended = not stop.is_set()
+        finally:
+            interrupted = stop.is_set()
+            stop.set()
+            if writer is not None:
+                writer.close()
+            if bar is not None:
+                bar.close()
+            self.close(graceful=ended)
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
+        return RolloutResult(results, skipped=len(skipped), seconds=time.perf_counter() - started, output=output,
+                             retried=retried, kept_errors=kept_errors, resumed_score=resumed_score,
+                             interrupted=interrupted, abandoned=len(todo) - len(results) if interrupted else 0)
+
+    def close(self, graceful: bool = True) -> None:
+        """Stop every worker: ``graceful`` lets each close its engines (within :data:`CLOSE_TIMEOUT_S`),
+        else they are killed (Ctrl-C, a fault: the episodes in flight are abandoned)."""
+        live, self.live, self.idle = self.live, [], []
+        if graceful:
+            self.backend.close(live, CLOSE_TIMEOUT_S)
+        else:
+            for handle in live:
+                self.backend.kill(handle)
