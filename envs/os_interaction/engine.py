@@ -391,6 +391,9 @@ class Sandbox:
         shell = self._open_shell(self.limits.command_seconds)  # a new one after an exit: normally milliseconds
         left = self.limits.command_seconds - (time.monotonic() - began)
         output, stuck = shell.execute(command, max(left, 0.1))
+        wedged = self.wedged()
+        if wedged:  # the sandbox itself was killed (or stopped) under the command: not the agent's doing
+            raise SandboxWedged(wedged)
         if not self.shell_alive:  # `exit`, `exec`, killed: the next command gets a new login shell
             self._shell.close()
             self._shell = None
