@@ -104,7 +104,10 @@ class OSEnv(TextEnv):
 
             sandbox = DockerSandbox(image=self.sandbox_options.get("image", DEFAULT_IMAGE),
                                     host=self.sandbox_options.get("host"))
-            return sandbox.image_id() or f"{sandbox.image} (not found)"
+            try:
+                return sandbox.image_id() or f"{sandbox.image} (not found)"
+            finally:
+                sandbox.close()  # its client's connections
         from agent_gym.envs.os_interaction.bwrap import default_rootfs
 
         root = self.sandbox_options.get("root") or default_rootfs()
