@@ -429,6 +429,7 @@ def serve(env_ids: list[str] | None = None, *, host: str = "127.0.0.1", port: in
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(2048)  # before the line below: a client that read it may connect at once (and waits for accept)
     bound = sock.getsockname()[1]
     # messages between the payload limit and this size get the clear error reply; bigger ones are
     # cut by the WebSocket layer itself (close code 1009), so no client can make the server buffer more

@@ -1,0 +1,246 @@
+"""The env server (``agent-gym serve-env``) and RemoteEnv: real servers on localhost, real envs.
+
+A remote episode must be the in-process episode: same observations, rewards and info for the
+same seed. Sessions are separate envs; limits answer with errors that name the option, and the
+server lives on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import gymnasium as gym
+import pytest
+
+pytest.importorskip("openenv.core", reason="the env server needs OpenEnv: pip install 'agent-gym[envserver]'")
+
+import agent_gym  # noqa: E402,F401
+from agent_gym.episode import run_episode  # noqa: E402
+from agent_gym.policies.simple import expert  # noqa: E402
+from agent_gym.remote import EnvServerFull, EnvServerUnavailable, RemoteEnv, RemoteEnvError, SessionClosed  # noqa: E402
+from agent_gym.testing import need_data  # noqa: E402
+from agent_gym.trajectory import dumps  # noqa: E402
+
+GSM8K, DB, ALFWORLD = "AgentTuning/GSM8K-v0", "AgentTuning/DB-v0", "AgentTuning/Alfworld-v0"
+DATA = {GSM8K: ["gsm8k"], DB: ["dbbench"], ALFWORLD: ["alfworld", "alfworld-agentbench"]}
+MAX_PAYLOAD = 64 * 1024
+
+
+def _start(*args: str) -> tuple[subprocess.Popen, str]:
+    """``agent-gym serve-env ARGS --port 0`` in a process of its own; its URL from the line it prints."""
+    proc = subprocess.Popen([sys.executable, "-m", "agent_gym.cli", "serve-env", "--port", "0", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+    line = proc.stdout.readline()  # the server prints its URL once it listens
+    if "serving" not in line:
+        proc.kill()
+        pytest.fail(f"agent-gym serve-env did not start: {line}{proc.stdout.read()}")
+    return proc, line.split(" on ", 1)[1].split()[0]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def servers():
+    """Two servers started together (their start-ups overlap): a roomy one, and one with tight limits."""
+    procs = []
+    try:
+        roomy = _start("--env", "gsm8k,db,alfworld", "--max-sessions", "8", "--idle-timeout", "120",
+                       "--max-payload-bytes", str(MAX_PAYLOAD))
+        procs.append(roomy[0])
+        tight = _start("--env", "gsm8k", "--max-sessions", "2", "--idle-timeout", "1")
+        procs.append(tight[0])
+        yield {"url": roomy[1], "tight": tight[1]}
+    finally:
+        for proc in procs:
+            _stop(proc)
+
+
+def _record(traj) -> dict:
+    """A trajectory as its JSONL record, less the wall-clock fields."""
+    record = json.loads(dumps(traj))
+    for key in ("seconds", "started_at"):
+        record.pop(key, None)
+    for step in record["steps"]:
+        step.pop("seconds", None)
+    return record
+
+
+@pytest.mark.parametrize("env_id,seed", [(GSM8K, 11), (DB, 5), (ALFWORLD, 3)])
+def test_a_seeded_episode_is_the_same_in_process_and_through_the_server(servers, env_id, seed):
+    for name in DATA[env_id]:
+        need_data(name)
+    here = gym.make(env_id)
+    try:
+        local = run_episode(here, expert(here), env_id=env_id, seed=seed)
+    finally:
+        here.close()
+    remote_env = RemoteEnv(servers["url"], env_id)
+    try:
+        remote = run_episode(remote_env, expert(remote_env), env_id=env_id, seed=seed)
+    finally:
+        remote_env.close()
+    assert local.status != "error", local.error
+    assert local.steps and local.score > 0  # the expert solved it: the comparison covers a whole episode
+    assert _record(remote) == _record(local)
+
+
+def test_openenvs_own_generic_client_drives_an_env(servers):
+    need_data("gsm8k")
+    from openenv.core import GenericEnvClient
+
+    with GenericEnvClient(base_url=servers["url"]).sync() as client:
+        first = client.reset(env_id="gsm8k", seed=0, options={"task": "3"})
+        info = first.observation["info"]
+        assert info["task_id"] == "3" and info["status"] == "running" and not first.done
+        assert [m["role"] for m in info["prompt"]][:2] == ["user", "assistant"]  # the paper's 8-shot chat
+        assert "sprints" in first.observation["text"]  # task 3: James's sprints
+        result = client.step({"message": "So he runs 540 meters. The answer is 540"})
+        assert result.done and result.reward == 1.0
+        assert result.observation["terminated"] and not result.observation["truncated"]
+        assert result.observation["info"]["status"] == "completed"
+        state = client.state()
+        assert state["env_id"] == GSM8K and state["task_id"] == "3" and state["expert_replies"] is None
+
+
+def test_sessions_are_separate_envs(servers):
+    need_data("gsm8k")
+    a = RemoteEnv(servers["url"], GSM8K)
+    b = RemoteEnv(servers["url"], GSM8K, extraction="robust")
+    try:
+        assert a.options() == {"extraction": "paper"} and b.options() == {"extraction": "robust"}
+        _, info_a = a.reset(options={"task": "3"})
+        _, info_b = b.reset(options={"task": "5"})
+        answer_b = b.expert_replies(b.task)[0]
+        answer_a = a.expert_replies(a.task)[0]
+        assert answer_a != answer_b
+        # interleaved: each session answers its own question; neither reset touched the other
+        _, reward_a, done_a, _, info_a = a.step(answer_a)
+        assert (reward_a, done_a, info_a["task_id"]) == (1.0, True, "3")
+        _, reward_b, done_b, _, info_b = b.step(answer_b)
+        assert (reward_b, done_b, info_b["task_id"]) == (1.0, True, "5")
+        assert a.state().task_id == "3" and b.state().task_id == "5"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_an_idle_session_is_closed_and_a_reset_opens_a_new_one(servers):
+    need_data("gsm8k")
+    env = RemoteEnv(servers["tight"], GSM8K)
+    try:
+        env.reset(seed=0)
+        time.sleep(2.5)  # idle past the server's --idle-timeout 1
+        with pytest.raises(SessionClosed, match=r"idle for more than 1 s \(agent-gym serve-env --idle-timeout\)"):
+            env.step("The answer is 1")
+        assert _active(servers["tight"]) == 0  # the server closed the env and freed the slot
+        _, info = env.reset(seed=0, options={"task": "3"})  # a new session
+        assert info["task_id"] == "3"
+        assert env.step(env.expert_replies(env.task)[0])[1] == 1.0
+    finally:
+        env.close()
+
+
+def test_the_session_limit_refuses_one_more_with_the_option_to_raise(servers):
+    need_data("gsm8k")
+    first, second = RemoteEnv(servers["tight"], GSM8K), RemoteEnv(servers["tight"], GSM8K)
+    try:
+        with pytest.raises(EnvServerFull, match=r"2/2 sessions.*--max-sessions"):
+            RemoteEnv(servers["tight"], GSM8K)
+        first.close()  # closing frees the slot at once
+        third = RemoteEnv(servers["tight"], GSM8K)
+        third.reset(seed=1)
+        third.close()
+        second.reset(seed=2)  # the others never noticed
+    finally:
+        first.close()
+        second.close()
+
+
+def test_an_oversized_payload_is_refused_and_the_session_goes_on(servers):
+    need_data("gsm8k")
+    import requests
+
+    env = RemoteEnv(servers["url"], GSM8K)
+    try:
+        env.reset(options={"task": "3"})
+        with pytest.raises(RemoteEnvError, match=r"over this server's limit of 65536 bytes .*--max-payload-bytes"):
+            env.step("x" * (MAX_PAYLOAD + 1))
+        assert env.step("The answer is 540")[1] == 1.0  # the same episode, still running
+    finally:
+        env.close()
+    response = requests.post(servers["url"] + "/mcp", data=b"{" * (MAX_PAYLOAD + 1), timeout=30)
+    assert response.status_code == 413 and "--max-payload-bytes" in response.json()["detail"]
+
+
+def test_env_errors_keep_their_type_and_the_session(servers):
+    need_data("gsm8k")
+    with pytest.raises(ValueError, match=r"has no option 'extractoin'"):
+        RemoteEnv(servers["url"], GSM8K, extractoin="robust")
+    with pytest.raises(ValueError, match=r"does not serve 'AgentTuning/MMLU-v0'.*serve-env --env"):
+        RemoteEnv(servers["url"], "AgentTuning/MMLU-v0")
+    env = RemoteEnv(servers["url"], GSM8K)
+    try:
+        with pytest.raises(KeyError, match="unknown task id 'no-such-task'"):
+            env.reset(options={"task": "no-such-task"})
+        with pytest.raises(gym.error.ResetNeeded):
+            env.step("The answer is 1")
+        assert env.reset(options={"task": "3"})[1]["task_id"] == "3"  # the session lives on
+    finally:
+        env.close()
+
+
+def test_check_env_passes_on_remote_env(servers):
+    need_data("gsm8k")
+    from gymnasium.utils.env_checker import check_env
+
+    env = RemoteEnv(servers["url"], GSM8K)
+    try:
+        check_env(env)
+    finally:
+        env.close()
+    env.close()  # twice is fine
+
+
+def test_a_server_that_is_not_there_or_goes_away_is_named():
+    need_data("gsm8k")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    with pytest.raises(EnvServerUnavailable, match=rf"127.0.0.1:{port}.*agent-gym serve-env"):
+        RemoteEnv(f"http://127.0.0.1:{port}", GSM8K, connect_timeout_s=5)
+    proc, url = _start("--env", "gsm8k")
+    try:
+        env = RemoteEnv(url, GSM8K)
+        env.reset(seed=0)
+    finally:
+        proc.kill()
+        proc.wait()
+    with pytest.raises(EnvServerUnavailable, match=rf"{url}.*still running"):
+        env.step("The answer is 1")
+    with pytest.raises(EnvServerUnavailable, match=url):
+        env.reset(seed=0)
+    env.close()
+
+
+def _active(url: str) -> int:
+    import requests
+
+    for _ in range(50):  # the server's teardown runs just after the close
+        active = requests.get(url + "/agent-gym", timeout=10).json()["active_sessions"]
+        if active == 0:
+            return 0
+        time.sleep(0.1)
+    return active
