@@ -1,19 +1,37 @@
-"""The ``local`` backend: a transformers causal LM in this process, with dynamic batching.
+"""The ``local`` backend: a transformers causal LM in this process, with continuous batching and KV reuse.
 
-One :class:`LocalModel` owns the weights; one :class:`Batcher` thread owns the model and runs a
-greedy/sampled decode loop over every request waiting at that moment (left-padded, one KV cache),
-so many episodes in threads, or many HTTP clients of ``agent-gym serve``, share each forward pass.
-The same decode loop serves a single request, so in-process and served replies are identical.
+One :class:`LocalModel` owns the weights; one :class:`Batcher` thread drives an :class:`Engine` over
+them, so many episodes in threads, or many HTTP clients of ``agent-gym serve``, share each forward
+pass. Requests join and leave the running batch between tokens (continuous batching), each row
+attending over its own preallocated KV buffer (no padding, no per-token copy of the cache:
+:mod:`agent_gym.policies.kvcache`). A :class:`~agent_gym.policies.kvcache.PrefixCache` keeps the KV
+of finished prompts and replies, bounded in bytes (``AGENT_GYM_PREFIX_CACHE_MB``, default 1024;
+0 turns it off) with LRU eviction: an episode's next turn and the next episode of a task compute only
+the tokens after their longest cached prefix. Greedy replies are the same with or without the cache
+(``tests/policies/test_local_cache.py`` compares them on real episodes). The same engine serves a
+single request, so in-process and served replies are identical.
+
+Why not transformers' own continuous batching (``generate_batch`` / ``init_continuous_batching`` /
+``ContinuousBatchingManager``, transformers 4.57): on CPU it does not start (``PagedAttentionCache``
+computes free memory as ``None - int`` off CUDA/MPS, even with ``num_blocks`` and ``max_batch_tokens``
+given); it has no prefix caching (each request gets fresh blocks; nothing is shared or kept between
+requests); one ``GenerationConfig`` serves every request, so there are no per-request temperature,
+``top_p``, seed or stop sequences, and no per-token log-probs or top-n tokens (``log_prob_generation``
+is a TODO); greedy replies matched ours when its memory probe was patched, at about 10x our time for
+three 10-token requests. What we own is that: per-request decoding controls, stop strings, log-probs,
+and the prefix cache.
 """
 
 from __future__ import annotations
 
+import collections
+import copy
 import dataclasses
 import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent_gym.policies import models
 
@@ -21,7 +39,26 @@ from agent_gym.policies import models
 # in 11.5 s vs 2.5 s at load 9 on 2 cores); passive waiting costs nothing on an idle one. It only
 # takes effect if torch is not imported yet.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-from agent_gym.policies.backend import Generation, Message, PolicySetupError, PromptTooLong, cut_at_stop
+from agent_gym.policies.backend import Generation, Message, PolicySetupError, PromptTooLong, cut_at_stop  # noqa: E402
+
+if TYPE_CHECKING:  # kvcache imports torch: only when a model is made
+    from agent_gym.policies.kvcache import PrefixCache, SequenceKV
+
+#: the prefix cache's default bound, MiB (``AGENT_GYM_PREFIX_CACHE_MB`` overrides it; 0 turns the cache off)
+DEFAULT_PREFIX_CACHE_MB = 1024
+
+
+def prefix_cache_bytes(mb: float | None = None) -> int:
+    """The prefix cache bound in bytes: ``mb``, else ``$AGENT_GYM_PREFIX_CACHE_MB``, else 1024 MiB; 0: no cache."""
+    if mb is None:
+        raw = os.environ.get("AGENT_GYM_PREFIX_CACHE_MB", "")
+        try:
+            mb = float(raw) if raw.strip() else DEFAULT_PREFIX_CACHE_MB
+        except ValueError:
+            raise PolicySetupError(f"AGENT_GYM_PREFIX_CACHE_MB={raw!r} is not a number of MiB (0 turns the cache off)")
+    if mb < 0:
+        raise PolicySetupError(f"the prefix cache bound must be >= 0 MiB, got {mb}")
+    return int(mb * 1024 * 1024)
 
 
 def starts_with_bos(tokenizer: Any, text: str) -> bool:
@@ -55,6 +92,8 @@ class Request:
     scores: list[float] = dataclasses.field(default_factory=list)
     text: str = ""
     finish_reason: str = ""
+    #: prompt tokens whose KV came from the prefix cache (the rest were computed)
+    cached_tokens: int = 0
     error: BaseException | None = None
     cancelled: bool = False
     done: threading.Event = dataclasses.field(default_factory=threading.Event)
@@ -95,6 +134,17 @@ class LocalModel:
         self.eos_ids = {int(i) for i in [*eos, self.tokenizer.eos_token_id] if i is not None}
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else min(self.eos_ids))
+        from agent_gym.policies import kvcache
+
+        why = kvcache.unsupported_reason(config)
+        if why:
+            raise PolicySetupError(
+                f"the local engine cannot run {self.name}: {why} -- serve it with vLLM, SGLang or TGI and use "
+                f"--backend openai or --backend tgi (docs/policies.md)")
+        kvcache.install()
+        self.model.set_attn_implementation(kvcache.ATTENTION)
+        self.kv_shape = kvcache.kv_shape(config)
+        self.dtype = self.model.dtype
         self._tokenizer_lock = threading.Lock()  # the Rust tokenizer is not re-entrant across threads
 
     def encode(self, prompt: str) -> list[int]:
@@ -139,68 +189,18 @@ class LocalModel:
                 f"Given: {n_prompt} `inputs` tokens and {max_new_tokens} `max_new_tokens`")
 
     def run_batch(self, requests: Sequence[Request]) -> None:
-        """Decode every request to its end (EOS, stop sequence, ``max_new_tokens``, or cancelled)."""
-        import torch
+        """Decode every request to its end (EOS, stop sequence, ``max_new_tokens``, or cancelled), together.
 
-        with torch.inference_mode():
-            self._decode(requests, torch)
-
-    def _decode(self, requests: Sequence[Request], torch: Any) -> None:
-        logits, cache, mask, positions = self._prefill(requests, torch)
-        generators = [_generator(torch, r.seed) if r.temperature > 0 else None for r in requests]
-        rows = list(range(len(requests)))  # the requests still decoding, in batch order
-        while rows:
-            chosen, keep = [], []
-            for j, i in enumerate(rows):
-                r = requests[i]
-                if r.cancelled or r.max_new_tokens <= 0:
-                    r.finish_reason = r.finish_reason or "length"
-                    continue
-                token = _choose(torch, logits[j], r.temperature, generators[i], r.top_p)
-                if r.top_n or r.logprobs or (r.score_ids and not r.tokens):
-                    _record_logprobs(torch, r, logits[j], token)
-                if self._append(r, token):
-                    keep.append(j)
-                    chosen.append(token)
-            if not keep:
-                break
-            if len(keep) < len(rows):  # finished sequences leave the batch: no compute spent on them
-                index = torch.tensor(keep, device=self.device)
-                cache.batch_select_indices(index)
-                mask, positions = mask[index], positions[index]
-                rows = [rows[j] for j in keep]
-            mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype, device=mask.device)], dim=1)
-            positions = positions + 1
-            step = torch.tensor(chosen, dtype=torch.long, device=self.device)[:, None]
-            logits = self.model(input_ids=step, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                                use_cache=True).logits[:, -1, :].float()
-
-    def _prefill(self, requests: Sequence[Request], torch: Any) -> tuple[Any, Any, Any, Any]:
-        """Run each prompt alone (no padding: prefill is compute-bound), then join the KV caches.
-
-        The joined cache is left-padded with zeros that the attention mask hides, so every sequence
-        decodes exactly as it would alone.
+        The engine of :class:`Batcher` without a thread or a prefix cache; raises the first request's error.
         """
-        from transformers import DynamicCache
-
-        width = max(len(r.ids) for r in requests)
-        last, layers = [], []
+        engine = Engine(self, max_batch=max(1, len(requests)))
         for r in requests:
-            cache = DynamicCache()
-            ids = torch.tensor([r.ids], dtype=torch.long, device=self.device)
-            out = self.model(input_ids=ids, past_key_values=cache, use_cache=True)
-            last.append(out.logits[0, -1, :].float())
-            layers.append(out.past_key_values.to_legacy_cache())
-        pad = torch.nn.functional.pad
-        joined = tuple(
-            tuple(torch.cat([pad(seq[i][kv], (0, 0, width - len(r.ids), 0)) for seq, r in zip(layers, requests)])
-                  for kv in (0, 1))
-            for i in range(len(layers[0])))
-        mask = torch.zeros((len(requests), width), dtype=torch.long, device=self.device)
-        for i, r in enumerate(requests):
-            mask[i, width - len(r.ids):] = 1
-        positions = torch.tensor([[len(r.ids) - 1] for r in requests], dtype=torch.long, device=self.device)
-        return torch.stack(last), DynamicCache.from_legacy_cache(joined), mask, positions
+            engine.add(r)
+        while engine.busy:
+            engine.step()
+        for r in requests:
+            if r.error is not None:
+                raise r.error
 
     def _append(self, r: Request, token: int) -> bool:
         """Record one new token of ``r``; False when ``r`` is finished."""
@@ -260,17 +260,165 @@ def _record_logprobs(torch: Any, r: Request, logits: Any, token: int) -> None:
         r.top_tokens.append([(int(i), float(v)) for i, v in zip(ids.tolist(), values.tolist())])
 
 
-class Batcher:
-    """Runs requests on one model from a single worker thread, batching whatever is waiting.
+@dataclasses.dataclass(eq=False)
+class _Row:
+    """A request in the running batch: its KV, and the logits of its next token once its prompt is in."""
 
-    ``max_batch`` caps a batch; requests that arrive while a batch decodes wait for the next one.
+    request: Request
+    generator: Any = None
+    kv: SequenceKV | None = None
+    logits: Any = None
+
+
+class Engine:
+    """Continuous batching over one :class:`LocalModel`; one thread drives it by calling :meth:`step`.
+
+    Each step admits waiting requests (up to ``max_batch`` in the batch), computes one chunk of at
+    most ``prefill_chunk`` prompt tokens of one admitted request (after copying the KV of its longest
+    cached prefix from ``prefix_cache``), then gives every request whose prompt is in one new token
+    in a single forward pass. A request leaves the batch as soon as it ends; its KV (prompt and
+    reply) goes into the prefix cache, so the episode's next turn computes only the new tokens.
+    Counters (tokens): ``prefill_tokens`` computed, ``reused_tokens`` copied from the cache,
+    ``generated_tokens``; ``decode_steps`` and ``peak_batch`` (most requests in one decode step).
     """
 
-    def __init__(self, model: LocalModel, max_batch: int = 16):
+    def __init__(self, model: LocalModel, max_batch: int = 16, prefix_cache: PrefixCache | None = None,
+                 prefill_chunk: int = 512):
         self.model = model
         self.max_batch = max(1, max_batch)
+        self.prefix_cache = prefix_cache
+        self.prefill_chunk = max(1, prefill_chunk)
+        self.waiting: collections.deque[Request] = collections.deque()
+        self.rows: list[_Row] = []
+        self.prefill_tokens = self.reused_tokens = self.generated_tokens = 0
+        self.decode_steps = self.peak_batch = 0
+
+    def add(self, request: Request) -> None:
+        self.waiting.append(request)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.waiting or self.rows)
+
+    def step(self) -> list[Request]:
+        """One round (admit, one prefill chunk, one decode step); returns the requests that ended in it."""
+        import torch
+
+        finished: list[Request] = []
+        with torch.inference_mode():
+            while self.waiting and len(self.rows) < self.max_batch:
+                r = self.waiting.popleft()
+                self.rows.append(_Row(r, _generator(torch, r.seed) if r.temperature > 0 else None))
+            filling = next((row for row in self.rows if row.logits is None), None)
+            if filling is not None:
+                self._prefill(filling, finished)
+            ready = [row for row in self.rows if row.logits is not None]
+            if ready:
+                self._decode(torch, ready, finished)
+        return finished
+
+    def fail_all(self, exc: BaseException) -> list[Request]:
+        """End every request with ``exc`` (the engine itself failed); returns them."""
+        failed = [row.request for row in self.rows] + list(self.waiting)
+        self.rows, self.waiting = [], collections.deque()
+        for r in failed:
+            r.error = exc
+        return failed
+
+    def _prefill(self, row: _Row, finished: list[Request]) -> None:
+        from agent_gym.policies.kvcache import SequenceKV
+
+        r = row.request
+        if r.cancelled:
+            return self._finish(row, finished, keep=False)
+        try:
+            if row.kv is None:
+                row.kv = SequenceKV(self.model.kv_shape, len(r.ids) + min(r.max_new_tokens, 256), self.model.dtype,
+                                    self.model.device)
+                if self.prefix_cache is not None:  # the last prompt token is always computed: its logits are needed
+                    r.cached_tokens = self.prefix_cache.lookup(r.ids[:-1], row.kv)
+                    self.reused_tokens += r.cached_tokens
+            chunk = r.ids[row.kv.length:row.kv.length + self.prefill_chunk]
+            logits = self._forward([row], [chunk])
+        except Exception as exc:  # this request's fault (or memory): the others go on
+            r.error = exc
+            return self._finish(row, finished, keep=False)
+        self.prefill_tokens += len(chunk)
+        if row.kv.length == len(r.ids):
+            row.logits = logits[0]
+            if self.prefix_cache is not None:  # now, so episodes starting together share the task's prompt
+                self.prefix_cache.insert(row.kv)
+
+    def _decode(self, torch: Any, ready: list[_Row], finished: list[Request]) -> None:
+        going, chosen = [], []
+        for row in ready:
+            r = row.request
+            if r.cancelled or r.max_new_tokens <= 0:
+                r.finish_reason = r.finish_reason or "length"
+                self._finish(row, finished)
+                continue
+            token = _choose(torch, row.logits, r.temperature, row.generator, r.top_p)
+            if r.top_n or r.logprobs or (r.score_ids and not r.tokens):
+                _record_logprobs(torch, r, row.logits, token)
+            self.generated_tokens += 1
+            if self.model._append(r, token):
+                going.append(row)
+                chosen.append([token])
+            else:
+                self._finish(row, finished)
+        if not going:
+            return
+        try:
+            logits = self._forward(going, chosen)
+        except Exception as exc:
+            for row in going:
+                row.request.error = exc
+                self._finish(row, finished, keep=False)
+            return
+        for row, row_logits in zip(going, logits):
+            row.logits = row_logits
+        self.decode_steps += 1
+        self.peak_batch = max(self.peak_batch, len(going))
+
+    def _forward(self, rows: list[_Row], tokens: list[list[int]]) -> Any:
+        """One forward pass of ``rows``, each with its ``n`` new tokens; the last position's logits, float."""
+        import torch
+
+        n = len(tokens[0])
+        for row in rows:
+            row.kv.reserve(n)
+        device = self.model.device
+        positions = torch.tensor([list(range(row.kv.length, row.kv.length + n)) for row in rows], device=device)
+        out = self.model.model(input_ids=torch.tensor(tokens, dtype=torch.long, device=device), position_ids=positions,
+                               use_cache=False, logits_to_keep=1, agent_gym_rows=[row.kv for row in rows])
+        for row, ids in zip(rows, tokens):
+            row.kv.advance(ids)
+        return out.logits[:, -1, :].float()
+
+    def _finish(self, row: _Row, finished: list[Request], keep: bool = True) -> None:
+        self.rows.remove(row)
+        if keep and row.kv is not None and self.prefix_cache is not None:
+            self.prefix_cache.insert(row.kv)  # the prompt and the reply: the episode's next turn starts with them
+        row.kv = None
+        finished.append(row.request)
+
+
+class Batcher:
+    """Runs requests on one model from a single worker thread with an :class:`Engine` (continuous batching).
+
+    ``max_batch`` caps the requests decoded together; more wait and join as others end.
+    ``prefix_cache_bytes``: the bound of the KV prefix cache (0: none).
+    """
+
+    def __init__(self, model: LocalModel, max_batch: int = 16, prefix_cache_bytes: int = 0, prefill_chunk: int = 512):
+        self.model = model
+        from agent_gym.policies.kvcache import PrefixCache
+
+        self.max_batch = max(1, max_batch)
+        self.prefix_cache = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
+        self.engine = Engine(model, self.max_batch, self.prefix_cache, prefill_chunk)
         self._queue: queue.Queue[Request] = queue.Queue()
-        self.batches = 0  # how many batches ran (for benchmarks and tests)
+        self.batches = 0  # busy periods: runs of the engine from idle to idle (for benchmarks and tests)
         self.batched_requests = 0
         self._thread = threading.Thread(target=self._loop, name="agent-gym-batcher", daemon=True)
         self._thread.start()
@@ -279,24 +427,32 @@ class Batcher:
         self._queue.put(request)
         return request
 
+    def stats(self) -> dict[str, int]:
+        """The engine's token counters and the prefix cache's size (bytes, tokens)."""
+        e, cache = self.engine, self.prefix_cache
+        return {"prefill_tokens": e.prefill_tokens, "reused_tokens": e.reused_tokens,
+                "generated_tokens": e.generated_tokens, "decode_steps": e.decode_steps, "peak_batch": e.peak_batch,
+                "requests": self.batched_requests, "cache_bytes": cache.bytes if cache else 0,
+                "cache_max_bytes": cache.max_bytes if cache else 0}
+
     def _loop(self) -> None:
+        engine = self.engine
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < self.max_batch:
+            if not engine.busy:
+                engine.add(self._queue.get())
+                self.batches += 1
+                self.batched_requests += 1
+            while True:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    engine.add(self._queue.get_nowait())
+                    self.batched_requests += 1
                 except queue.Empty:
                     break
-            live = [r for r in batch if not r.cancelled]
             try:
-                if live:
-                    self.batches += 1
-                    self.batched_requests += len(live)
-                    self.model.run_batch(live)
-            except BaseException as exc:  # delivered to every waiter; the worker lives on
-                for r in live:
-                    r.error = exc
-            for r in batch:
+                done = engine.step()
+            except BaseException as exc:  # an engine fault: delivered to every waiter; the worker lives on
+                done = engine.fail_all(exc)
+            for r in done:
                 r.done.set()
                 if r.on_done:
                     r.on_done()
@@ -309,12 +465,29 @@ class LocalBackend:
     can_score = True
 
     def __init__(self, model: str | None = None, device: str | None = None, dtype: str | None = None,
-                 max_batch: int = 16, context_length: int | None = None):
+                 max_batch: int = 16, context_length: int | None = None, prefix_cache_mb: float | None = None,
+                 prefill_chunk: int = 512):
         self.model = LocalModel(model, device=device, dtype=dtype, context_length=context_length)
         self.model_name = self.model.name
         self.context_length = self.model.context_length
-        self.batcher = Batcher(self.model, max_batch=max_batch)
+        self.batcher = Batcher(self.model, max_batch=max_batch, prefix_cache_bytes=prefix_cache_bytes(prefix_cache_mb),
+                               prefill_chunk=prefill_chunk)
         self._source = model
+
+    def stats(self) -> dict[str, int]:
+        """Token counters since the backend was made (see :meth:`Batcher.stats`)."""
+        return self.batcher.stats()
+
+    def variant(self, *, max_batch: int | None = None, prefix_cache_mb: float | None = None,
+                prefill_chunk: int | None = None) -> LocalBackend:
+        """The same loaded model behind an engine of its own with other settings (to compare them in one process)."""
+        other = copy.copy(self)
+        engine = self.batcher.engine
+        cache_bytes = (prefix_cache_bytes(prefix_cache_mb) if prefix_cache_mb is not None
+                       else engine.prefix_cache.max_bytes if engine.prefix_cache else 0)
+        other.batcher = Batcher(self.model, max_batch=max_batch or self.batcher.max_batch,
+                                prefix_cache_bytes=cache_bytes, prefill_chunk=prefill_chunk or engine.prefill_chunk)
+        return other
 
     @property
     def provenance(self) -> dict[str, Any]:

@@ -6,7 +6,10 @@ wire format): ``POST /`` (JSON list, or SSE with ``"stream": true``), ``/generat
 ``/generate_stream`` (SSE), ``POST /tokenize``, ``GET /info``, ``/health``; OpenAI's ``/v1/completions``,
 ``/v1/chat/completions`` and ``/v1/models``. Errors are TGI's ``{"error", "error_type"}`` with
 422 (validation), 429 (overloaded: more than ``--max-concurrent-requests`` in flight) and 500.
-Requests in flight are batched into shared forward passes (``--max-batch-size``).
+Requests in flight are decoded together with continuous batching (they join and leave the batch
+between tokens, ``--max-batch-size``), and prompts reuse the KV of cached prefixes
+(``--prefix-cache-mb``), as in the ``local`` backend (:mod:`agent_gym.policies.local`).
+OpenAI's routes stream with ``"stream": true`` (SSE chunks, then ``data: [DONE]``).
 
 Log-probs as both protocols give them, so MMLU's paper scoring works against this server: TGI's
 ``top_n_tokens`` (``details.top_tokens``, and each token's ``logprob``) and OpenAI's completions
@@ -46,11 +49,13 @@ class Server:
     """The model, its batcher and the request limits; the routes are methods."""
 
     def __init__(self, args: argparse.Namespace):
-        from agent_gym.policies.local import Batcher, LocalModel
+        from agent_gym.policies.local import Batcher, LocalModel, prefix_cache_bytes
 
         self.model = LocalModel(args.model, device=args.device, dtype=args.dtype,
                                 context_length=args.max_total_tokens)
-        self.batcher = Batcher(self.model, max_batch=args.max_batch_size)
+        self.batcher = Batcher(self.model, max_batch=args.max_batch_size,
+                               prefix_cache_bytes=prefix_cache_bytes(args.prefix_cache_mb),
+                               prefill_chunk=args.prefill_chunk)
         self.max_total = self.model.context_length
         self.max_input = args.max_input_tokens or self.max_total - 1
         self.max_concurrent = args.max_concurrent_requests
@@ -167,6 +172,8 @@ class Server:
                 raise validation(f"`logprobs` must be an integer >= 0 and <= {self.max_top_n}. Given: {logprobs}")
             params["top_n_tokens"] = logprobs
             params["logprobs"] = True
+        if body.get("stream"):
+            return await self._openai_stream(request, body, prompt, params, chat=False)
         req, _ = await self._run(prompt, params)
         text = _openai_text(req)
         return web.json_response({
@@ -200,12 +207,12 @@ class Server:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise validation("`messages` must be a non-empty list")
-        if body.get("stream"):
-            raise validation("streaming chat completions are not supported; use /generate_stream")
         try:
             prompt = self.model.render([{"role": m["role"], "content": m.get("content") or ""} for m in messages])
         except (KeyError, TypeError, ValueError) as exc:
             raise validation(f"bad `messages`: {exc}") from exc
+        if body.get("stream"):
+            return await self._openai_stream(request, body, prompt, _openai_params(body), chat=True)
         req, _ = await self._run(prompt, _openai_params(body))
         text = _openai_text(req)
         return web.json_response({
@@ -214,6 +221,50 @@ class Server:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
                          "finish_reason": _openai_finish(req)}],
             "usage": _usage(req)})
+
+    async def _openai_stream(self, request: Any, body: dict[str, Any], prompt: str, params: dict[str, Any],
+                             chat: bool) -> Any:
+        """OpenAI's streaming form (SSE): ``chat.completion.chunk`` deltas (or ``text_completion`` pieces), then
+        a chunk with ``finish_reason``, the usage chunk if ``stream_options.include_usage``, and ``data: [DONE]``.
+
+        Text that could be the start of a stop sequence is held back until the next tokens tell; the stop
+        sequence itself is never sent (as OpenAI drops it).
+        """
+        req = self._request(prompt, params)
+        kind = "chat.completion.chunk" if chat else "text_completion"
+        head = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}", "object": kind,
+                "created": int(time.time()), "model": self.model.name, "system_fingerprint": VERSION}
+
+        def chunk(text: str | None, finish: str | None = None, first: bool = False) -> dict[str, Any]:
+            if chat:
+                delta = ({"role": "assistant", "content": ""} if first else {} if text is None else {"content": text})
+                choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            else:
+                choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+            return {**head, "choices": [choice]}
+
+        async def write(response: Any, events: asyncio.Queue) -> None:
+            if chat:
+                await _sse(response, chunk(None, first=True), space=True)
+            sent = 0
+            while await events.get() is not None:
+                safe = _releasable(req.text, req.stop)
+                if len(safe) > sent:
+                    await _sse(response, chunk(safe[sent:]), space=True)
+                    sent = len(safe)
+            if req.error is not None:
+                await _sse(response, {"error": {"message": f"{type(req.error).__name__}: {req.error}",
+                                                "type": "generation", "code": 500}}, space=True)
+            else:
+                rest = _openai_text(req)[sent:]
+                if rest:
+                    await _sse(response, chunk(rest), space=True)
+                await _sse(response, chunk(None, _openai_finish(req)), space=True)
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    await _sse(response, {**head, "choices": [], "usage": _usage(req)}, space=True)
+            await response.write(b"data: [DONE]\n\n")
+
+        return await self._event_stream(request, req, write)
 
     # ------------------------------------------------------------------ generation
     def _request(self, inputs: Any, params: dict[str, Any]) -> Any:
@@ -294,18 +345,9 @@ class Server:
                 "special": special}
 
     async def _stream(self, request: Any, body: dict[str, Any]) -> Any:
-        from aiohttp import web
-
         req = self._request(body.get("inputs"), body.get("parameters") or {})
-        self._admit()
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue = asyncio.Queue()
-        req.on_token = lambda tid, text, special: loop.call_soon_threadsafe(events.put_nowait, (tid, text, special))
-        req.on_done = lambda: loop.call_soon_threadsafe(events.put_nowait, None)
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        try:
-            self.batcher.submit(req)
-            await response.prepare(request)
+
+        async def write(response: Any, events: asyncio.Queue) -> None:
             pending, n = None, 0
             while True:
                 event = await events.get()
@@ -322,6 +364,24 @@ class Server:
             elif pending is not None:
                 await _sse(response, {"token": pending, "generated_text": req.text, "details": {
                     "finish_reason": req.finish_reason, "generated_tokens": len(req.tokens), "seed": req.seed}})
+
+        return await self._event_stream(request, req, write)
+
+    async def _event_stream(self, request: Any, req: Any, write: Any) -> Any:
+        """Run ``req`` and answer with server-sent events: ``write(response, events)`` gets each token as
+        ``(id, text, special)`` on ``events`` and ``None`` at the end. A client that goes away cancels ``req``."""
+        from aiohttp import web
+
+        self._admit()
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+        req.on_token = lambda tid, text, special: loop.call_soon_threadsafe(events.put_nowait, (tid, text, special))
+        req.on_done = lambda: loop.call_soon_threadsafe(events.put_nowait, None)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        try:
+            self.batcher.submit(req)
+            await response.prepare(request)
+            await write(response, events)
         except (asyncio.CancelledError, ConnectionResetError):
             req.cancelled = True
             raise
@@ -346,8 +406,22 @@ async def _body(request: Any) -> dict[str, Any]:
     return body
 
 
-async def _sse(response: Any, payload: dict[str, Any]) -> None:
-    await response.write(b"data:" + json.dumps(payload).encode() + b"\n\n")
+async def _sse(response: Any, payload: dict[str, Any], space: bool = False) -> None:
+    """One server-sent event; ``space``: ``data: {...}`` as OpenAI writes it (TGI writes ``data:{...}``)."""
+    await response.write((b"data: " if space else b"data:") + json.dumps(payload).encode() + b"\n\n")
+
+
+def _releasable(text: str, stops: Sequence[str]) -> str:
+    """The part of ``text`` that can be streamed: before any stop sequence, and short of a tail that may
+    still grow into one (``"fo"`` while ``"four"`` is a stop)."""
+    text = cut_at_stop(text, stops)[0].rstrip("\ufffd")  # a character whose bytes are not all there yet
+    hold = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), hold, -1):
+            if text.endswith(stop[:n]):
+                hold = n
+                break
+    return text[:len(text) - hold]
 
 
 def _openai_params(body: dict[str, Any]) -> dict[str, Any]:
@@ -382,6 +456,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-input-tokens", type=int, default=None)
     parser.add_argument("--max-total-tokens", type=int, default=None, help="prompt + new tokens (default: model's)")
     parser.add_argument("--max-stop-sequences", type=int, default=4)
+    parser.add_argument("--prefix-cache-mb", type=float, default=None,
+                        help="bound of the KV prefix cache shared by requests, MiB (default "
+                             "$AGENT_GYM_PREFIX_CACHE_MB or 1024; 0: off)")
+    parser.add_argument("--prefill-chunk", type=int, default=512,
+                        help="most prompt tokens computed between two decode steps of the running batch")
     parser.add_argument("--max-top-n-tokens", type=int, default=20,
                         help="most log-probs per token a request may ask for (TGI top_n_tokens, OpenAI logprobs)")
 
