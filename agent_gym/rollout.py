@@ -674,6 +674,9 @@ def policy_reference(policy: PolicyFactory | str) -> str:
     """The name a worker process or Ray actor builds ``policy`` from: a name as given, or a factory's
     ``module:qualname`` when importing that gives back the same object. :class:`RunSetupError` for a
     factory that cannot travel by name (a lambda, a closure, a ``__main__`` function)."""
+    if policy == "human":  # a worker has no terminal (its stdin is not the user's)
+        raise RunSetupError("the human policy plays at this terminal: play it with workers='threads' (no --workers, "
+                            "no --ray)")
     if isinstance(policy, str):
         return policy
     module, qualname = getattr(policy, "__module__", None), getattr(policy, "__qualname__", None)
@@ -927,11 +930,20 @@ class _Crew:
         try:
             while len(idle) + len(starting) < min(concurrency, len(todo)):
                 starting.append(self._spawn())
+            stalled_since = None
             while (queue_ or busy) and not stop.is_set():
                 while idle and queue_:
                     handle, spec = idle.pop(), queue_.popleft()
                     backend.submit(handle, "play", spec)
                     busy[handle] = spec
+                if busy:
+                    stalled_since = None
+                elif stalled_since is None:
+                    stalled_since = time.monotonic()
+                elif time.monotonic() - stalled_since > WORKER_START_TIMEOUT_S:  # every worker gone, none starts
+                    raise RunSetupError(f"no {noun} has started for {WORKER_START_TIMEOUT_S:.0f}s"
+                                        f"{getattr(backend, 'start_hint', '')}; the finished episodes are kept: "
+                                        f"resume with the same output")
                 for handle, kind, payload in backend.wait([*busy, *starting], 0.1):
                     if handle in starting:
                         starting.remove(handle)
@@ -976,6 +988,8 @@ class _Crew:
                 writer.close()
             if bar is not None:
                 bar.close()
+            for handle in starting:  # never ready (a Ray actor waiting for a CPU): nothing to close in it
+                self._drop(handle)
             self.close(graceful=ended)
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)

@@ -44,8 +44,15 @@ def by_episode(trajs) -> dict[str, dict]:
 def ray_cluster():
     """A private local Ray cluster; its workers import the test policies from FIXTURES."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(FIXTURES)}})
+    for attempt in (1, 2):
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": str(FIXTURES)}})
+            break
+        except Exception as exc:  # Ray waits 30 s (fixed) for its raylet: a machine under heavy load misses that
+            ray.shutdown()
+            if attempt == 2 or "timed out during startup" not in str(exc):
+                raise
     yield ray
     ray.shutdown()
 
