@@ -12,6 +12,9 @@ with ``logprobs=N`` and reads ``top_logprobs`` (token text -> log-prob). Servers
 versions; ``--max-logprobs``, default 20, caps N), llama.cpp's server (``n_probs``-backed, recent
 builds), sglang, ``agent-gym serve``, OpenAI's legacy completions models (N <= 5). TGI's messages API
 has no ``/v1/completions`` logprobs: use the ``tgi`` backend for TGI.
+
+Several servers of one model (``--url A --url B``): one ``OpenAIBackend`` each, with no retries of its own,
+under :class:`agent_gym.policies.backend.PooledBackend` (least-loaded first, a failing one out for a backoff).
 """
 
 from __future__ import annotations

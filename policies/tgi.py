@@ -11,6 +11,10 @@ MMLU's paper scoring (:meth:`TGIBackend.choice_logprobs`) asks for one new token
 ``top_n_tokens`` (TGI >= 1.0.3; the launcher's ``--max-top-n-tokens`` caps it, default 5) and
 reads the continuations' log-probs from ``details.top_tokens``. Tokens are matched by id when the
 model's tokenizer is on this machine (or the server has ``POST /tokenize``, TGI >= 1.4), else by text.
+
+Several instances (``--url A --url B``, AgentTuning's several compose services): ``get_backend`` makes one
+``TGIBackend`` per instance, with no retries of its own, under :class:`agent_gym.policies.backend.PooledBackend`,
+which sends each request to the least-loaded live instance and takes a failing one out for a backoff.
 """
 
 from __future__ import annotations
