@@ -129,7 +129,10 @@ class Shell:
         timed_out = not ready
         if timed_out and self.alive:
             more, ready = self._read(time.monotonic() + 2.0, b"\x03")
-            data += more
+            # one command keeps output_bytes and the last 4 KiB (the prompt), Ctrl-C's share included
+            data, cap = data + more, self.limits.output_bytes
+            if len(data) > cap + 4096:
+                data = data[:cap] + data[cap:][-4096:]
         return self._clean(data), timed_out and not ready
 
     def _clean(self, data: bytes) -> str:

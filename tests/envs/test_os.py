@@ -781,6 +781,14 @@ def test_100_mb_of_output_is_capped(sandbox):
     assert "fine" in sandbox.execute("echo fine")
 
 
+def test_endless_output_is_interrupted_and_capped(sandbox):
+    """A writer that never ends: Ctrl-C at the deadline, and the command keeps output_bytes plus the
+    last 4 KiB (the prompt), what came before Ctrl-C and after it together."""
+    out = sandbox.execute("yes aaaaaaaa")
+    assert len(out) <= sandbox.limits.output_bytes + 4096 and out.rstrip().endswith("#"), out[-200:]
+    assert sandbox.shell_alive and sandbox.resets == 0 and "fine" in sandbox.execute("echo fine")
+
+
 def test_processes_outside_cannot_be_seen_or_killed(sandbox):
     victim = subprocess.Popen(["sleep", "300"])
     try:
