@@ -39,23 +39,28 @@ def old_backend(rev: str):
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("agent_gym_local_before", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module.LocalBackend()
+
+
+def rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 class PeakRSS:
     """The largest resident set size of this process while the block runs (MiB)."""
 
     def __enter__(self):
-        self.peak, self._stop = 0.0, threading.Event()
+        self.start = self.peak = rss_mb()
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            pages = int(Path("/proc/self/statm").read_text().split()[1])
-            self.peak = max(self.peak, pages * os.sysconf("SC_PAGE_SIZE") / 2**20)
+            self.peak = max(self.peak, rss_mb())
             self._stop.wait(0.2)
 
     def __exit__(self, *exc) -> None:
@@ -95,6 +100,8 @@ def main() -> None:
                         choices=["before", "after", "after-nocache"])
     parser.add_argument("--c1-episodes", type=int, default=None,
                         help="episodes per env at concurrency 1 (default: as many as at the others)")
+    parser.add_argument("--before-at", type=int, nargs="+", default=None,
+                        help="the concurrencies at which to run the before engine (default: all)")
     parser.add_argument("--before-rev", default=BEFORE_REV)
     args = parser.parse_args()
 
@@ -115,6 +122,7 @@ def main() -> None:
 
     rows = []
     after = None
+    warm = False
     for name in args.engines:
         with PeakRSS() as memory:
             if name == "before":
@@ -122,17 +130,26 @@ def main() -> None:
             else:
                 after = after or LocalBackend(max_batch=max(args.concurrency))
                 backend = after if name == "after" else after.variant(prefix_cache_mb=0)
+        print(f"{name}: model loaded, RSS {memory.start:.0f} -> {memory.peak:.0f} MiB", flush=True)
+        if not warm:  # the envs' first episode loads their engines and data: not part of any row
+            play(backend, episodes(1)[:1] + episodes(1)[-1:], 1, 1, 1)
+            warm = True
         for c in args.concurrency:
+            if name == "before" and args.before_at and c not in args.before_at:
+                continue
+            cache = getattr(getattr(backend, "batcher", None), "prefix_cache", None)
+            if cache is not None:
+                cache.clear()  # every row starts cold: no row reuses another row's episodes
             with PeakRSS() as rss:
                 r = play(backend, episodes(c), c, args.max_new_tokens, args.turns)
-            r.update(engine=name, concurrency=c, rss=max(rss.peak, memory.peak))
+            r.update(engine=name, concurrency=c, rss=rss.peak, rss_growth=rss.peak - rss.start)
             if hasattr(backend, "stats"):
                 r["cache_mb"] = backend.stats()["cache_bytes"] / 2**20
             rows.append(r)
             print(f"{name:>13} c={c:<2} {r['episodes']:>2} episodes {r['turns']:>3} turns: {r['wall']:7.1f} s wall, "
                   f"{r['wall'] / r['episodes']:6.1f} s/episode, prefill {r['prefill'] / r['episodes']:7.0f} tok/episode "
                   f"(of {r['prompt'] / r['episodes']:.0f} sent), {r['generated']} generated, {r['errors']} errors, "
-                  f"peak RSS {r['rss']:.0f} MiB, per-env mean episode s {r['by_env']}", flush=True)
+                  f"peak RSS {r['rss']:.0f} MiB (+{r['rss_growth']:.0f} in the row), per-env mean episode s { {k.split('/')[-1]: round(v, 1) for k, v in r['by_env'].items()} }", flush=True)
 
     def find(engine: str, c: int):
         return next((r for r in rows if r["engine"] == engine and r["concurrency"] == c), None)

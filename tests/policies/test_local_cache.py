@@ -77,25 +77,25 @@ def _play(backend, env, tasks, max_new_tokens):
 
 @pytest.mark.slow
 def test_real_episodes_give_the_same_replies_with_and_without_the_cache(local_backend):
-    """ALFWorld (3 turns of one game) and two DB questions (one shared instruction): the cache changes no token."""
+    """ALFWorld (2 turns of one game) and two DB questions (one shared instruction): the cache changes no token."""
     need_data("alfworld")
     need_data("alfworld-agentbench")
     need_data("dbbench")
     on = local_backend.variant(prefix_cache_mb=64)
     off = local_backend.variant(prefix_cache_mb=0)
-    plays = [("AgentTuning/Alfworld-v0", [0], 3, {}), ("AgentTuning/DB-v0", [0, 1], 1, {"engine": "sqlite"})]
+    plays = [("AgentTuning/Alfworld-v0", [0], 2, {}), ("AgentTuning/DB-v0", [0, 1], 1, {"engine": "sqlite"})]
     for env_id, tasks, turns, options in plays:
         env = gym.make(env_id, max_episode_steps=turns, **options)
         try:
-            with_cache, cost = _play(on, env, tasks, 6)
-            without, cost_off = _play(off, env, tasks, 6)
+            with_cache, cost = _play(on, env, tasks, 5)
+            without, cost_off = _play(off, env, tasks, 5)
         finally:
             env.close()
         assert with_cache == without and sum(map(len, without)) == turns * len(tasks), env_id
         assert cost_off["reused_tokens"] == 0
-        # every turn after the first, and every episode after the first, computes only its new tokens
-        assert cost["prefill_tokens"] < cost_off["prefill_tokens"] / 2, (env_id, cost, cost_off)
+        # a turn after the first, and an episode after the first, computes only its new tokens: the rest is reused
         assert cost["prefill_tokens"] + cost["reused_tokens"] == cost_off["prefill_tokens"]
+        assert cost["reused_tokens"] > cost_off["prefill_tokens"] / 3, (env_id, cost, cost_off)
     assert on.stats()["cache_bytes"] <= on.stats()["cache_max_bytes"]
 
 
