@@ -19,7 +19,7 @@ NOT_EXECUTED = "Function is not executed!"
 
 _FINAL = re.compile(r"(?:Find|Final) Answer: #(\d+)")
 _ACTION = re.compile(r"Action.*?:")
-_NAME = re.compile(r"(\w+)\(")
+_NAME = re.compile(r"(?<!\w)(\w+)\(")  # from a word's start only: the same matches, linear time
 
 
 def messages(instructions: str, one_shot: tuple[str, ...] | list[str]) -> list[dict[str, str]]:
