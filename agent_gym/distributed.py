@@ -99,8 +99,8 @@ def connect(address: str | None = None) -> Any:
         _check_reachable(address)
     try:
         ray.init(address=address, ignore_reinit_error=True)
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-        raise RunSetupError(f"cannot connect to a Ray cluster at {address}: {exc}; {FIX}") from None
+    except Exception as exc:  # noqa: BLE001 - Ray raises bare Exception too (a local node that did not start)
+        raise RunSetupError(f"cannot connect to a Ray cluster at {address}: {_first_line(exc)}; {FIX}") from None
     return ray
 
 

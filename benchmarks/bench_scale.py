@@ -1,16 +1,20 @@
 """Episodes per second with the expert policy at 1, 2 and 4 workers: threads vs worker processes vs
 Ray actors, for ALFWorld (TextWorld: CPU-bound Python) and DB (MariaDB: the work is in the server).
 
-    python benchmarks/bench_scale.py [--alfworld 12] [--db 60] [--workers 1,2,4] [--kinds threads,processes,ray]
+    python benchmarks/bench_scale.py [--alfworld 32] [--db 120] [--workers 1,2,4] [--kinds threads,processes,ray]
 
-Each cell is one ``rollout()`` of the first N tasks of the env's test split (no output file):
-``ep/s`` counts the episodes after the first ``k`` (k workers) over the time between the k-th and the
-last episode's end, so worker start (a fresh interpreter, an engine) and each worker's cold first
-episode are left out; ``start`` is the time to the k-th episode. ``cpu/wall`` is the CPU the workers
-used over the wall time of the rollout (this process for threads, the reaped worker processes for
-processes; not measured for Ray, whose actors are the raylet's children). Threads stay at or under
-1.0 when the engine holds the GIL; processes can use every core. Ratios are against the same kind at
-1 worker. Ray runs on a private local cluster of max(--workers) logical CPUs (one per actor).
+Each cell is one ``rollout()`` of the first N tasks of the env's test split (no output file), with the
+expert wrapped so that each trajectory records the process that played it. ``ep/s`` is the steady rate
+while every worker is warm and busy: the episodes that started after the last worker ended its first
+(cold) episode and ended before the first worker ended its last, over that window; so worker start (a
+fresh interpreter, an engine) and the ragged end are left out. ``warm s`` is the time until every
+worker had ended one episode; ``wall s`` the whole rollout. Threads all record one process: their
+window is from the k-th to the last-but-k episode's end. ``cpu/wall`` is the CPU the workers used over
+the wall time of the rollout (this process for threads, the reaped worker processes for processes;
+not measured for Ray, whose actors are the raylet's children). Threads stay at or under 1.0 when the
+engine holds the GIL; processes can use every core. Ratios are against the same kind at 1 worker, and
+against threads at the same count. Ray runs on a private local cluster of max(--workers) logical CPUs
+(one per actor).
 
 Needs the ALFWorld and dbbench data, the ``alfworld``, ``db`` and ``ray`` extras, and mariadb-server.
 """
@@ -21,6 +25,8 @@ import argparse
 import os
 import resource
 import time
+from pathlib import Path
+from typing import Any
 
 import agent_gym  # noqa: F401  (registers the ids)
 from agent_gym.rollout import plan, rollout
@@ -34,26 +40,48 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def expert_pid(env: Any, **options: Any) -> Any:
+    """The expert, recording in its provenance the process it plays in (``bench_scale:expert_pid``)."""
+    from agent_gym.policies.simple import expert
+
+    policy = expert(env, **options)
+    policy.provenance = lambda: {"policy": "expert", "pid": os.getpid()}
+    return policy
+
+
+def steady_rate(trajs: list[Any], workers: int) -> tuple[float, float]:
+    """Episodes per second while every worker was warm and busy, and when that began (see the docstring)."""
+    spans = sorted((t.started_at, t.started_at + t.seconds, t.provenance["policy"]["pid"]) for t in trajs)
+    by_pid: dict[int, list[float]] = {}
+    for _, end, pid in spans:
+        by_pid.setdefault(pid, []).append(end)
+    ends = sorted(end for _, end, _ in spans)
+    if len(by_pid) > 1:
+        t0, t1 = max(min(e) for e in by_pid.values()), min(max(e) for e in by_pid.values())
+    else:  # one process: threads (or one worker)
+        k = min(workers, max(1, (len(ends) - 1) // 3))
+        t0, t1 = ends[k - 1], ends[-k] if workers > 1 else ends[-1]
+    inside = [1 for start, end, _ in spans if start >= t0 and end <= t1]
+    if t1 <= t0 or not inside:
+        return float("nan"), t0
+    return len(inside) / (t1 - t0), t0
+
+
 def measure(env_id: str, episodes: int, kind: str, workers: int) -> dict[str, float]:
     specs = plan([env_id], episodes=episodes)
-    ends: list[float] = []
-    cpu0, t0 = cpu_seconds(), time.perf_counter()
-    res = rollout(specs, "expert", concurrency=workers, progress=False, workers=kind,
-                  on_episode=lambda traj: ends.append(time.perf_counter()))
+    cpu0, t0, wall0 = cpu_seconds(), time.perf_counter(), time.time()
+    res = rollout(specs, "bench_scale:expert_pid", concurrency=workers, progress=False, workers=kind)
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
-    errors = len(res.errors)
-    ends.sort()
-    k = min(workers, len(ends) - 1)
-    steady = (len(ends) - k) / (ends[-1] - ends[k - 1]) if len(ends) > k and ends[-1] > ends[k - 1] else float("nan")
+    rate, warm = steady_rate([t for t in res.trajectories if t.provenance.get("policy")], workers)
     score = sum(t.score for t in res.trajectories) / max(1, len(res.trajectories))
-    return {"eps": steady, "start": ends[k - 1] - t0 if ends else float("nan"), "wall": wall,
-            "cpu_wall": cpu / wall if kind != "ray" else float("nan"), "errors": errors, "score": score}
+    return {"eps": rate, "start": warm - wall0, "wall": wall, "cpu_wall": cpu / wall if kind != "ray" else float("nan"),
+            "errors": len(res.errors), "score": score}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--alfworld", type=int, default=12, help="ALFWorld episodes per cell (0: skip)")
-    ap.add_argument("--db", type=int, default=60, help="DB episodes per cell (0: skip)")
+    ap.add_argument("--alfworld", type=int, default=32, help="ALFWorld episodes per cell (0: skip)")
+    ap.add_argument("--db", type=int, default=120, help="DB episodes per cell (0: skip)")
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--kinds", default="threads,processes,ray")
     args = ap.parse_args()
@@ -63,7 +91,9 @@ def main() -> None:
         import ray
 
         t0 = time.perf_counter()
-        ray.init(num_cpus=max(counts), include_dashboard=False, log_to_driver=False)
+        here = str(Path(__file__).resolve().parent)  # the actors import bench_scale:expert_pid
+        ray.init(num_cpus=max(counts), include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": here}})
         print(f"ray: a local cluster of {max(counts)} logical CPUs started in {time.perf_counter() - t0:.1f}s "
               f"(not counted)")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start")
@@ -78,11 +108,11 @@ def main() -> None:
             for w in counts:
                 r = measure(ENVS[name], n, kind, w)
                 rows.append((name, kind, w, r))
-                print(f"  {name:8} {kind:9} {w}: {r['eps']:.2f} ep/s, start {r['start']:.1f}s, wall {r['wall']:.1f}s, "
+                print(f"  {name:8} {kind:9} {w}: {r['eps']:.2f} ep/s, warm {r['start']:.1f}s, wall {r['wall']:.1f}s, "
                       f"errors {r['errors']}", flush=True)
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end\n")
     print(f"{'env':8} {'workers':9} {'n':>2} {'ep/s':>6} {'x vs 1':>6} {'x vs threads':>12} {'cpu/wall':>8} "
-          f"{'start s':>7} {'wall s':>6} {'score':>5} {'errors':>6}")
+          f"{'warm s':>7} {'wall s':>6} {'score':>5} {'errors':>6}")
     base = {(e, k, w): r for e, k, w, r in rows}
     for env, kind, w, r in rows:
         one = base.get((env, kind, 1), r)["eps"]
