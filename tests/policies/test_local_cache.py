@@ -105,14 +105,14 @@ def test_a_request_joins_a_running_batch_and_leaves_before_it_ends(local_backend
     long_ids, short_ids = model.encode("Count: one, two,"), model.encode(model.render([{"role": "user",
                                                                                           "content": "Hi!"}]))
     alone = []
-    for ids, n in ((long_ids, 40), (short_ids, 4)):
+    for ids, n in ((long_ids, 24), (short_ids, 4)):
         r = Request(ids, n)
         model.run_batch([r])
         alone.append(r.tokens)
     batcher = Batcher(model, max_batch=4)
     order: list[str] = []
     joined = threading.Event()
-    long = Request(long_ids, 40, on_token=lambda *_: joined.set() if len(long.tokens) >= 3 else None,
+    long = Request(long_ids, 24, on_token=lambda *_: joined.set() if len(long.tokens) >= 3 else None,
                    on_done=lambda: order.append("long"))
     batcher.submit(long)
     assert joined.wait(120)  # the long request is decoding: the short one arrives mid-batch
