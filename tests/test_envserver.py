@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import gymnasium as gym
@@ -40,6 +41,8 @@ def _start(*args: str) -> tuple[subprocess.Popen, str]:
     if "serving" not in line:
         proc.kill()
         pytest.fail(f"agent-gym serve-env did not start: {line}{proc.stdout.read()}")
+    # keep reading what it logs: a full pipe would block the server
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
     return proc, line.split(" on ", 1)[1].split()[0]
 
 
