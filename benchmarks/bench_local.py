@@ -149,7 +149,7 @@ def main() -> None:
             print(f"{name:>13} c={c:<2} {r['episodes']:>2} episodes {r['turns']:>3} turns: {r['wall']:7.1f} s wall, "
                   f"{r['wall'] / r['episodes']:6.1f} s/episode, prefill {r['prefill'] / r['episodes']:7.0f} tok/episode "
                   f"(of {r['prompt'] / r['episodes']:.0f} sent), {r['generated']} generated, {r['errors']} errors, "
-                  f"peak RSS {r['rss']:.0f} MiB (+{r['rss_growth']:.0f} in the row), per-env mean episode s { {k.split('/')[-1]: round(v, 1) for k, v in r['by_env'].items()} }", flush=True)
+                  f"peak RSS {r['rss']:.0f} MiB (+{r['rss_growth']:.0f} in the row), prefix cache {r.get('cache_mb', 0):.0f} MiB, per-env mean episode s { {k.split('/')[-1]: round(v, 1) for k, v in r['by_env'].items()} }", flush=True)
 
     def find(engine: str, c: int):
         return next((r for r in rows if r["engine"] == engine and r["concurrency"] == c), None)
