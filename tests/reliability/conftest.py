@@ -146,7 +146,8 @@ def _webarena(resources):
     site = webarena_site(resources)
     fx = FIXTURES / "webarena"
     return WebArenaEnv(tasks_file=fx / "tasks.json", shopping=site.url, reddit=site.url.replace("127.0.0.1", "localhost"),
-                       auth_dir=fx / "auth", sleep_after_execution=0.1, eval_sleep=0.0)
+                       auth_dir=fx / "auth", sleep_after_execution=0.1, eval_sleep=0.0,
+                       judge_backend="local")  # fuzzy_match answers: the embedded SmolLM2 judges (greedy)
 
 
 def _miniwob(resources):
@@ -176,7 +177,7 @@ CASES: dict[str, EnvCase] = {c.env_id: c for c in [
     EnvCase("AgentTuning/ReWOO-v0", _rewoo, 10.0, datasets=("rewoo", "hotpotqa", "gsm8k")),
     EnvCase("AgentTuning/CardGame-v0", _registered("AgentTuning/CardGame-v0"), 5.0),
     # the judge is the embedded SmolLM2 with a short judgment (the paper's 2048 tokens would take minutes a turn)
-    EnvCase("AgentTuning/MTBench-v0", _registered("AgentTuning/MTBench-v0", judge_max_new_tokens=8), 60.0, engine=True,
+    EnvCase("AgentTuning/MTBench-v0", _registered("AgentTuning/MTBench-v0", judge_max_new_tokens=8), 120.0, engine=True,
             datasets=("mt_bench",)),
     EnvCase("AgentTuning/HumanEval-v0", _humaneval, 3.0 + 10.0, engine=True),
 ]}
@@ -238,7 +239,8 @@ class Stepper:
         return [t for t in self.case.tasks if not isinstance(t, int) or t < count] or [0]
 
     def reset(self, task: Any) -> tuple[str, dict]:
-        return self.call(lambda env: env.reset(options={"task": task}), bound=max(120.0, self.case.step_bound_s))[0]
+        # the first reset starts the engine (a JVM, a browser, a server): minutes on a loaded machine
+        return self.call(lambda env: env.reset(options={"task": task}), bound=max(300.0, self.case.step_bound_s))[0]
 
     def step(self, reply: str) -> tuple[tuple, float]:
         return self.call(lambda env: env.step(reply), bound=self.case.step_bound_s)
