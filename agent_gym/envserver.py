@@ -107,9 +107,25 @@ class SessionState(State):
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` as JSON gives it back (tuples become lists; what JSON cannot hold, its ``str``),
-    so a remote info equals the in-process one after a trajectory's own JSON round trip."""
-    return json.loads(json.dumps(value, ensure_ascii=False, default=str))
+    """``value`` as a JSON round trip gives it back (tuples become lists, keys strings; what JSON cannot
+    hold, its ``str``, as a trajectory's own ``json.dumps(default=str)`` writes it), so a remote info
+    equals the in-process one once recorded. A walk, not a round trip: 5 times faster on an info."""
+    kind = type(value)
+    if value is None or kind in (str, bool, int, float):
+        return value
+    if isinstance(value, float):  # numpy's float64 and kin: JSON writes them as numbers
+        return float(value)
+    if isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else _json_key(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return str(value)
+
+
+def _json_key(key: Any) -> str:
+    return json.dumps(key) if key is None or isinstance(key, (bool, int, float)) else str(key)
 
 
 def describe(exc: BaseException) -> str:
