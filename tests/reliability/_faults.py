@@ -215,7 +215,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-class _ChildServer:
+class ChildServer:
     """A server in a child process that :meth:`kill` ends at once and :meth:`start` brings back."""
 
     proc: subprocess.Popen | None = None
@@ -235,7 +235,7 @@ class _ChildServer:
                 self.kill()
 
 
-class SparqlServer(_ChildServer):
+class SparqlServer(ChildServer):
     """The KG tests' SPARQL server over ``tests/fixtures/knowledgegraph/rockets.ttl`` as a child
     process on one port for its whole life; :meth:`start` after :meth:`kill` serves again there."""
 
@@ -251,7 +251,7 @@ class SparqlServer(_ChildServer):
         wait_port(self.port, self.proc)
 
 
-class LLMServer(_ChildServer):
+class LLMServer(ChildServer):
     """``agent-gym serve`` (the embedded SmolLM2 behind TGI's protocol) as a child process on one
     port; :meth:`start` after :meth:`kill` serves again at the same URL."""
 
@@ -340,7 +340,7 @@ WEBARENA_REPLIES = {"0": ["```stop [$12.50]```"],
 _KG = FIXTURES / "knowledgegraph"
 #: The soak's mix: 1000 episodes in the full run, cheap envs taking most; every env a few.
 SOAK_ENVS = [
-    SoakEnv("AgentTuning/GSM8K-v0", 290, 60),
+    SoakEnv("AgentTuning/GSM8K-v0", 300, 60),
     SoakEnv("AgentTuning/MMLU-v0", 240, 50),
     SoakEnv("AgentTuning/ReWOO-v0", 100, 15),
     SoakEnv("AgentTuning/HotpotQA-v0", 100, 15),
@@ -352,7 +352,9 @@ SOAK_ENVS = [
     SoakEnv("AgentTuning/HumanEval-v0", 40, 8),
     SoakEnv("AgentTuning/OS-v0", 16, 4),
     SoakEnv("AgentTuning/MiniWoB-v0", 16, 4, lambda r: {"pointer_move_ms": 0}, tasks=["click-test/0", "choose-list/0"]),
-    SoakEnv("AgentTuning/WebShop-v0", 6),
+    SoakEnv("AgentTuning/WebShop-v0", 6, 0, lambda r: {  # the tests' catalogue (the real one could not be had)
+        "catalogue": FIXTURES / "webshop" / "items_shuffle_fixture.json",
+        "index_dir": r.enter_context(__import__("tempfile").TemporaryDirectory(prefix="agent-gym-soak-webshop-"))}),
     SoakEnv("AgentTuning/Alfworld-v0", 12),
     SoakEnv("AgentTuning/WebArena-v0", 6, 0, _webarena_kwargs, policy=WEBARENA_REPLIES, tasks=list(WEBARENA_REPLIES)),
     SoakEnv("AgentTuning/MTBench-v0", 2, 0, lambda r: {"judge_max_new_tokens": 8}),

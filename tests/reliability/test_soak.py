@@ -9,8 +9,9 @@ in bwrap, MiniWoB in Chromium), the full 1000 over all envs (WebShop, ALFWorld, 
 site, MT-Bench with the embedded judge and SciWorld's JVM too) with ``AGENT_GYM_FULL=1``.
 
 Bounds, from the end of the first round (every engine up) to the end of the run: open descriptors
-+8, threads +4, live child processes +2, resident memory +48 MiB short / +96 MiB full (the Python
-process's own; engines' memory is theirs and is reported).
++8, threads +4, live child processes +2 short / +8 full (WebArena's Chromium keeps up to ~5 renderers
+of earlier pages, then stays flat), resident memory +48 MiB short / +96 MiB full (the Python
+process's own; the engines' memory is theirs, and benchmarks/bench_soak.py reports it).
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
-from ._faults import engine_descendants, wait_gone
+psutil = pytest.importorskip("psutil", reason="the soak counts processes with psutil: pip install -e '.[test]'")
+from ._faults import engine_descendants, wait_gone  # noqa: E402
 
 FULL = os.environ.get("AGENT_GYM_FULL") == "1"
 RUNNER = Path(__file__).with_name("_faults.py")
-BOUNDS = {"fds": 8, "threads": 4, "children": 2, "rss_mib": 96.0 if FULL else 48.0}
+# the full run's WebArena Chromium keeps up to ~5 renderers of earlier episodes' pages (36 episodes: flat at +5)
+BOUNDS = {"fds": 8, "threads": 4, "children": 8 if FULL else 2, "rss_mib": 96.0 if FULL else 48.0}
 
 
 def _needs() -> None:
