@@ -33,17 +33,26 @@ DATA = {GSM8K: ["gsm8k"], DB: ["dbbench"], ALFWORLD: ["alfworld", "alfworld-agen
 MAX_PAYLOAD = 64 * 1024
 
 
-def _start(*args: str) -> tuple[subprocess.Popen, str]:
-    """``agent-gym serve-env ARGS --port 0`` in a process of its own; its URL from the line it prints."""
-    proc = subprocess.Popen([sys.executable, "-m", "agent_gym.cli", "serve-env", "--port", "0", *args],
+def _launch(*args: str) -> subprocess.Popen:
+    """``agent-gym serve-env ARGS --port 0`` in a process of its own."""
+    return subprocess.Popen([sys.executable, "-m", "agent_gym.cli", "serve-env", "--port", "0", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
-    line = proc.stdout.readline()  # the server prints its URL once it listens
+
+
+def _url(proc: subprocess.Popen) -> str:
+    """The server's URL, from the line it prints once it listens."""
+    line = proc.stdout.readline()
     if "serving" not in line:
         proc.kill()
         pytest.fail(f"agent-gym serve-env did not start: {line}{proc.stdout.read()}")
     # keep reading what it logs: a full pipe would block the server
     threading.Thread(target=proc.stdout.read, daemon=True).start()
-    return proc, line.split(" on ", 1)[1].split()[0]
+    return line.split(" on ", 1)[1].split()[0]
+
+
+def _start(*args: str) -> tuple[subprocess.Popen, str]:
+    proc = _launch(*args)
+    return proc, _url(proc)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -57,15 +66,12 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def servers():
-    """Two servers started together (their start-ups overlap): a roomy one, and one with tight limits."""
-    procs = []
+    """Two servers, started at once: a roomy one, and one with tight limits."""
+    procs = [_launch("--env", "gsm8k,db,alfworld", "--max-sessions", "8", "--idle-timeout", "120",
+                     "--max-payload-bytes", str(MAX_PAYLOAD)),
+             _launch("--env", "gsm8k,db", "--max-sessions", "2", "--idle-timeout", "1")]
     try:
-        roomy = _start("--env", "gsm8k,db,alfworld", "--max-sessions", "8", "--idle-timeout", "120",
-                       "--max-payload-bytes", str(MAX_PAYLOAD))
-        procs.append(roomy[0])
-        tight = _start("--env", "gsm8k", "--max-sessions", "2", "--idle-timeout", "1")
-        procs.append(tight[0])
-        yield {"url": roomy[1], "tight": tight[1]}
+        yield {"url": _url(procs[0]), "tight": _url(procs[1])}
     finally:
         for proc in procs:
             _stop(proc)
@@ -152,6 +158,23 @@ def test_an_idle_session_is_closed_and_a_reset_opens_a_new_one(servers):
         _, info = env.reset(seed=0, options={"task": "3"})  # a new session
         assert info["task_id"] == "3"
         assert env.step(env.expert_replies(env.task)[0])[1] == 1.0
+    finally:
+        env.close()
+
+
+def test_a_step_longer_than_the_idle_timeout_is_not_cut(servers):
+    need_data("dbbench")
+    from agent_gym.envs.db.prompt import operation
+
+    env = RemoteEnv(servers["tight"], DB)
+    try:
+        if env.options().get("engine") != "mariadb":
+            pytest.skip("needs MariaDB's SLEEP() (apt-get install mariadb-server)")
+        env.reset(seed=0)
+        started = time.monotonic()
+        obs, _, done, _, info = env.step(operation("SELECT SLEEP(2.5)"))  # in flight 2.5 s; idle limit 1 s
+        assert time.monotonic() - started >= 2.5 and not done and info["action_valid"], obs
+        assert not env.step(operation("SELECT 1"))[2]  # the same session and episode
     finally:
         env.close()
 
