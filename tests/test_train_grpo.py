@@ -30,11 +30,13 @@ gym.register_envs(agent_gym)
 pytest.importorskip("trl")
 pytest.importorskip("datasets")
 
-# Two easy problems in GSM8K's own format: the tiny model gets them right some of the time, so a group of
-# episodes has rewards that differ and GRPO has something to learn from (on the test split it scores 0).
+# Two problems of our own in GSM8K's format whose answer is the number the question states: the paper's
+# extraction reads the last number of the reply, and a 12-token reply ("Let's think step by step. Sara has 2")
+# often ends on it, not always. So a group's rewards differ and GRPO has something to learn from (on the test
+# split the tiny model scores 0, every advantage is 0 and so is the gradient).
 EASY_GSM8K = [
-    {"question": "Tom has 3 apples. He eats 1 apple. How many apples does Tom have now?", "answer": "3 - 1 = 2\n#### 2"},
-    {"question": "Sara has 2 cats and 2 dogs. How many pets does Sara have?", "answer": "2 + 2 = 4\n#### 4"},
+    {"question": "Sara has 2 cats. How many cats does Sara have?", "answer": "Sara has 2 cats.\n#### 2"},
+    {"question": "Tom has 5 apples. How many apples does Tom have?", "answer": "Tom has 5 apples.\n#### 5"},
 ]
 
 
@@ -119,10 +121,11 @@ def test_gsm8k_cpu_smoke_logs_env_scores_and_trains(tmp_path):
     tasks = tmp_path / "easy.jsonl"
     tasks.write_text("".join(json.dumps(r) + "\n" for r in EASY_GSM8K))
     env_kwargs = {"tasks_file": str(tasks)}
-    records, out = run_smoke(tmp_path, "--env", "gsm8k", "--env-arg", f"tasks_file={tasks}", "--num-generations", "4")
+    records, out = run_smoke(tmp_path, "--env", "gsm8k", "--env-arg", f"tasks_file={tasks}", "--num-generations", "4",
+                             "--max-new-tokens", "12")
     logs = check_real(records, "AgentTuning/GSM8K-v0", env_kwargs, 4)
     learned = [log for log in logs if log["frac_reward_zero_std"] < 1]
-    assert learned, "no group with differing rewards: nothing for GRPO to learn (the easy problems should give one)"
+    assert learned, "no group with differing rewards: nothing for GRPO to learn (the problems should give one)"
     assert all(log["grad_norm"] > 0 for log in learned)
     assert top_layer_changed(out, base)
 
