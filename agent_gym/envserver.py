@@ -266,11 +266,16 @@ class SessionEnv(Environment[TextAction, TextObservation, SessionState]):
 
 
 # ------------------------------------------------------------------------------- limits (ASGI)
+#: What the reaper puts in a connection's inbox to close it (ahead of anything the client sends later).
+_REAP = {"type": "agent_gym.reap"}
+
+
 @dataclasses.dataclass(eq=False)  # kept in a set, by identity
 class _Connection:
     last: float
+    inbox: asyncio.Queue = dataclasses.field(default_factory=asyncio.Queue)
     in_flight: int = 0
-    reaped: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    reaped: bool = False
     closed: bool = False
 
 
@@ -328,12 +333,12 @@ class Limits:
         self.connections.add(conn)
         if self.idle_timeout is not None and (self._reaper is None or self._reaper.done()):
             self._reaper = asyncio.ensure_future(self._reap())
-        inbox: asyncio.Queue = asyncio.Queue()
 
         async def pump() -> None:  # the server's receive is never cancelled under it: one task reads it
             while True:
                 message = await receive()
-                await inbox.put(message)
+                conn.last = time.monotonic()  # with the put, in one step of the loop: the reaper sees both or neither
+                conn.inbox.put_nowait(message)
                 if message["type"] == "websocket.disconnect":
                     return
 
@@ -341,26 +346,16 @@ class Limits:
 
         async def guarded_receive() -> dict:
             while True:
-                getting = asyncio.ensure_future(inbox.get())
-                reaping = asyncio.ensure_future(conn.reaped.wait())
-                await asyncio.wait({getting, reaping}, return_when=asyncio.FIRST_COMPLETED)
-                if not getting.done():
-                    getting.cancel()
-                    reaping_won = True
-                else:
-                    reaping.cancel()
-                    reaping_won = False
-                if reaping_won:
+                message = await conn.inbox.get()
+                if message is _REAP:
                     reason = f"idle for more than {self.idle_timeout:g} s (agent-gym serve-env --idle-timeout)"
                     if not conn.closed:
                         conn.closed = True
                         await send({"type": "websocket.close", "code": IDLE_CLOSE_CODE, "reason": reason})
                     return {"type": "websocket.disconnect", "code": IDLE_CLOSE_CODE}
-                message = getting.result()
                 if message["type"] == "websocket.receive":
                     data = message.get("text")
                     size = len(data.encode("utf-8", errors="surrogatepass")) if data is not None else len(message.get("bytes") or b"")
-                    conn.last = time.monotonic()
                     if size > self.max_payload_bytes:
                         await send({"type": "websocket.send", "text": json.dumps({"type": "error", "data": {
                             "message": self._too_large(size), "code": "VALIDATION_ERROR", "reason": "payload_too_large",
@@ -396,8 +391,9 @@ class Limits:
             await asyncio.sleep(interval)
             now = time.monotonic()
             for conn in list(self.connections):
-                if not conn.in_flight and now - conn.last > self.idle_timeout:
-                    conn.reaped.set()
+                if not conn.in_flight and not conn.reaped and now - conn.last > self.idle_timeout:
+                    conn.reaped = True
+                    conn.inbox.put_nowait(_REAP)  # the inbox is empty: a message in it would have refreshed `last`
 
 
 # ------------------------------------------------------------------------------- the app
