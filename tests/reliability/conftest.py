@@ -209,10 +209,12 @@ class Stepper:
     """One env driven from a thread of its own, every call bounded in time.
 
     ``call(fn, *args, bound=s)`` runs ``fn(env, *args)`` on the env's thread and fails the test when it
-    takes more than ``bound`` seconds (the thread is left behind: the test has failed either way)."""
+    takes more than ``bound`` seconds times ``slack`` (the thread is left behind: the test has failed either
+    way). ``slack``: how many envs share the CPU (4 concurrent episodes on 2 cores get 4 times the bound)."""
 
-    def __init__(self, case: EnvCase):
+    def __init__(self, case: EnvCase, slack: float = 1.0):
         self.case = case
+        self.slack = slack
         self.resources = contextlib.ExitStack()
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="reliability-env")
         self.env = None
@@ -226,6 +228,7 @@ class Stepper:
     def call(self, fn: Callable[..., Any], *args: Any, bound: float) -> tuple[Any, float]:
         """``fn(env, *args)`` on the env's thread: its result and the seconds it took."""
         started = time.monotonic()
+        bound *= self.slack
         future = self._pool.submit(fn, self.env, *args)
         try:
             result = future.result(timeout=bound)
@@ -245,9 +248,17 @@ class Stepper:
     def step(self, reply: str) -> tuple[tuple, float]:
         return self.call(lambda env: env.step(reply), bound=self.case.step_bound_s)
 
+    def expert_replies(self) -> list[str]:
+        """The env's own replies for its current task (gold planning may take a while: SciWorld's)."""
+        return self.call(lambda env: env.expert_replies(env.task), bound=300)[0] or []
+
     def close(self) -> None:
         try:
             self._pool.submit(self.resources.close).result(timeout=120)
+        except concurrent.futures.TimeoutError:
+            # the env's thread is stuck in a call that failed its test: close the engine from here,
+            # which also ends that call
+            self.resources.close()
         finally:
             self._pool.shutdown(wait=False)
 
