@@ -62,7 +62,7 @@ def _smollm2_or_skip() -> str:
 def run_smoke(tmp_path: Path, *args: str) -> tuple[list[dict], Path]:
     log, out = tmp_path / "log.jsonl", tmp_path / "model"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--cpu-smoke", "--log", str(log), "--output-dir", str(out),
-                           *args], capture_output=True, text=True, timeout=900, cwd=ROOT, env=os.environ.copy())
+                           *args], capture_output=True, text=True, timeout=1800, cwd=ROOT, env=os.environ.copy())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return [json.loads(line) for line in log.read_text().splitlines()], out
 
