@@ -301,6 +301,15 @@ class Jvm:
                 self.proc.wait(timeout=5)
 
 
+def _exiting(pid: int) -> bool:
+    """Whether process ``pid`` is gone or exiting (its main thread a zombie while the others end)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
+
+
 class _DeadJvmNoise(logging.Filter):
     """py4j logs a traceback for every call to a JVM that died; our EngineError already says it."""
 
@@ -431,6 +440,10 @@ class Game:
             if jvm is not None and jvm.stalled is not None:  # the watchdog killed it: reaped before we say so
                 with contextlib.suppress(Exception):
                     jvm.proc.wait(timeout=10)
+            elif jvm is not None and _exiting(jvm.proc.pid):
+                # killed from outside: the JVM's threads exit one by one, and until the last has, poll()
+                # says it runs; taken for alive, the next load would not start a new one
+                jvm.kill()
             if jvm is None or not jvm.alive():
                 raise EngineError(jvm.death_note() if jvm else "this ScienceWorld game is closed") from exc
             raise EngineError(f"ScienceWorld engine call failed: {exc}") from exc
