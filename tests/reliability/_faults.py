@@ -357,7 +357,8 @@ SOAK_ENVS = [
         "index_dir": r.enter_context(__import__("tempfile").TemporaryDirectory(prefix="agent-gym-soak-webshop-"))}),
     SoakEnv("AgentTuning/Alfworld-v0", 12),
     SoakEnv("AgentTuning/WebArena-v0", 6, 0, _webarena_kwargs, policy=WEBARENA_REPLIES, tasks=list(WEBARENA_REPLIES)),
-    SoakEnv("AgentTuning/MTBench-v0", 2, 0, lambda r: {"judge_max_new_tokens": 8}),
+    # no gold replies in MT-Bench's data: random text, judged by the embedded model in 8 tokens
+    SoakEnv("AgentTuning/MTBench-v0", 2, 0, lambda r: {"judge_max_new_tokens": 8}, policy="random"),
     SoakEnv("AgentTuning/SciWorld-v0", 2, 0, tasks=["power-component/17", "find-living-thing/281"]),
 ]
 
