@@ -308,15 +308,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             raise ValueError(f"unknown backend {args.backend!r}; known: {', '.join(BACKENDS)}")
     env_ids = suite_ids([x.strip() for x in args.suite.split(",") if x.strip()])
     env_kwargs = _eval_env_kwargs(env_ids, args.env_arg)
-    from agent_gym.rollout import worker_defaults
-
     workers = _worker_options(args)
     try:
-        with worker_defaults(workers["workers"] or "threads", workers["ray_address"]):
-            results = evaluate(env_ids, args.policy, output=args.output, policy_options=_policy_options(args),
-                               episodes=args.episodes, concurrency=args.concurrency, env_kwargs=env_kwargs,
-                               seed=args.seed, progress=not args.no_progress,
-                               log=lambda line: print(f"agent-gym: {line}", file=sys.stderr))
+        results = evaluate(env_ids, args.policy, output=args.output, policy_options=_policy_options(args),
+                           episodes=args.episodes, concurrency=args.concurrency, env_kwargs=env_kwargs,
+                           seed=args.seed, progress=not args.no_progress,
+                           log=lambda line: print(f"agent-gym: {line}", file=sys.stderr), **workers)
     except KeyboardInterrupt:
         print(f"agent-gym: stopped: finished episodes are kept in {Path(args.output) / 'runs'}; to resume: "
               f"{shlex.join(['agent-gym', *args.argv])}", file=sys.stderr)
@@ -484,13 +481,18 @@ def _add_worker_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--ray", default=None, metavar="ADDRESS",
                    help="play on -c Ray actors of the cluster at ADDRESS: auto (RAY_ADDRESS or the `ray start` "
                         "cluster of this machine), local (a private one here), HOST:6379 or ray://HOST:10001")
+    s.add_argument("--env-server", default=None, metavar="URL",
+                   help="play the envs in sessions of an agent-gym serve-env server at URL (docs/env_server.md)")
 
 
 def _worker_options(args: argparse.Namespace) -> dict[str, Any]:
-    """rollout()'s ``workers`` and ``ray_address`` from --workers / --ray (--ray alone means ray)."""
+    """rollout()'s ``workers``, ``ray_address`` and ``env_server`` from --workers / --ray / --env-server
+    (--ray alone means ray)."""
     if args.ray and args.workers not in (None, "ray"):
         raise ValueError(f"--ray plays on Ray actors: leave out --workers {args.workers}")
-    return {"workers": "ray" if args.ray else args.workers, "ray_address": args.ray}
+    if args.env_server and (args.ray or args.workers not in (None, "threads")):
+        raise ValueError("--env-server plays from threads (the server runs the engines): leave out --workers / --ray")
+    return {"workers": "ray" if args.ray else args.workers, "ray_address": args.ray, "env_server": args.env_server}
 
 
 def _add_policy_args(s: argparse.ArgumentParser) -> None:

@@ -133,7 +133,8 @@ def _file_name(env_id: str) -> str:
 def evaluate(suite: str | Sequence[str], policy: Any = "react", *, output: str | Path,
              policy_options: dict[str, Any] | None = None, episodes: int | None = None, concurrency: int = 1,
              env_kwargs: dict[str, dict[str, Any]] | None = None, seed: int = 0, progress: bool = True,
-             log: Any = None) -> list[TaskResult]:
+             log: Any = None, workers: str | None = None, ray_address: str | None = None,
+             env_server: str | None = None) -> list[TaskResult]:
     """Play every env of ``suite`` with ``policy`` under the paper's protocol and return one
     :class:`TaskResult` per env (the report is :func:`write_report`).
 
@@ -141,7 +142,8 @@ def evaluate(suite: str | Sequence[str], policy: Any = "react", *, output: str |
     so a rerun resumes every task (errors played again). ``episodes``: the first N tasks of each
     test split (``None``: the whole split, the paper's protocol). ``env_kwargs``: per env id, the
     env's options (``{"AgentTuning/WebArena-v0": {"shopping": "http://..."}}``). ``log``: called
-    with one line per task as it starts and ends (default: nothing).
+    with one line per task as it starts and ends (default: nothing). ``workers``, ``ray_address``,
+    ``env_server``: where episodes run, as :func:`agent_gym.rollout.rollout` takes them.
 
     A task whose data is missing or whose env cannot start (:meth:`TextEnv.preflight`) is not
     played and gets ``not_run``; a policy that cannot be built gives every task ``not_run``.
@@ -190,7 +192,8 @@ def evaluate(suite: str | Sequence[str], policy: Any = "react", *, output: str |
         say(f"{env_id}: {len(specs)} episodes -> {out}")
         try:
             result = rollout(specs, policy, output=out, concurrency=concurrency, policy_options=policy_options,
-                             env_kwargs=kwargs, progress=progress)
+                             env_kwargs=kwargs, progress=progress, workers=workers, ray_address=ray_address,
+                             env_server=env_server)
         except RunSetupError as exc:
             res.not_run = str(exc)
             say(f"{env_id}: not run: {res.not_run}")

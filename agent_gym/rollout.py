@@ -38,8 +38,6 @@ neither corrupts the file (a torn last line is cut off on resume anyway).
 from __future__ import annotations
 
 import collections
-import contextlib
-import contextvars
 import dataclasses
 import fcntl
 import inspect
@@ -76,8 +74,6 @@ WORKER_KINDS = ("threads", "processes", "ray")
 WORKER_DEATH_RETRIES = 2
 #: How long the first worker may take to start (a Ray cluster with no free CPU never starts one).
 WORKER_START_TIMEOUT_S = 600.0
-_default_workers: contextvars.ContextVar[tuple[str, str | None]] = contextvars.ContextVar(
-    "agent_gym_workers", default=("threads", None))
 
 
 class RunSetupError(RuntimeError):
@@ -312,8 +308,9 @@ class RolloutResult:
 class _EnvPool:
     """Envs by id; each is used by one thread at a time and reused across episodes."""
 
-    def __init__(self, env_kwargs: dict[str, Any]):
+    def __init__(self, env_kwargs: dict[str, Any], env_server: str | None = None):
         self.env_kwargs = env_kwargs
+        self.env_server = env_server
         self._free: dict[str, list[gym.Env]] = {}
         self.all: list[gym.Env] = []
         self._lock = threading.Lock()
@@ -323,7 +320,12 @@ class _EnvPool:
             free = self._free.get(env_id)
             if free:
                 return free.pop()
-        env = gym.make(env_id, **self.env_kwargs)
+        if self.env_server is not None:  # the env lives in a session of `agent-gym serve-env`
+            from agent_gym.remote import RemoteEnv
+
+            env = RemoteEnv(self.env_server, env_id, **self.env_kwargs)
+        else:
+            env = gym.make(env_id, **self.env_kwargs)
         with self._lock:
             self.all.append(env)
         return env
@@ -367,18 +369,21 @@ def rollout(episodes: Iterable[EpisodeSpec], policy: PolicyFactory | str, *, out
             env_kwargs: dict[str, Any] | None = None, progress: bool = True, fsync: bool = False,
             retry_errors: bool = True, on_episode: Callable[[Trajectory], None] | None = None,
             handle_sigint: bool = True, workers: str | None = None,
-            ray_address: str | None = None) -> RolloutResult:
+            ray_address: str | None = None, env_server: str | None = None) -> RolloutResult:
     """Play ``episodes`` with ``policy`` (a factory ``f(env, **options)`` or a registered name,
     ``"module:factory"`` included), ``concurrency`` at a time, appending each trajectory to
     ``output`` as it ends.
 
-    ``workers``: ``"threads"`` (default; or the kind set by :func:`worker_defaults`), ``"processes"``
+    ``workers``: ``"threads"`` (default), ``"processes"``
     (``concurrency`` worker processes on this machine) or ``"ray"`` (``concurrency`` Ray actors;
     ``ray_address`` as ``ray.init`` takes it, ``"auto"`` by default; a ``ray_address`` alone means
     ``"ray"``). Process and Ray workers build the policy from its name: ``policy`` must be a name
     or a factory importable as ``module:factory`` (not a lambda, closure or ``__main__`` function:
     :class:`RunSetupError`), and ``policy_options`` and ``env_kwargs`` must pickle. Their
     trajectories equal the threads' for the same episodes (the same seeds, the same env options).
+    ``env_server``: the URL of an ``agent-gym serve-env`` server whose sessions hold the envs
+    (:class:`agent_gym.remote.RemoteEnv`; thread workers only: the server runs the engines). Task ids
+    are still planned from this machine's data.
 
     Raises :class:`RunSetupError` before the first episode when the policy or an env cannot be
     made, ``output`` holds episodes of another agent, another rollout holds ``output``'s lock
@@ -386,13 +391,15 @@ def rollout(episodes: Iterable[EpisodeSpec], policy: PolicyFactory | str, *, out
     Ray cluster at ``ray_address``, ``ray`` not installed). ``handle_sigint``: in the main thread,
     Ctrl-C stops the run as the module docstring says (the result has ``interrupted``).
     """
-    kind, default_address = _default_workers.get()
     if workers is None:
-        workers, ray_address = ("ray", ray_address) if ray_address else (kind, ray_address or default_address)
+        workers = "ray" if ray_address else "threads"
     if workers not in WORKER_KINDS:
         raise ValueError(f"workers must be one of {', '.join(WORKER_KINDS)}, got {workers!r}")
     if ray_address and workers != "ray":
         raise ValueError(f"a Ray address ({ray_address}) plays on Ray workers, not {workers}: leave one of them out")
+    if env_server and workers != "threads":
+        raise ValueError(f"the envs of an env server ({env_server}) are played from threads (the server runs the "
+                         f"engines), not {workers}: leave one of them out")
     policy_ref = None
     if workers != "threads":
         policy_ref = policy_reference(policy)
@@ -409,7 +416,7 @@ def rollout(episodes: Iterable[EpisodeSpec], policy: PolicyFactory | str, *, out
     # the lock first: a second run on this output is refused before it reads, builds or plays anything
     writer = _Writer(output, fsync=fsync) if output is not None else None
     damaged: list[DamagedLine] = []
-    pool = _EnvPool(env_kwargs)
+    pool = _EnvPool(env_kwargs, env_server)
     agent = None
     crew: _Crew | None = None
     try:
@@ -652,22 +659,6 @@ def _error_record(spec: EpisodeSpec, error: str | None = None) -> Trajectory:
 
 
 # ---------------------------------------------------------------- process and Ray workers
-
-
-@contextlib.contextmanager
-def worker_defaults(workers: str = "threads", ray_address: str | None = None) -> Any:
-    """Rollouts started inside this block with no ``workers`` of their own (such as those of
-    :func:`agent_gym.evaluation.evaluate`, one per env) play on these workers: ``"threads"``,
-    ``"processes"`` or ``"ray"`` (``ray_address`` alone means ``"ray"``). ``ValueError`` for another kind."""
-    if ray_address and workers == "threads":
-        workers = "ray"
-    if workers not in WORKER_KINDS:
-        raise ValueError(f"workers must be one of {', '.join(WORKER_KINDS)}, got {workers!r}")
-    token = _default_workers.set((workers, ray_address))
-    try:
-        yield
-    finally:
-        _default_workers.reset(token)
 
 
 def policy_reference(policy: PolicyFactory | str) -> str:

@@ -26,7 +26,7 @@ from agent_gym.episode import run_episode  # noqa: E402
 from agent_gym.policies.simple import expert  # noqa: E402
 from agent_gym.remote import EnvServerFull, EnvServerUnavailable, RemoteEnv, RemoteEnvError, SessionClosed  # noqa: E402
 from agent_gym.testing import need_data  # noqa: E402
-from agent_gym.trajectory import dumps  # noqa: E402
+from agent_gym.trajectory import Trajectory, dumps  # noqa: E402
 
 GSM8K, DB, ALFWORLD = "AgentTuning/GSM8K-v0", "AgentTuning/DB-v0", "AgentTuning/Alfworld-v0"
 DATA = {GSM8K: ["gsm8k"], DB: ["dbbench"], ALFWORLD: ["alfworld", "alfworld-agentbench"]}
@@ -270,3 +270,31 @@ def _active(url: str) -> int:
             return 0
         time.sleep(0.1)
     return active
+
+
+def test_agent_gym_run_plays_through_the_server_and_resumes(servers, tmp_path):
+    """``agent-gym run --env-server URL``: the same records as a local run; a rerun resumes (plays nothing)."""
+    for name in DATA[GSM8K] + DATA[DB]:
+        need_data(name)
+    base = [sys.executable, "-m", "agent_gym.cli", "run", "gsm8k", "db", "-n", "2", "--policy", "expert",
+            "--no-progress", "-c", "2"]
+    remote_out, local_out = tmp_path / "remote.jsonl", tmp_path / "local.jsonl"
+    for cmd in ([*base, "--env-server", servers["url"], "-o", str(remote_out)], [*base, "-o", str(local_out)],
+                [*base, "--env-server", servers["url"], "-o", str(remote_out)]):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    def records(path):
+        out = {}
+        for line in path.read_text().splitlines():
+            record = _record(Trajectory.from_dict(json.loads(line)))
+            assert record["episode_id"] not in out, "an episode was recorded twice"
+            out[record["episode_id"]] = record
+        return out
+
+    remote, local = records(remote_out), records(local_out)
+    assert len(local) == 4 and all(r["score"] == 1.0 for r in local.values())
+    assert remote == local
+    refused = subprocess.run([*base, "--env-server", servers["url"], "--workers", "processes", "-o",
+                              str(tmp_path / "x.jsonl")], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "--env-server plays from threads" in refused.stderr
