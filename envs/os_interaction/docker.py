@@ -303,10 +303,12 @@ class DockerSandbox(Sandbox):
             self._init_pid, self._pid_ns = 0, ""
 
     def wedged(self) -> str | None:
-        """The container's init or the agent's shell stopped from outside (seen when the daemon runs
-        on this machine)."""
+        """The container's init or the agent's shell stopped from outside, or its init gone: the
+        container killed from outside (seen when the daemon runs on this machine)."""
         if not self._init_pid:
             return None
+        if engine.process_state(self._init_pid) in (None, "Z", "X"):
+            return f"the Docker sandbox's init (host pid {self._init_pid}) is gone (container killed from outside?)"
         what = {"the Docker sandbox's init": self._init_pid}
         if self._shell is not None and self._shell.fd >= 0:
             what["the Docker sandbox's shell"] = self._find_shell_pid()

@@ -240,8 +240,6 @@ def docker_host():
 
 @pytest.mark.docker
 @pytest.mark.slow
-@pytest.mark.xfail(reason="the Docker backend's wedged() sees a stopped init, not a gone one: the command under the "
-                          "kill reads as empty output, the next one errs (report, issue 16; docker.py is issue 19's)")
 def test_os_docker_container_killed_mid_episode(tmp_path, docker_host):
     need_data("agentbench_os")
 
