@@ -131,6 +131,9 @@ def test_gsm8k_cpu_smoke_logs_env_scores_and_trains(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("AGENT_GYM_FULL") != "1",
+                    reason="minutes of CPU with the same checks as the GSM8K smoke (and the multi-turn sequence is "
+                           "test_multi_turn_episode_is_one_sequence_of_the_conversation): run with AGENT_GYM_FULL=1")
 def test_db_cpu_smoke_logs_env_scores(tmp_path):
     _smollm2_or_skip()
     need_data("dbbench")
