@@ -671,13 +671,14 @@ def _main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     args = parser.parse_args(argv)
     args.argv = argv
+    from agent_gym.policy import PolicySetupError
     from agent_gym.rollout import RunSetupError
 
     handlers = {"list": _cmd_list, "data": _cmd_data, "run": _cmd_run, "generate": _cmd_generate, "eval": _cmd_eval, "report": _cmd_report,
                 "export": _cmd_export, "view": _cmd_view, "serve-env": _cmd_serve_env}
     try:
         return handlers[args.cmd](args)
-    except (KeyError, FileNotFoundError, ValueError, RunSetupError, NotImplementedError) as exc:
+    except (KeyError, FileNotFoundError, ValueError, RunSetupError, PolicySetupError, NotImplementedError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"agent-gym: error: {msg}", file=sys.stderr)
         return EXIT_SETUP

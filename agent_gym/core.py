@@ -272,11 +272,23 @@ class TextEnv(gym.Env[str, str]):
             return split
         return self.resolve_split(split)
 
+    @classmethod
+    def read_tasks_file(cls, path: str | Path) -> Sequence[Task]:
+        """:meth:`load_tasks_file`, with ``ValueError`` naming the file for a file not in the task's
+        format (a loader's own message is kept when it names the file and line)."""
+        try:
+            return cls.load_tasks_file(Path(path))
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            if str(path) in str(exc):
+                raise
+            raise ValueError(f"{cls.__name__}: tasks_file {path} is not in the task's upstream format "
+                             f"({type(exc).__name__}: {exc}); see the env's page in docs/") from None
+
     def tasks(self, split: str | None = None) -> Sequence[Task]:
         """The tasks of ``split`` (default: the env's split), loaded once per env."""
         split = self._check_split(split or self.split)
         if split not in self._tasks_by_split:
-            tasks = self.load_tasks_file(self.tasks_file) if split == CUSTOM_SPLIT else self.load_tasks(split)
+            tasks = self.read_tasks_file(self.tasks_file) if split == CUSTOM_SPLIT else self.load_tasks(split)
             if not tasks:
                 where = f"tasks_file {self.tasks_file}" if split == CUSTOM_SPLIT else f"split {split!r}"
                 raise ValueError(f"{type(self).__name__}: {where} has no tasks")
@@ -310,13 +322,14 @@ class TextEnv(gym.Env[str, str]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
         options = options or {}
-        if "split" in options:
-            self.split = self._check_split(options["split"])
-        tasks = self.tasks()
+        # a split whose tasks cannot be had (data missing, unknown task) leaves the env on its own split
+        split = self._check_split(options["split"]) if "split" in options else self.split
+        tasks = self.tasks(split)
         if options.get("task") is not None:
-            index = self.task_index(options["task"])
+            index = self.task_index(options["task"], split)
         else:
             index = int(self.np_random.integers(len(tasks)))
+        self.split = split
         self._task = tasks[index]
         begin = self._begin(self._task)
         self._prompt = begin.prompt

@@ -164,7 +164,7 @@ def plan(env_ids: Sequence[str], episodes: int | None = None, split: str | None 
         cls = env_class(env_id)
         if tasks_file is not None:
             sp = "custom"
-            all_ids = [t.id for t in cls.load_tasks_file(tasks_file)]
+            all_ids = [t.id for t in cls.read_tasks_file(tasks_file)]
         else:
             resolve = getattr(cls, "resolve_split", None)
             sp = (resolve(split) if resolve else split) if split else cls.splits[0]

@@ -91,6 +91,9 @@ def test_plain_agent_gym_prints_the_help_and_version_says_the_version(capsys):
     (["-n", "-1"], "argument --episodes/-n: must be at least 1, got -1"),
     (["--backend", "foo"], "unknown backend 'foo'; known: local, tgi, openai"),
     (["--task", "no-such-task"], "AgentTuning/GSM8K-v0 split 'test' has no task 'no-such-task' (1319 tasks"),
+    (["--policy", "nonesuch_module:make"], "cannot import 'nonesuch_module'"),  # was a traceback and exit 1
+    (["--policy", "os:nosuch"], "'os' has no 'nosuch'"),
+    (["--env-arg", f"tasks_file={__file__}"], "is not in the task's upstream format"),  # was a bare JSON error
 ])
 def test_bad_input_is_one_line_before_any_episode(args, message, tmp_path, capsys):
     if "--task" in args:

@@ -145,3 +145,30 @@ def test_a_trajectory_records_end_reason_and_provenance_of_env_and_policy():
 
     traj = run_episode(EchoEnv(), _Scripted(["hm", "x"], fail_at=1), env_id="Echo", task=0)
     assert (traj.status, traj.end_reason) == ("agent_context_limit", "context_limit")
+
+
+
+def test_a_reset_to_a_split_that_cannot_load_leaves_the_env_on_its_split():
+    """A failed reset to another split (its data missing) once left the env on that split: every later
+    reset failed too (over the env server, the whole session)."""
+    class NoDevData(EchoEnv):
+        @classmethod
+        def load_tasks(cls, split):
+            if split == "dev":
+                raise FileNotFoundError("dataset 'echo' dev is missing: agent-gym data fetch echo")
+            return super().load_tasks(split)
+
+    env = NoDevData()
+    with pytest.raises(FileNotFoundError):
+        env.reset(options={"split": "dev"})
+    with pytest.raises(KeyError):
+        env.reset(options={"split": "std", "task": "nope"})
+    _, info = env.reset(options={"task": 1})
+    assert env.split == "test" and info["task_id"] == "test/1"
+
+
+def test_a_tasks_file_in_another_format_is_named(tmp_path):
+    f = tmp_path / "tasks.toml"
+    f.write_text("x = 1\n")
+    with pytest.raises(ValueError, match=r"tasks_file .*tasks.toml is not in the task's upstream format"):
+        EchoEnv(tasks_file=f).reset()
