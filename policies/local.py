@@ -308,7 +308,13 @@ class Engine:
         with torch.inference_mode():
             while self.waiting and len(self.rows) < self.max_batch:
                 r = self.waiting.popleft()
-                self.rows.append(_Row(r, _generator(torch, r.seed) if r.temperature > 0 else None))
+                try:
+                    generator = _generator(torch, r.seed) if r.temperature > 0 else None
+                except (ValueError, TypeError, OverflowError, RuntimeError) as exc:  # a seed torch cannot take
+                    r.error = ValueError(f"seed {r.seed!r}: {exc}")  # this request only: the batch goes on
+                    finished.append(r)
+                    continue
+                self.rows.append(_Row(r, generator))
             filling = next((row for row in self.rows if row.logits is None), None)
             if filling is not None:
                 self._prefill(filling, finished)

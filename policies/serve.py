@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 import time
 import uuid
@@ -278,7 +279,8 @@ class Server:
         if not isinstance(max_new, int) or max_new <= 0:
             raise validation("`max_new_tokens` must be strictly positive")
         temperature = params.get("temperature")
-        if temperature is not None and (not isinstance(temperature, (int, float)) or temperature <= 0):
+        if temperature is not None and (not isinstance(temperature, (int, float)) or isinstance(temperature, bool)
+                                        or not math.isfinite(temperature) or temperature <= 0):
             raise validation("`temperature` must be strictly positive")
         stop = params.get("stop") or []
         if isinstance(stop, str):
@@ -288,8 +290,8 @@ class Server:
         if len(stop) > self.max_stop:
             raise validation(f"`stop` supports up to {self.max_stop} stop sequences. Given: {len(stop)}")
         seed = params.get("seed")
-        if seed is not None and (not isinstance(seed, int) or seed < 0):
-            raise validation("`seed` must be positive")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 64):
+            raise validation("`seed` must be a whole number from 0 to 2^64 - 1")  # torch's generator takes 64 bits
         top_p = params.get("top_p")
         if top_p is not None and (not isinstance(top_p, (int, float)) or not 0.0 < top_p < 1.0):
             raise validation("`top_p` must be > 0.0 and < 1.0")

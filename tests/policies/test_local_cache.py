@@ -122,6 +122,21 @@ def test_a_request_joins_a_running_batch_and_leaves_before_it_ends(local_backend
     assert [long.tokens, short.tokens] == alone
 
 
+def test_a_request_with_a_seed_torch_cannot_take_fails_alone(local_backend):
+    """A seed of 2^70 once failed every request of the batch and hung its own (taken off the queue
+    before its generator raised, so nobody ended it)."""
+    model = local_backend.model
+    ids = model.encode("Count: one, two,")
+    alone = Request(ids, 4)
+    model.run_batch([alone])
+    batcher = Batcher(model, max_batch=4)
+    good = batcher.submit(Request(ids, 4))
+    bad = batcher.submit(Request(ids, 4, temperature=1.0, seed=2 ** 70))
+    assert bad.done.wait(60) and good.done.wait(120)
+    assert isinstance(bad.error, ValueError) and "seed" in str(bad.error)
+    assert good.error is None and good.tokens == alone.tokens
+
+
 # --------------------------------------------------------------------------- serve: OpenAI streaming
 def test_openai_chat_completions_stream_adds_up_to_the_whole_reply(server):
     openai = pytest.importorskip("openai")

@@ -69,11 +69,19 @@ def test_root_returns_a_list_and_generate_an_object(server):
     ({"inputs": "x", "parameters": {"max_new_tokens": 0}}, "strictly positive"),
     ({"inputs": "x", "parameters": {"stop": ["a", "b", "c", "d", "e"]}}, "up to 4 stop sequences"),
     ({"inputs": "x", "parameters": {"temperature": 0}}, "`temperature` must be strictly positive"),
+    # a seed torch cannot take hung its request and failed the batch; NaN was a 500
+    ({"inputs": "x", "parameters": {"do_sample": True, "seed": 2 ** 70}}, "`seed` must be a whole number"),
 ])
 def test_validation_errors_are_tgi_json(server, body, message):
     resp = requests.post(f"{server}/generate", json=body)
     assert resp.status_code == 422
     assert resp.json()["error_type"] == "validation" and message in resp.json()["error"]
+
+
+def test_a_nan_temperature_is_a_validation_error(server):  # Python's json reads NaN: it was a 500
+    resp = requests.post(f"{server}/generate", data='{"inputs": "x", "parameters": {"temperature": NaN}}',
+                         headers={"Content-Type": "application/json"})
+    assert resp.status_code == 422 and "`temperature` must be strictly positive" in resp.json()["error"]
 
 
 def test_malformed_json_is_a_validation_error_and_the_server_lives_on(server):
