@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 import re
 import threading
 import time
@@ -50,6 +51,20 @@ class BackendError(RuntimeError):
 
 class BackendUnavailable(BackendError):
     """The server could not be reached, or stayed overloaded, through every retry."""
+
+
+class BackendOverloaded(BackendUnavailable):
+    """The server refused the request as too many (429 / TGI's overloaded) for :data:`OVERLOAD_PATIENCE`
+    seconds of retries: more requests in flight (``-c``) than it admits (its ``--max-concurrent-requests``)."""
+
+
+#: how long (seconds) a request refused as one too many keeps being retried: a full server is busy, not gone
+OVERLOAD_PATIENCE = 600.0
+
+
+def overload_message(url: str, exc: BaseException) -> str:
+    return (f"{url} refused requests as too many for {OVERLOAD_PATIENCE:.0f} s ({type(exc).__name__}: {exc}): "
+            f"lower -c, or raise the server's limit (TGI and agent-gym serve: --max-concurrent-requests)")
 
 
 class PromptTooLong(BackendError):
@@ -200,12 +215,14 @@ class PooledBackend:
 
     Each call goes to the live instance with the fewest requests of this process in flight (ties: the
     one that answered fewest). An instance that cannot be reached or stays overloaded
-    (:class:`BackendUnavailable`: refused or dropped connections, 429/503) is taken out for
+    (:class:`BackendUnavailable`: refused or dropped connections, 5xx) is taken out for
     ``POOL_BACKOFF`` seconds, doubling with each failure in a row up to ``POOL_MAX_BACKOFF``, and the
     call goes to another instance: a request whose server died mid-reply is sent again whole, so an
     episode neither fails nor is played twice. When every instance is out, the call waits for the
     first to come back, at most ``patience`` seconds, then raises :class:`BackendUnavailable` naming
-    each instance and its error. Other errors (a prompt too long, a server's refusal, a timeout) are
+    each instance and its error. An instance that refuses a request as one too many
+    (:class:`BackendOverloaded`, 429) stays in: the request waits a moment and goes to the least-loaded
+    instance again, for up to :data:`OVERLOAD_PATIENCE` seconds. Other errors (a prompt too long, a server's refusal, a timeout) are
     the request's, not the instance's, and are raised as they are.
 
     At construction every instance is probed; those that answer must serve the same model (else
@@ -291,12 +308,20 @@ class PooledBackend:
 
     def _call(self, call: Callable[[Any], Any]) -> Any:
         deadline = time.monotonic() + self.patience
+        busy_until, busy = time.monotonic() + OVERLOAD_PATIENCE, 0
         while True:
             inst = self._take(deadline)
             try:
                 if inst.backend is None and not self._open(inst):
                     continue
                 result = call(inst.backend)
+            except BackendOverloaded as exc:  # a full instance is busy, not down: wait a little and try again
+                busy += 1
+                if time.monotonic() > busy_until:
+                    raise BackendOverloaded(overload_message(self.url, exc)) from exc
+                time.sleep(min(5.0, 0.2 * 2 ** min(busy, 5)) * (0.5 + random.random()))
+                deadline = time.monotonic() + self.patience
+                continue
             except BackendUnavailable as exc:  # the instance's fault: out for a while, the request goes elsewhere
                 self._failed(inst, str(exc))
                 continue
@@ -306,6 +331,7 @@ class PooledBackend:
             with self._lock:
                 inst.requests += 1
                 inst.failures, inst.error = 0, None
+                inst.down_until = min(inst.down_until, time.monotonic())  # it answers: in, whatever failed before
             return result
 
     def instances(self) -> list[dict[str, Any]]:

@@ -25,8 +25,9 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agent_gym.policies.backend import (BackendError, BackendUnavailable, Generation, Message, PolicySetupError,
-                                        PromptTooLong, cut_at_stop, is_prompt_too_long)
+from agent_gym.policies.backend import (BackendError, BackendOverloaded, BackendUnavailable, Generation, Message,
+                                        PolicySetupError, PromptTooLong, cut_at_stop, is_prompt_too_long,
+                                        overload_message)
 from agent_gym.policies.tgi import PROBE_TIMEOUT, SCORING_TOP_N, load_tokenizer, match_top_tokens, without_added_bos
 
 # "...logprobs... must be <= 20" / "at most 20" / "maximum allowed: 20" (vLLM, OpenAI)
@@ -151,7 +152,9 @@ class OpenAIBackend:
             return call()
         except openai.APITimeoutError as exc:
             raise BackendError(f"{self.url} did not answer within {self.timeout} s (raise --timeout)") from exc
-        except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as exc:
+        except openai.RateLimitError as exc:  # the client retried it already (max_retries)
+            raise BackendOverloaded(overload_message(self.url, exc)) from exc
+        except (openai.APIConnectionError, openai.InternalServerError) as exc:
             raise BackendUnavailable(f"{self.url} unreachable or overloaded after retries ({exc}); is the server up?") \
                 from exc
         except openai.APIStatusError as exc:

@@ -2,8 +2,9 @@
 
 Works with real TGI (the paper's setup, see ``docker/``) and with ``agent-gym serve``. The server is
 probed once (``GET /info``, short timeout) when the backend is made: an unreachable one is a
-:class:`PolicySetupError` before any episode. Overload (429) and lost connections are retried with
-exponential backoff; a validation error for a prompt that is too long becomes :class:`PromptTooLong`
+:class:`PolicySetupError` before any episode. Lost connections are retried ``retries`` times with
+exponential backoff, overload (429: more requests than the server admits) for up to
+:data:`~agent_gym.policies.backend.OVERLOAD_PATIENCE` seconds; a validation error for a prompt that is too long becomes :class:`PromptTooLong`
 (the policy drops history); other refusals (the server's own limits such as "`max_new_tokens` must
 be <= 192") and timeouts raise :class:`BackendError` at once, with the server's message.
 
@@ -28,8 +29,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agent_gym.policies.backend import (BackendError, BackendUnavailable, Generation, Message, PolicySetupError,
-                                        PromptTooLong, cut_at_stop, is_prompt_too_long)
+from agent_gym.policies.backend import (OVERLOAD_PATIENCE, BackendError, BackendOverloaded, BackendUnavailable,
+                                        Generation, Message, PolicySetupError, PromptTooLong, cut_at_stop,
+                                        is_prompt_too_long, overload_message)
 
 #: how long the probe at construction waits for the server (seconds)
 PROBE_TIMEOUT = 5.0
@@ -210,11 +212,12 @@ class TGIBackend:
         import requests
         from text_generation import errors
 
-        retryable = (errors.OverloadedError, errors.RateLimitExceededError, errors.ShardNotReadyError,
-                     requests.ConnectionError, requests.exceptions.ChunkedEncodingError, ConnectionError,
-                     json.JSONDecodeError)
+        overloaded = (errors.OverloadedError, errors.RateLimitExceededError)
+        retryable = (errors.ShardNotReadyError, requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                     ConnectionError, json.JSONDecodeError)
         last: BaseException | None = None
-        for attempt in range(self.retries + 1):
+        attempt, busy, busy_until = 0, 0, time.monotonic() + OVERLOAD_PATIENCE
+        while True:
             try:
                 return call()
             except requests.Timeout as exc:  # before ConnectionError: ConnectTimeout is both
@@ -225,14 +228,21 @@ class TGIBackend:
                     raise PromptTooLong(str(exc)) from exc
                 raise BackendError(f"TGI at {self.url} refused the request (a server limit: change the setting "
                                    f"or the server's launch flags): {exc}") from exc
+            except overloaded as exc:  # busy, not gone: retried for OVERLOAD_PATIENCE seconds, not `retries` times
+                busy += 1
+                if self.retries == 0 or time.monotonic() > busy_until:  # retries=0: a pool picks another instance
+                    raise BackendOverloaded(overload_message(f"TGI at {self.url}", exc)) from exc
+                time.sleep(min(5.0, self.backoff * 2 ** min(busy, 4)) * (0.5 + random.random()))
             except retryable as exc:
                 last = exc
-                if attempt < self.retries:
-                    time.sleep(self.backoff * 2 ** attempt * (1 + random.random()))
+                if attempt >= self.retries:
+                    break
+                time.sleep(self.backoff * 2 ** attempt * (1 + random.random()))
+                attempt += 1
             except (errors.GenerationError, errors.IncompleteGenerationError, errors.BadRequestError,
                     errors.UnknownError, errors.NotFoundError) as exc:
                 raise BackendError(f"TGI at {self.url}: {type(exc).__name__}: {exc}") from exc
-        raise BackendUnavailable(f"TGI at {self.url} unreachable or overloaded after {self.retries + 1} tries "
+        raise BackendUnavailable(f"TGI at {self.url} unreachable after {self.retries + 1} tries "
                                  f"({type(last).__name__}: {last}); is the server up? (see docker/README.md)")
 
 

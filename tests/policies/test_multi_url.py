@@ -176,3 +176,28 @@ def test_a_rollout_survives_killing_one_of_two_instances_midway(pair, tmp_path):
     assert state[b]["failures"] >= 1 and state[b]["error"]   # then it was tried, failed and was taken out
     assert state[a]["requests"] > at_kill[a]["requests"]     # the survivor took the rest
     assert sum(state[u]["requests"] - served_before[u] for u in (a, b)) == 12  # one answered request per episode
+
+
+def test_more_requests_than_a_server_admits_wait_their_turn(local_backend):
+    """``-c`` above the server's ``--max-concurrent-requests``: its 429s are waited out, on one URL and in a
+    pool with a dead instance; they once became episode errors blaming a dead server, and a live instance
+    that had answered a 429 stayed out of the pool."""
+    with serve("--max-concurrent-requests", "1") as (_, url):
+        dead = f"http://127.0.0.1:{free_port()}"
+        for backend in (get_backend("tgi", url=url), PooledBackend("tgi", [url, dead])):
+            results: list = []
+
+            def ask(i: int) -> None:
+                try:
+                    results.append(backend.generate(f"Count to {i}:", max_new_tokens=12).text)
+                except Exception as exc:  # noqa: BLE001 - the test reports it
+                    results.append(exc)
+
+            threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(600)
+            assert len(results) == 4 and all(isinstance(r, str) for r in results), results
+            if isinstance(backend, PooledBackend):
+                assert by_url(backend)[url]["up"] and by_url(backend)[url]["requests"] == 4
