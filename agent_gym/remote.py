@@ -84,6 +84,23 @@ _SERVER_ERROR = re.compile(r"^Server error: (?P<message>.*) \(code: (?P<code>[A-
 _TYPED = re.compile(r"^(?P<type>[A-Za-z_][A-Za-z0-9_]*): (?P<message>.*)$", re.S)
 
 
+def server_info(url: str, timeout_s: float = 10.0) -> dict[str, Any]:
+    """What the server at ``url`` serves and its limits (``GET /agent-gym``): ``envs``, ``active_sessions``,
+    ``max_sessions``, ``idle_timeout_s``, ``max_payload_bytes``. Raises :class:`EnvServerUnavailable`
+    naming the URL when nothing answers there."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    base = re.sub(r"^ws(s?)://", r"http\1://", url.rstrip("/"))
+    try:
+        with urllib.request.urlopen(f"{base}/agent-gym", timeout=timeout_s) as resp:
+            return json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise EnvServerUnavailable(f"no agent-gym env server answers at {url} ({exc}): start one with "
+                                   f"`agent-gym serve-env --port PORT`, or check the URL") from None
+
+
 class RemoteEnv(gym.Env[str, str]):
     """``gym.make(env_id, **env_kwargs)`` on the server at ``url``, played from here.
 

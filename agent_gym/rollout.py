@@ -425,6 +425,8 @@ def rollout(episodes: Iterable[EpisodeSpec], policy: PolicyFactory | str, *, out
             print(f"agent-gym: warning: {bad}; the episode it held, if any, is played again", file=sys.stderr)
         options: dict[str, dict[str, Any]] = {}
         env_ids = list(dict.fromkeys(e.env_id for e in episodes))
+        if episodes and env_server is not None:
+            _check_env_server(env_server, env_ids, min(concurrency, len(episodes)))
         if episodes and workers == "threads":
             agent, options = _probe(env_ids, policy, policy_options, pool)
         elif episodes:  # the first worker makes the envs and the policy: where they will run, not here
@@ -479,6 +481,28 @@ def rollout(episodes: Iterable[EpisodeSpec], policy: PolicyFactory | str, *, out
             writer.close()  # releases the lock
     result.damaged = damaged
     return result
+
+
+def _check_env_server(url: str, env_ids: Sequence[str], workers: int) -> None:
+    """:class:`RunSetupError` when the env server at ``url`` is down, does not serve one of ``env_ids``,
+    or has fewer free sessions than the run may hold (each worker keeps one env per env id)."""
+    from agent_gym.remote import RemoteEnvError, server_info
+
+    try:
+        info = server_info(url)
+    except RemoteEnvError as exc:
+        raise RunSetupError(str(exc)) from None
+    served = info.get("envs") or []
+    missing = [e for e in env_ids if served and e not in served]
+    if missing:
+        raise RunSetupError(f"the env server at {url} does not serve {', '.join(missing)} (it serves "
+                            f"{', '.join(served)}): start it with --env naming them")
+    needed = workers * len(env_ids)
+    free = int(info.get("max_sessions", needed)) - int(info.get("active_sessions", 0))
+    if needed > free:
+        raise RunSetupError(f"the env server at {url} has {free} free sessions of {info.get('max_sessions')}; this "
+                            f"run may hold {needed} (-c {workers} x {len(env_ids)} envs): lower -c, or start the server "
+                            f"with --max-sessions {needed + int(info.get('active_sessions', 0))}")
 
 
 def resolve_policy(name: str) -> PolicyFactory:

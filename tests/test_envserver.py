@@ -298,3 +298,16 @@ def test_agent_gym_run_plays_through_the_server_and_resumes(servers, tmp_path):
     refused = subprocess.run([*base, "--env-server", servers["url"], "--workers", "processes", "-o",
                               str(tmp_path / "x.jsonl")], capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "--env-server plays from threads" in refused.stderr
+
+
+def test_a_run_the_server_cannot_hold_stops_before_the_first_episode(servers, tmp_path):
+    """-c above the server's free sessions once recorded EnvServerFull errors episode after episode."""
+    need_data("gsm8k")
+    out = tmp_path / "run.jsonl"
+    for envs, why in ((["gsm8k", "db"], "lower -c, or start the server with --max-sessions 4"),
+                      (["alfworld"], "does not serve AgentTuning/Alfworld-v0")):
+        done = subprocess.run([sys.executable, "-m", "agent_gym.cli", "run", *envs, "-n", "2", "-c", "2", "--policy",
+                               "expert", "--no-progress", "--env-server", servers["tight"], "-o", str(out)],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and why in done.stderr, done.stderr[-2000:]
+        assert not out.exists() or not out.read_text().strip()
