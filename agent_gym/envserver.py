@@ -277,6 +277,7 @@ class _Connection:
     in_flight: int = 0
     reaped: bool = False
     closed: bool = False
+    gone: bool = False  # the client disconnected: nothing more is sent to it
 
 
 class Limits:
@@ -338,6 +339,8 @@ class Limits:
             while True:
                 message = await receive()
                 conn.last = time.monotonic()  # with the put, in one step of the loop: the reaper sees both or neither
+                if message["type"] == "websocket.disconnect":
+                    conn.gone = True
                 conn.inbox.put_nowait(message)
                 if message["type"] == "websocket.disconnect":
                     return
@@ -365,8 +368,8 @@ class Limits:
                 return message
 
         async def guarded_send(message: dict) -> None:
-            if conn.closed:
-                return  # closed for idling: OpenEnv's own goodbye has nobody to go to
+            if conn.closed or conn.gone:
+                return  # closed for idling, or the client left mid-reset: the answer has nobody to go to
             if message["type"] == "websocket.send":
                 conn.in_flight = max(0, conn.in_flight - 1)
                 conn.last = time.monotonic()
@@ -377,7 +380,10 @@ class Limits:
                 except Exception:  # noqa: BLE001 - the client closed first (OpenEnv's close after its "close" message)
                     pass
                 return
-            await send(message)
+            try:
+                await send(message)
+            except Exception:  # noqa: BLE001 - the client left while the answer was on its way (its reset ran on)
+                conn.gone = True
 
         try:
             await self.app(scope, guarded_receive, guarded_send)
