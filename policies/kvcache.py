@@ -229,8 +229,11 @@ def ragged_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value:
     Decoding (``n == 1``) needs no mask; a prompt chunk after cached positions gets the causal mask
     shifted by them. ``sliding_window`` (from the layer or the call) limits the keys a query sees.
     """
-    if not agent_gym_rows:
-        raise RuntimeError(f"attention {ATTENTION!r} runs only inside agent_gym.policies.local's engine")
+    if not agent_gym_rows:  # a plain forward of the model (a user's, or a scoring check): transformers' own SDPA
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
+                                      **kwargs)
     layer, n = module.layer_idx, key.shape[2]
     window = kwargs.get("sliding_window") or getattr(module, "sliding_window", None)
     sdpa = torch.nn.functional.scaled_dot_product_attention
