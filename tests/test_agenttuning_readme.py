@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "policies"))
-from policy_servers import free_port, wait_healthy  # noqa: E402
+from policy_servers import free_port, stop, wait_healthy  # noqa: E402
 
 yaml = pytest.importorskip("yaml")
 pytest.importorskip("text_generation")
@@ -123,13 +122,7 @@ def servers() -> Iterator[dict[str, str]]:
         yield urls
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop(proc)
 
 
 def test_the_readme_request_gets_generated_text(servers):
