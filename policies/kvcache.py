@@ -62,6 +62,26 @@ class SequenceKV:
         return self.buf.numel() * self.buf.element_size()
 
 
+class PlainKV:
+    """One sequence's KV in transformers' own cache, for models :func:`ragged_attention` cannot run.
+
+    The same bookkeeping as :class:`SequenceKV` (``length``, ``ids``); ``past`` is the model's
+    ``past_key_values``. Such a sequence is decoded alone (batch 1) and never enters the prefix cache.
+    """
+
+    def __init__(self) -> None:
+        self.length = 0
+        self.ids: list[int] = []
+        self.past: Any = None
+
+    def reserve(self, n: int) -> None:
+        """Nothing to reserve: transformers' cache grows itself."""
+
+    def advance(self, ids: Sequence[int]) -> None:
+        self.ids.extend(ids)
+        self.length += len(ids)
+
+
 class _Node:
     __slots__ = ("tokens", "kv", "children", "parent", "used")
 
@@ -195,7 +215,7 @@ def unsupported_reason(config: Any) -> str | None:
 
     It computes plain softmax attention, causal, with an optional sliding window; models that
     change the scores themselves (logit soft-capping, attention sinks) or mix in recurrent layers
-    are refused rather than decoded wrongly.
+    run on the model's own attention and cache instead (:class:`PlainKV`), one request at a time.
     """
     config = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
     for name in ("attn_logit_softcapping", "final_logit_softcapping"):

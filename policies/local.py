@@ -136,13 +136,15 @@ class LocalModel:
         self.pad_id = int(pad if pad is not None else min(self.eos_ids))
         from agent_gym.policies import kvcache
 
-        why = kvcache.unsupported_reason(config)
-        if why:
-            raise PolicySetupError(
-                f"the local engine cannot run {self.name}: {why} -- serve it with vLLM, SGLang or TGI and use "
-                f"--backend openai or --backend tgi (docs/policies.md)")
-        kvcache.install()
-        self.model.set_attn_implementation(kvcache.ATTENTION)
+        #: why the ragged engine cannot run this model (None: it can). Such a model keeps its own attention
+        #: and cache and decodes one request at a time, with no prefix cache: correct, not fast. For speed
+        #: serve it with vLLM, SGLang or TGI (--backend openai / tgi; docs/policies.md).
+        self.plain_reason = kvcache.unsupported_reason(config)
+        if self.plain_reason is None:
+            kvcache.install()
+            self.model.set_attn_implementation(kvcache.ATTENTION)
+        elif getattr(config.get_text_config(decoder=True), "attn_logit_softcapping", None):
+            self.model.set_attn_implementation("eager")  # transformers' SDPA path leaves the soft-capping out
         self.kv_shape = kvcache.kv_shape(config)
         self.dtype = self.model.dtype
         self._tokenizer_lock = threading.Lock()  # the Rust tokenizer is not re-entrant across threads
@@ -285,8 +287,9 @@ class Engine:
     def __init__(self, model: LocalModel, max_batch: int = 16, prefix_cache: PrefixCache | None = None,
                  prefill_chunk: int = 512):
         self.model = model
-        self.max_batch = max(1, max_batch)
-        self.prefix_cache = prefix_cache
+        plain = model.plain_reason is not None  # the model's own attention: one request at a time, nothing kept
+        self.max_batch = 1 if plain else max(1, max_batch)
+        self.prefix_cache = None if plain else prefix_cache
         self.prefill_chunk = max(1, prefill_chunk)
         self.waiting: collections.deque[Request] = collections.deque()
         self.rows: list[_Row] = []
@@ -332,13 +335,15 @@ class Engine:
         return failed
 
     def _prefill(self, row: _Row, finished: list[Request]) -> None:
-        from agent_gym.policies.kvcache import SequenceKV
+        from agent_gym.policies.kvcache import PlainKV, SequenceKV
 
         r = row.request
         if r.cancelled:
             return self._finish(row, finished, keep=False)
         try:
-            if row.kv is None:
+            if row.kv is None and self.model.plain_reason is not None:
+                row.kv = PlainKV()
+            elif row.kv is None:
                 row.kv = SequenceKV(self.model.kv_shape, len(r.ids) + min(r.max_new_tokens, 256), self.model.dtype,
                                     self.model.device)
                 if self.prefix_cache is not None:  # the last prompt token is always computed: its logits are needed
@@ -391,9 +396,16 @@ class Engine:
         import torch
 
         n = len(tokens[0])
+        device = self.model.device
+        if self.model.plain_reason is not None:  # one row (max_batch 1), transformers' own cache
+            (row,) = rows
+            out = self.model.model(input_ids=torch.tensor(tokens, dtype=torch.long, device=device),
+                                   past_key_values=row.kv.past, use_cache=True, logits_to_keep=1)
+            row.kv.past = out.past_key_values
+            row.kv.advance(tokens[0])
+            return out.logits[:, -1, :].float()
         for row in rows:
             row.kv.reserve(n)
-        device = self.model.device
         positions = torch.tensor([list(range(row.kv.length, row.kv.length + n)) for row in rows], device=device)
         out = self.model.model(input_ids=torch.tensor(tokens, dtype=torch.long, device=device), position_ids=positions,
                                use_cache=False, logits_to_keep=1, agent_gym_rows=[row.kv for row in rows])
@@ -421,7 +433,8 @@ class Batcher:
         from agent_gym.policies.kvcache import PrefixCache
 
         self.max_batch = max(1, max_batch)
-        self.prefix_cache = PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None
+        self.prefix_cache = (PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 and model.plain_reason is None
+                             else None)
         self.engine = Engine(model, self.max_batch, self.prefix_cache, prefill_chunk)
         self._queue: queue.Queue[Request] = queue.Queue()
         self.batches = 0  # busy periods: runs of the engine from idle to idle (for benchmarks and tests)
@@ -497,8 +510,9 @@ class LocalBackend:
 
     @property
     def provenance(self) -> dict[str, Any]:
+        engine = "ragged" if self.model.plain_reason is None else f"plain ({self.model.plain_reason})"
         return {"backend": self.kind, "url": None, "model": self.model_name, "model_path": str(self.model.path),
-                "device": str(self.model.device), "dtype": str(self.model.model.dtype)}
+                "device": str(self.model.device), "dtype": str(self.model.model.dtype), "engine": engine}
 
     def chat_template(self) -> Callable[[Sequence[Message]], str]:
         return self.model.render

@@ -198,7 +198,7 @@ def test_provenance_records_the_settings_as_used(local_backend):
     assert traj.provenance["policy"] == {
         "policy": "react", "backend": "local", "url": None, "model": "SmolLM2-135M-Instruct",
         "model_path": str(model.path), "device": str(model.device), "dtype": str(model.model.dtype),
-        "chat_template": "llama2", "system_prompt": "", "strip_messages": True, "max_new_tokens": 3,
+        "engine": "ragged", "chat_template": "llama2", "system_prompt": "", "strip_messages": True, "max_new_tokens": 3,
         "temperature": 0.0, "top_p": None, "stop": ["stone"], "seed": 5, "scoring": None, "scaffolding": "chat"}
 
 

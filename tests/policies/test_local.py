@@ -116,3 +116,63 @@ def test_a_template_that_emits_bos_with_a_tokenizer_that_adds_it_gives_one_bos(b
     # a prompt without BOS text (our llama2 rendering leaves <s> out) still gets the tokenizer's one
     plain = model.encode("[INST] What is 2+2? [/INST]")
     assert plain[0] == bos and plain[1] != bos
+
+
+# ------------------------------------------------------------- models the ragged engine cannot run
+@pytest.fixture(scope="module")
+def softcapping_model(tmp_path_factory) -> Path:
+    """A tiny random Gemma-2 (attention and final logit soft-capping, sliding layers) with SmolLM2's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, Gemma2Config, Gemma2ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(models.resolve(None))
+    config = Gemma2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                          num_attention_heads=2, num_key_value_heads=1, head_dim=32, sliding_window=8,
+                          max_position_embeddings=512, attn_logit_softcapping=5.0, final_logit_softcapping=3.0,
+                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                          pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("models") / "gemma2-tiny"
+    model = Gemma2ForCausalLM(config).eval()
+    with torch.no_grad():  # large attention scores, so that capping them at 5 changes which token wins
+        for layer in model.model.layers:
+            for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
+                getattr(layer.self_attn, proj).weight.mul_(40)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_a_model_with_logit_softcapping_decodes_as_transformers_generate_does(softcapping_model):
+    """Soft-capping changes the scores, which the ragged attention does not compute: such a model runs on its
+    own attention and cache, one request at a time, and its greedy tokens are ``generate``'s (it was refused)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from agent_gym.policies.local import LocalBackend
+
+    backend = LocalBackend(str(softcapping_model), prefix_cache_mb=64)
+    assert backend.provenance["engine"] == "plain (attn_logit_softcapping is set)"
+    assert backend.batcher.prefix_cache is None and backend.batcher.engine.max_batch == 1
+    prompt = "The quick brown fox jumps over the lazy dog and runs into the forest"  # past the sliding window
+    ids = backend.model.encode(prompt)
+    reference = AutoModelForCausalLM.from_pretrained(softcapping_model, dtype=torch.float32,
+                                                     attn_implementation="eager").eval()  # SDPA drops the capping
+    with torch.inference_mode():
+        want = reference.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False,
+                                  pad_token_id=backend.model.pad_id)[0, len(ids):].tolist()
+    done = backend.batcher.submit(Request(ids, 12)).wait()
+    assert done.error is None and done.tokens == want and len(want) == 12
+
+    results: dict[int, list[int]] = {}
+
+    def ask(i: int) -> None:  # several threads at once: queued one at a time, each gets its own reply
+        results[i] = backend.batcher.submit(Request(ids, 12)).wait().tokens
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert [results[i] for i in range(3)] == [done.tokens] * 3
+    assert backend.generate(prompt, max_new_tokens=4, stop=["\n"]).completion_tokens <= 4
