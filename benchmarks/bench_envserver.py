@@ -165,6 +165,76 @@ def sessions(counts: list[int]) -> list[dict[str, float]]:
     return rows
 
 
+ECHO_SERVER = """
+import functools, json, socket, sys
+import gymnasium as gym, uvicorn
+from fastapi import FastAPI
+from openenv.core.env_server.http_server import HTTPEnvServer
+from openenv.core.env_server.interfaces import Environment
+from openenv.core.env_server.types import ServerMode
+import agent_gym
+from agent_gym.envserver import Limits, SessionState, TextAction, TextObservation, jsonable
+
+gym.register_envs(agent_gym)
+env = gym.make("AgentTuning/GSM8K-v0")
+env.reset(seed=0)
+INFO = jsonable(env.step("The answer is 1")[4])  # a real step's info: the same payload as GSM8K's
+
+
+class Echo(Environment[TextAction, TextObservation, SessionState]):
+    SUPPORTS_CONCURRENT_SESSIONS = True
+
+    def reset(self, seed=None, episode_id=None, **kwargs):
+        return TextObservation(text="", info=INFO)
+
+    def step(self, action, timeout_s=None, **kwargs):
+        return TextObservation(text=action.message, info=INFO, reward=0.0)
+
+    @property
+    def state(self):
+        return SessionState()
+
+
+app = FastAPI()
+HTTPEnvServer(Echo, TextAction, TextObservation).register_routes(app, mode=ServerMode.PRODUCTION)
+if sys.argv[1] == "limits":
+    app = Limits(app, max_payload_bytes=1 << 20, idle_timeout=600)
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+sock.listen(64)
+print(f"serving on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on")).run(sockets=[sock])
+"""
+
+
+def openenv_floor(calls: int) -> dict[str, float]:
+    """Median ms per step through OpenEnv's server and client alone: an env that echoes at once with a GSM8K
+    step's info, served bare and behind :class:`agent_gym.envserver.Limits`, stepped with the client RemoteEnv
+    uses (``AgentGymClient(...).sync()``). What is left of RemoteEnv's overhead above it is agent-gym's."""
+    out = {}
+    for mode in ("bare", "limits"):
+        proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, mode], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        line = proc.stdout.readline()
+        if "serving" not in line:
+            raise SystemExit(f"the echo server did not start: {line}{proc.stdout.read()}")
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
+        url = line.split(" on ", 1)[1].strip()
+        try:
+            with AgentGymClient(base_url=url).sync() as client:
+                client.reset()
+                times = []
+                for i in range(calls + 20):
+                    t0 = time.perf_counter()
+                    client.step(TextAction(message=f"The answer is {i}"))
+                    times.append(time.perf_counter() - t0)
+            out[mode] = 1e3 * statistics.median(times[20:])
+        finally:
+            proc.terminate()
+            proc.wait()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300, help="steps per env in the overhead measurement")
@@ -187,6 +257,11 @@ def main() -> None:
         print(f"{name:<28}{r['steps']:>6}{r['local_step_ms']:>11.3f}{r['remote_step_ms']:>13.3f}"
               f"{r['step_overhead_ms']:>10.3f}{r['step_overhead_p10_ms']:>9.3f}{r['local_reset_ms']:>12.3f}"
               f"{r['remote_reset_ms']:>14.3f}{r['reset_overhead_ms']:>10.3f}{r['cpu_overhead_ms']:>14.3f}")
+
+    floor = openenv_floor(args.calls)
+    print(f"\nOpenEnv's own floor (an env that answers at once with a GSM8K step's info, the same client): "
+          f"{floor['bare']:.3f} ms per step bare, {floor['limits']:.3f} ms behind agent-gym's Limits middleware; "
+          f"agent-gym's part of the GSM8K overhead: {gsm8k['step_overhead_ms'] - floor['bare']:.3f} ms")
 
     rows = sessions([int(n) for n in args.sessions.split(",")])
     print("\nsessions held open at once by one server (each a GSM8K env with an episode running), server RSS (MiB);"
