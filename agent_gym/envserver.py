@@ -219,6 +219,9 @@ class SessionEnv(Environment[TextAction, TextObservation, SessionState]):
             raise TypeError(f"reset's options must be an object, got {type(options).__name__}")
         if env_kwargs is not None and not isinstance(env_kwargs, dict):
             raise TypeError(f"reset's env_kwargs must be an object, got {type(env_kwargs).__name__}")
+        for name, flag in (("expert", expert), ("episode", episode)):
+            if not isinstance(flag, bool):  # "no" would be true
+                raise TypeError(f"reset's {name} must be true or false, got {flag!r}")
         self._make(env_id, dict(env_kwargs or {}) if env_kwargs is not None or env_id is not None else None)
         self.expert = bool(expert)
         if not episode:  # made (or kept), checked, no episode: what a client needs before its first one
@@ -358,7 +361,12 @@ class Limits:
                     return {"type": "websocket.disconnect", "code": IDLE_CLOSE_CODE}
                 if message["type"] == "websocket.receive":
                     data = message.get("text")
-                    size = len(data.encode("utf-8", errors="surrogatepass")) if data is not None else len(message.get("bytes") or b"")
+                    if data is None:  # OpenEnv reads text frames only (it failed with a bare "'text'")
+                        await send({"type": "websocket.send", "text": json.dumps({"type": "error", "data": {
+                            "message": "a binary WebSocket frame: send each message as a text frame of JSON "
+                                       "(OpenEnv's protocol)", "code": "INVALID_JSON"}})})
+                        continue
+                    size = len(data.encode("utf-8", errors="surrogatepass"))
                     if size > self.max_payload_bytes:
                         await send({"type": "websocket.send", "text": json.dumps({"type": "error", "data": {
                             "message": self._too_large(size), "code": "VALIDATION_ERROR", "reason": "payload_too_large",
@@ -418,7 +426,8 @@ def create_app(env_ids: list[str] | None = None, *, max_sessions: int = DEFAULT_
     if max_payload_bytes < 1024:
         raise ValueError(f"--max-payload-bytes must be at least 1024, got {max_payload_bytes}")
     if idle_timeout is not None and idle_timeout <= 0:
-        raise ValueError(f"--idle-timeout must be positive, got {idle_timeout}")
+        raise ValueError(f"--idle-timeout must be positive (--idle-timeout 0, idle_timeout=None: sessions never "
+                         f"time out), got {idle_timeout:g}")
     from fastapi import FastAPI
 
     app = FastAPI(title="agent-gym env server (OpenEnv protocol)", version=agent_gym.__version__)

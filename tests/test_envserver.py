@@ -211,6 +211,25 @@ def test_an_oversized_payload_is_refused_and_the_session_goes_on(servers):
     assert response.status_code == 413 and "--max-payload-bytes" in response.json()["detail"]
 
 
+def test_a_binary_frame_and_a_flag_that_is_not_a_boolean_get_clear_errors(servers):
+    """On the raw WebSocket: a binary frame is answered with what to send instead (it was ``"'text'"``), a
+    reset's ``expert`` or ``episode`` must be a boolean (``"no"`` counted as true), and the session goes on."""
+    need_data("gsm8k")
+    from websockets.sync.client import connect
+
+    with connect(servers["url"].replace("http", "ws", 1) + "/ws") as ws:
+        ws.send(b'{"type": "reset", "data": {}}')
+        reply = json.loads(ws.recv(timeout=30))
+        assert reply["type"] == "error" and "text frame of JSON" in reply["data"]["message"], reply
+        for flag in ("expert", "episode"):
+            ws.send(json.dumps({"type": "reset", "data": {"env_id": GSM8K, flag: "no"}}))
+            reply = json.loads(ws.recv(timeout=30))
+            assert reply["type"] == "error" and f"{flag} must be true or false, got 'no'" in reply["data"]["message"]
+        ws.send(json.dumps({"type": "reset", "data": {"env_id": GSM8K, "options": {"task": "3"}}}))
+        reply = json.loads(ws.recv(timeout=30))
+        assert reply["type"] == "observation" and reply["data"]["observation"]["info"]["task_id"] == "3", reply
+
+
 def test_env_errors_keep_their_type_and_the_session(servers):
     need_data("gsm8k")
     with pytest.raises(ValueError, match=r"has no option 'extractoin'"):
