@@ -81,9 +81,13 @@ class Server:
         return app
 
     @staticmethod
-    def _json_error(exc: ServeError) -> Any:
+    def _json_error(exc: ServeError, openai: bool = False) -> Any:
+        """TGI's error body, or OpenAI's (``{"error": {"message", "type", "param", "code"}}``) on ``/v1/`` routes."""
         from aiohttp import web
 
+        if openai:
+            return web.json_response({"error": {"message": str(exc), "type": exc.error_type, "param": None,
+                                                "code": exc.status}}, status=exc.status)
         return web.json_response({"error": str(exc), "error_type": exc.error_type}, status=exc.status)
 
     @property
@@ -95,11 +99,12 @@ class Server:
             try:
                 return await handler(request)
             except ServeError as exc:
-                return self._json_error(exc)
+                return self._json_error(exc, request.path.startswith("/v1/"))
             except web.HTTPException:
                 raise
             except Exception as exc:  # a bug or a model failure: TGI's generation error, the server lives on
-                return self._json_error(ServeError(500, f"{type(exc).__name__}: {exc}", "generation"))
+                return self._json_error(ServeError(500, f"{type(exc).__name__}: {exc}", "generation"),
+                                        request.path.startswith("/v1/"))
 
         return errors
 
@@ -174,6 +179,8 @@ class Server:
             params["top_n_tokens"] = logprobs
             params["logprobs"] = True
         if body.get("stream"):
+            if logprobs is not None:
+                raise validation("`logprobs` is not streamed by this server: ask without `stream`")
             return await self._openai_stream(request, body, prompt, params, chat=False)
         req, _ = await self._run(prompt, params)
         text = _openai_text(req)
@@ -212,16 +219,41 @@ class Server:
             prompt = self.model.render([{"role": m["role"], "content": m.get("content") or ""} for m in messages])
         except (KeyError, TypeError, ValueError) as exc:
             raise validation(f"bad `messages`: {exc}") from exc
+        params = _openai_params(body)
+        logprobs, top = body.get("logprobs"), body.get("top_logprobs")
+        if logprobs not in (None, True, False):
+            raise validation(f"`logprobs` must be true or false. Given: {logprobs!r}")
+        if top is not None:
+            if not logprobs:
+                raise validation("`top_logprobs` needs `logprobs: true`")
+            if not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= self.max_top_n:
+                raise validation(f"`top_logprobs` must be an integer >= 0 and <= {self.max_top_n}. Given: {top!r}")
+        if logprobs:
+            params["logprobs"], params["top_n_tokens"] = True, top or 0
         if body.get("stream"):
-            return await self._openai_stream(request, body, prompt, _openai_params(body), chat=True)
-        req, _ = await self._run(prompt, _openai_params(body))
+            if logprobs:
+                raise validation("`logprobs` is not streamed by this server: ask without `stream`")
+            return await self._openai_stream(request, body, prompt, params, chat=True)
+        req, _ = await self._run(prompt, params)
         text = _openai_text(req)
         return web.json_response({
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": self.model.name, "system_fingerprint": VERSION,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "logprobs": self._chat_logprobs(req) if logprobs else None,
                          "finish_reason": _openai_finish(req)}],
             "usage": _usage(req)})
+
+    def _chat_logprobs(self, req: Any) -> dict[str, Any]:
+        """OpenAI's chat ``logprobs`` object: ``content``, one entry per generated token (its text, log-prob,
+        UTF-8 bytes and ``top_logprobs``, the most likely ``top_logprobs`` tokens at that position)."""
+        def entry(token: int, logprob: float) -> dict[str, Any]:
+            text = self.model.token_text(token)
+            return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8", errors="replace"))}
+
+        tops = req.top_tokens if req.top_n else [[] for _ in req.tokens]
+        return {"content": [{**entry(t, lp), "top_logprobs": [entry(i, x) for i, x in step]}
+                            for t, lp, step in zip(req.tokens, req.token_logprobs, tops)]}
 
     async def _openai_stream(self, request: Any, body: dict[str, Any], prompt: str, params: dict[str, Any],
                              chat: bool) -> Any:
@@ -276,7 +308,9 @@ class Server:
             raise validation("`inputs` cannot be empty")
         max_new = params.get("max_new_tokens")
         max_new = 20 if max_new is None else max_new
-        if not isinstance(max_new, int) or max_new <= 0:
+        if not isinstance(max_new, int) or isinstance(max_new, bool):
+            raise validation(f"`max_new_tokens` must be a whole number, not {type(max_new).__name__}. Given: {max_new!r}")
+        if max_new <= 0:
             raise validation("`max_new_tokens` must be strictly positive")
         temperature = params.get("temperature")
         if temperature is not None and (not isinstance(temperature, (int, float)) or isinstance(temperature, bool)
@@ -298,7 +332,12 @@ class Server:
         top_n = params.get("top_n_tokens") or 0
         if not isinstance(top_n, int) or not 0 <= top_n <= self.max_top_n:
             raise validation(f"`top_n_tokens` must be >= 0 and <= {self.max_top_n}. Given: {top_n}")
+        truncate = params.get("truncate")
+        if truncate is not None and (not isinstance(truncate, int) or isinstance(truncate, bool) or truncate <= 0):
+            raise validation(f"`truncate` must be a whole number > 0. Given: {truncate!r}")
         ids = self.model.encode(inputs)
+        if truncate is not None:
+            ids = ids[-truncate:]  # TGI keeps the last `truncate` tokens of the input
         if len(ids) > self.max_input:
             raise validation(f"`inputs` must have less than {self.max_input} tokens. Given: {len(ids)}")
         try:
@@ -339,6 +378,8 @@ class Server:
                    "prefill": [], "tokens": [self._token(t, lp) for t, lp in zip(req.tokens, req.token_logprobs)]}
         if req.top_n:
             details["top_tokens"] = [[self._token(i, lp) for i, lp in step] for step in req.top_tokens]
+        if not (body.get("parameters") or {}).get("details"):  # TGI answers with details only when asked
+            return {"generated_text": text}
         return {"generated_text": text, "details": details}
 
     def _token(self, token: int, logprob: float | None) -> dict[str, Any]:
@@ -427,6 +468,9 @@ def _releasable(text: str, stops: Sequence[str]) -> str:
 
 
 def _openai_params(body: dict[str, Any]) -> dict[str, Any]:
+    if body.get("n") not in (None, 1):
+        raise validation(f"`n` must be 1: this server returns one choice per request (send {body.get('n')!r} "
+                         f"requests, with seeds for different samples)")
     temperature = body.get("temperature")
     return {"max_new_tokens": body.get("max_tokens") if body.get("max_tokens") is not None else 16,
             "stop": body.get("stop"), "seed": body.get("seed"), "logprobs": False,

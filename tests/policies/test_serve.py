@@ -67,6 +67,8 @@ def test_root_returns_a_list_and_generate_an_object(server):
     ({"inputs": "word " * 8150, "parameters": {"max_new_tokens": 100}}, "must be <= 8192"),
     ({"inputs": "", "parameters": {}}, "cannot be empty"),
     ({"inputs": "x", "parameters": {"max_new_tokens": 0}}, "strictly positive"),
+    ({"inputs": "x", "parameters": {"max_new_tokens": "5"}}, "must be a whole number, not str"),
+    ({"inputs": "x", "parameters": {"truncate": 0}}, "`truncate` must be a whole number > 0"),
     ({"inputs": "x", "parameters": {"stop": ["a", "b", "c", "d", "e"]}}, "up to 4 stop sequences"),
     ({"inputs": "x", "parameters": {"temperature": 0}}, "`temperature` must be strictly positive"),
     # a seed torch cannot take hung its request and failed the batch; NaN was a 500
@@ -76,6 +78,46 @@ def test_validation_errors_are_tgi_json(server, body, message):
     resp = requests.post(f"{server}/generate", json=body)
     assert resp.status_code == 422
     assert resp.json()["error_type"] == "validation" and message in resp.json()["error"]
+
+
+def test_details_come_only_when_asked_and_truncate_keeps_the_last_tokens(server):
+    """As TGI: ``details`` is in the answer only with ``"details": true``; ``truncate`` cuts the input to its
+    last N tokens (it was ignored)."""
+    plain = requests.post(f"{server}/generate", json={"inputs": COUNT, "parameters": {"max_new_tokens": 3}}).json()
+    assert set(plain) == {"generated_text"}
+    asked = requests.post(f"{server}/generate", json={"inputs": COUNT, "parameters": {"max_new_tokens": 3,
+                                                                                        "details": True}}).json()
+    assert asked["generated_text"] == plain["generated_text"] and asked["details"]["generated_tokens"] == 3
+    # an input past the model's limit fits once cut to its last 64 tokens, and then ends as COUNT does
+    cut = requests.post(f"{server}/generate", json={"inputs": "word " * 9000 + COUNT, "parameters": {
+        "max_new_tokens": 3, "truncate": 64}})
+    assert cut.status_code == 200, cut.text
+    whole = requests.post(f"{server}/generate", json={"inputs": "word " * 9000 + COUNT, "parameters": {
+        "max_new_tokens": 3}})
+    assert whole.status_code == 422 and "must have less than" in whole.json()["error"]
+    n = len(requests.post(f"{server}/tokenize", json={"inputs": COUNT}).json())
+    same = requests.post(f"{server}/generate", json={"inputs": COUNT, "parameters": {"max_new_tokens": 3,
+                                                                                       "truncate": n}}).json()
+    assert same["generated_text"] == plain["generated_text"]  # nothing cut: the same answer
+
+
+def test_chat_logprobs_and_n_as_openai_defines_them(server):
+    """Chat ``logprobs`` / ``top_logprobs`` come back in OpenAI's form (they were ignored); ``n`` above 1, which
+    this server does not do, is refused rather than answered with one choice."""
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="none")
+    ask = [{"role": "user", "content": "What is 2+3?"}]
+    chat = client.chat.completions.create(model="x", messages=ask, max_tokens=5, logprobs=True, top_logprobs=3)
+    content = chat.choices[0].logprobs.content
+    assert len(content) == chat.usage.completion_tokens and all(len(t.top_logprobs) == 3 for t in content)
+    for token in content:  # greedy: the chosen token is the likeliest, and its log-prob is the top one's
+        assert token.logprob <= 0 and token.top_logprobs[0].logprob == pytest.approx(token.logprob)
+        assert bytes(token.bytes).decode() == token.token
+    plain = client.chat.completions.create(model="x", messages=ask, max_tokens=5)
+    assert plain.choices[0].logprobs is None and plain.choices[0].message.content == chat.choices[0].message.content
+    with pytest.raises(openai.UnprocessableEntityError, match="`n` must be 1"):
+        client.chat.completions.create(model="x", messages=ask, max_tokens=5, n=2)
+    with pytest.raises(openai.UnprocessableEntityError, match="`top_logprobs` must be an integer"):
+        client.chat.completions.create(model="x", messages=ask, max_tokens=5, logprobs=True, top_logprobs=10 ** 6)
 
 
 def test_a_nan_temperature_is_a_validation_error(server):  # Python's json reads NaN: it was a 500
