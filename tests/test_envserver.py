@@ -213,7 +213,8 @@ def test_an_oversized_payload_is_refused_and_the_session_goes_on(servers):
 
 def test_a_binary_frame_and_a_flag_that_is_not_a_boolean_get_clear_errors(servers):
     """On the raw WebSocket: a binary frame is answered with what to send instead (it was ``"'text'"``), a
-    reset's ``expert`` or ``episode`` must be a boolean (``"no"`` counted as true), and the session goes on."""
+    reset key it does not know is named, a reset's ``expert`` or ``episode`` must be a boolean (``"no"``
+    counted as true), and the session goes on."""
     need_data("gsm8k")
     from websockets.sync.client import connect
 
@@ -221,6 +222,10 @@ def test_a_binary_frame_and_a_flag_that_is_not_a_boolean_get_clear_errors(server
         ws.send(b'{"type": "reset", "data": {}}')
         reply = json.loads(ws.recv(timeout=30))
         assert reply["type"] == "error" and "text frame of JSON" in reply["data"]["message"], reply
+        ws.send(json.dumps({"type": "reset", "data": {"env_id": GSM8K, "sede": 3}}))
+        reply = json.loads(ws.recv(timeout=30))
+        assert reply["type"] == "error" and "reset takes seed, " in reply["data"]["message"], reply
+        assert "not sede" in reply["data"]["message"]
         for flag in ("expert", "episode"):
             ws.send(json.dumps({"type": "reset", "data": {"env_id": GSM8K, flag: "no"}}))
             reply = json.loads(ws.recv(timeout=30))
