@@ -81,13 +81,11 @@ class Server:
         return app
 
     @staticmethod
-    def _json_error(exc: ServeError, openai: bool = False) -> Any:
-        """TGI's error body, or OpenAI's (``{"error": {"message", "type", "param", "code"}}``) on ``/v1/`` routes."""
+    def _json_error(exc: ServeError) -> Any:
+        """TGI's error body, on every route: TGI answers its OpenAI-compatible ``/v1/`` routes so too, and the
+        ``text-generation`` client's messages API reads it (a prompt too long must stay a validation error)."""
         from aiohttp import web
 
-        if openai:
-            return web.json_response({"error": {"message": str(exc), "type": exc.error_type, "param": None,
-                                                "code": exc.status}}, status=exc.status)
         return web.json_response({"error": str(exc), "error_type": exc.error_type}, status=exc.status)
 
     @property
@@ -99,12 +97,11 @@ class Server:
             try:
                 return await handler(request)
             except ServeError as exc:
-                return self._json_error(exc, request.path.startswith("/v1/"))
+                return self._json_error(exc)
             except web.HTTPException:
                 raise
             except Exception as exc:  # a bug or a model failure: TGI's generation error, the server lives on
-                return self._json_error(ServeError(500, f"{type(exc).__name__}: {exc}", "generation"),
-                                        request.path.startswith("/v1/"))
+                return self._json_error(ServeError(500, f"{type(exc).__name__}: {exc}", "generation"))
 
         return errors
 
