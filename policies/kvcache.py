@@ -211,23 +211,37 @@ def kv_shape(config: Any) -> tuple[int, int, int]:
 
 
 def unsupported_reason(config: Any) -> str | None:
-    """Why :func:`ragged_attention` cannot run this model (None when it can).
+    """Why :func:`ragged_attention` cannot run this attention-only model (None when it can).
 
     It computes plain softmax attention, causal, with an optional sliding window; models that
-    change the scores themselves (logit soft-capping, attention sinks) or mix in recurrent layers
-    run on the model's own attention and cache instead (:class:`PlainKV`), one request at a time.
+    change the scores themselves (logit soft-capping, attention sinks) run on the model's own
+    attention and cache instead (:class:`PlainKV`), one request at a time. Models that neither can
+    run are named by :func:`refused_reason`.
     """
     config = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
     for name in ("attn_logit_softcapping", "final_logit_softcapping"):
         if getattr(config, name, None):
             return f"{name} is set"
-    if getattr(config, "is_encoder_decoder", False):
-        return "it is an encoder-decoder model"
-    types = set(getattr(config, "layer_types", None) or ())
-    if types - {"full_attention", "sliding_attention"}:
-        return f"it has {', '.join(sorted(types - {'full_attention', 'sliding_attention'}))} layers"
     if config.model_type in ("gpt_oss",):
         return "its attention has sinks"
+    return None
+
+
+def refused_reason(config: Any) -> str | None:
+    """Why the local engine cannot run this model at all (None when it can), ragged or plain.
+
+    Recurrent or convolutional layers (Mamba, linear attention, LFM2's convolutions: ``layer_types``
+    or ``layers_block_type`` beyond attention) carry a state that transformers' own layers continue
+    only one token at a time, so chunked prompts would be decoded wrongly; encoder-decoders are not
+    causal LMs.
+    """
+    config = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    if getattr(config, "is_encoder_decoder", False):
+        return "it is an encoder-decoder model"
+    attention = {"full_attention", "sliding_attention", "attention"}
+    types = set(getattr(config, "layer_types", None) or ()) | set(getattr(config, "layers_block_type", None) or ())
+    if types - attention:
+        return f"it has {', '.join(sorted(map(str, types - attention)))} layers"
     return None
 
 

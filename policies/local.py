@@ -136,6 +136,11 @@ class LocalModel:
         self.pad_id = int(pad if pad is not None else min(self.eos_ids))
         from agent_gym.policies import kvcache
 
+        refused = kvcache.refused_reason(config)
+        if refused:
+            raise PolicySetupError(
+                f"the local engine cannot run {self.name}: {refused} -- serve it with vLLM, SGLang or TGI and use "
+                f"--backend openai or --backend tgi (docs/policies.md)")
         #: why the ragged engine cannot run this model (None: it can). Such a model keeps its own attention
         #: and cache and decodes one request at a time, with no prefix cache: correct, not fast. For speed
         #: serve it with vLLM, SGLang or TGI (--backend openai / tgi; docs/policies.md).
@@ -145,7 +150,7 @@ class LocalModel:
             self.model.set_attn_implementation(kvcache.ATTENTION)
         elif getattr(config.get_text_config(decoder=True), "attn_logit_softcapping", None):
             self.model.set_attn_implementation("eager")  # transformers' SDPA path leaves the soft-capping out
-        self.kv_shape = kvcache.kv_shape(config)
+        self.kv_shape = kvcache.kv_shape(config) if self.plain_reason is None else None
         self.dtype = self.model.dtype
         self._tokenizer_lock = threading.Lock()  # the Rust tokenizer is not re-entrant across threads
 
@@ -401,6 +406,8 @@ class Engine:
             (row,) = rows
             out = self.model.model(input_ids=torch.tensor(tokens, dtype=torch.long, device=device),
                                    past_key_values=row.kv.past, use_cache=True, logits_to_keep=1)
+            if out.past_key_values is None:  # a model that keeps no cache would decode without its context
+                raise RuntimeError(f"{self.model.name} returned no past_key_values: the local engine cannot run it")
             row.kv.past = out.past_key_values
             row.kv.advance(tokens[0])
             return out.logits[:, -1, :].float()

@@ -176,3 +176,23 @@ def test_a_model_with_logit_softcapping_decodes_as_transformers_generate_does(so
         t.join(120)
     assert [results[i] for i in range(3)] == [done.tokens] * 3
     assert backend.generate(prompt, max_new_tokens=4, stop=["\n"]).completion_tokens <= 4
+    chunked = backend.variant(prefill_chunk=4)  # the prompt in chunks of 4 through transformers' cache
+    assert chunked.batcher.submit(Request(ids, 12)).wait().tokens == want
+
+
+def test_models_neither_attention_can_run_are_refused_and_soft_capping_goes_plain():
+    """Recurrent or convolutional layers (by ``layer_types`` or ``layers_block_type``) carry a state that
+    transformers continues one token at a time: such a model is refused, naming the servers that run it."""
+    from types import SimpleNamespace
+
+    from transformers import Gemma2Config, LlamaConfig
+
+    from agent_gym.policies import kvcache
+
+    llama, gemma2 = LlamaConfig(), Gemma2Config()
+    assert kvcache.unsupported_reason(llama) is None and kvcache.refused_reason(llama) is None
+    assert kvcache.unsupported_reason(gemma2) == "attn_logit_softcapping is set" and kvcache.refused_reason(gemma2) is None
+    hybrid = SimpleNamespace(model_type="qwen3_next", layer_types=["linear_attention", "full_attention"])
+    assert kvcache.refused_reason(hybrid) == "it has linear_attention layers"
+    jamba = SimpleNamespace(model_type="jamba", layers_block_type=["mamba", "attention"])
+    assert kvcache.refused_reason(jamba) == "it has mamba layers"
