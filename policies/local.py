@@ -440,9 +440,9 @@ class Batcher:
         from agent_gym.policies.kvcache import PrefixCache
 
         self.max_batch = max(1, max_batch)
-        self.prefix_cache = (PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 and model.plain_reason is None
-                             else None)
-        self.engine = Engine(model, self.max_batch, self.prefix_cache, prefill_chunk)
+        self.engine = Engine(model, self.max_batch, PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None,
+                             prefill_chunk)
+        self.prefix_cache = self.engine.prefix_cache  # the engine's (None where it keeps nothing: plain models)
         self._queue: queue.Queue[Request] = queue.Queue()
         self.batches = 0  # busy periods: runs of the engine from idle to idle (for benchmarks and tests)
         self.batched_requests = 0
