@@ -439,9 +439,9 @@ class Batcher:
         self.model = model
         from agent_gym.policies.kvcache import PrefixCache
 
-        self.max_batch = max(1, max_batch)
-        self.engine = Engine(model, self.max_batch, PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None,
-                             prefill_chunk)
+        self.engine = Engine(model, max(1, max_batch),
+                             PrefixCache(prefix_cache_bytes) if prefix_cache_bytes > 0 else None, prefill_chunk)
+        self.max_batch = self.engine.max_batch  # the engine's: 1 for plain models, which decode one request at a time
         self.prefix_cache = self.engine.prefix_cache  # the engine's (None where it keeps nothing: plain models)
         self._queue: queue.Queue[Request] = queue.Queue()
         self.batches = 0  # busy periods: runs of the engine from idle to idle (for benchmarks and tests)

@@ -153,7 +153,7 @@ def test_a_model_with_logit_softcapping_decodes_as_transformers_generate_does(so
 
     backend = LocalBackend(str(softcapping_model), prefix_cache_mb=64)
     assert backend.provenance["engine"] == "plain (attn_logit_softcapping is set)"
-    assert backend.batcher.prefix_cache is None and backend.batcher.engine.max_batch == 1
+    assert backend.batcher.prefix_cache is None and backend.batcher.engine.max_batch == backend.batcher.max_batch == 1
     prompt = "The quick brown fox jumps over the lazy dog and runs into the forest"  # past the sliding window
     ids = backend.model.encode(prompt)
     reference = AutoModelForCausalLM.from_pretrained(softcapping_model, dtype=torch.float32,

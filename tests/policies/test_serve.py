@@ -88,14 +88,17 @@ def test_details_come_only_when_asked_and_truncate_keeps_the_last_tokens(server)
     asked = requests.post(f"{server}/generate", json={"inputs": COUNT, "parameters": {"max_new_tokens": 3,
                                                                                         "details": True}}).json()
     assert asked["generated_text"] == plain["generated_text"] and asked["details"]["generated_tokens"] == 3
-    # an input past the model's limit fits once cut to its last 64 tokens, and then ends as COUNT does
-    cut = requests.post(f"{server}/generate", json={"inputs": "word " * 9000 + COUNT, "parameters": {
-        "max_new_tokens": 3, "truncate": 64}})
-    assert cut.status_code == 200, cut.text
-    whole = requests.post(f"{server}/generate", json={"inputs": "word " * 9000 + COUNT, "parameters": {
-        "max_new_tokens": 3}})
-    assert whole.status_code == 422 and "must have less than" in whole.json()["error"]
+    # an input past the model's limit fits once cut to its last n tokens, which are COUNT's own: the same answer
+    # (keeping the first n would answer "word\nword\n...")
     n = len(requests.post(f"{server}/tokenize", json={"inputs": COUNT}).json())
+    long = "word\n" * 9000 + COUNT
+    assert [t["id"] for t in requests.post(f"{server}/tokenize", json={"inputs": long}).json()[-n:]] == [
+        t["id"] for t in requests.post(f"{server}/tokenize", json={"inputs": COUNT}).json()]
+    cut = requests.post(f"{server}/generate", json={"inputs": long, "parameters": {"max_new_tokens": 3, "truncate": n}})
+    assert cut.status_code == 200, cut.text
+    assert cut.json()["generated_text"] == plain["generated_text"]
+    whole = requests.post(f"{server}/generate", json={"inputs": long, "parameters": {"max_new_tokens": 3}})
+    assert whole.status_code == 422 and "must have less than" in whole.json()["error"]
     same = requests.post(f"{server}/generate", json={"inputs": COUNT, "parameters": {"max_new_tokens": 3,
                                                                                        "truncate": n}}).json()
     assert same["generated_text"] == plain["generated_text"]  # nothing cut: the same answer
