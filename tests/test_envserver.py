@@ -151,7 +151,7 @@ def test_an_idle_session_is_closed_and_a_reset_opens_a_new_one(servers):
     env = RemoteEnv(servers["tight"], GSM8K)
     try:
         env.reset(seed=0)
-        time.sleep(2.5)  # idle past the server's --idle-timeout 1
+        time.sleep(4.0)  # idle well past the server's --idle-timeout 1 (its reaper is another process)
         with pytest.raises(SessionClosed, match=r"idle for more than 1 s \(agent-gym serve-env --idle-timeout\)"):
             env.step("The answer is 1")
         assert _active(servers["tight"]) == 0  # the server closed the env and freed the slot

@@ -614,7 +614,8 @@ def test_concurrent_episodes_cannot_touch_each_other(mariadb_server, questions):
     only. While episode B runs a query in another thread, episode A cannot list B's database,
     drop it or kill B's query; B's score equals a clean run's."""
     q = first(questions, "UPDATE")
-    victim_replies = [prompt.operation("SELECT SLEEP(3)")] + DBEnv(engine="sqlite").expert_replies(q)
+    # long enough that the attacker's 5 steps all fall inside it on a loaded machine
+    victim_replies = [prompt.operation("SELECT SLEEP(6)")] + DBEnv(engine="sqlite").expert_replies(q)
     clean = DBEnv(engine="mariadb")
     try:
         *_, clean_info = play(clean, q.id, victim_replies)
@@ -1027,7 +1028,8 @@ def test_a_stalled_server_ends_the_step_within_its_deadline(questions, when):
         env.reset(options={"task": "other/0"})
         assert env.step(prompt.operation("SELECT 1"))[0] == "[(1,)]"
         stalled = server._proc.pid
-        sql = "SELECT 1" if when == "between statements" else "SELECT SLEEP(1)"
+        # a statement outlasting its 2 s limit, so the stop (0.3 s in) lands during it however late the timer fires
+        sql = "SELECT 1" if when == "between statements" else "SELECT SLEEP(30)"
         if when == "between statements":
             os.kill(stalled, signal.SIGSTOP)
         else:

@@ -24,8 +24,8 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "humaneval"
 ROOTS = ["image", "host"]
 
 
-def need_sandbox(root: str | None = None) -> engine.Sandbox:
-    sandbox = engine.Sandbox(engine.Limits(seconds=3.0), root=root)
+def need_sandbox(root: str | None = None, seconds: float = 3.0) -> engine.Sandbox:
+    sandbox = engine.Sandbox(engine.Limits(seconds=seconds), root=root)
     reason = sandbox.unavailable()
     if reason:
         pytest.skip(f"HumanEval sandbox unavailable: {reason}")
@@ -93,7 +93,7 @@ def test_the_prompt_is_a_chat_turn_with_the_code_in_a_python_block():
 
 # ------------------------------------------------------------------- canonical and empty
 def test_canonical_solutions_pass_and_empty_bodies_fail_all_164_through_the_sandbox():
-    sandbox = need_sandbox()
+    sandbox = need_sandbox(seconds=10.0)  # the env's default: 4 programs at once on 2 cores, HumanEval/75 loops
     problems = data.load()
 
     def run(problem: data.Problem, reply: str) -> engine.Run:

@@ -425,7 +425,7 @@ def test_a_hung_endpoint_ends_the_episode_with_error_within_the_timeout(server):
     assert truncated and not terminated
     assert (info["status"], info["end_reason"]) == ("error", "env_error")
     assert "did not answer within 1.5 s" in obs
-    assert 1.4 < took < 4.0  # the deadline, plus scheduling on a busy machine
+    assert 1.4 < took < 1.5 + 4.0  # the deadline, plus scheduling on a busy machine
     server.signal(signal.SIGCONT)  # the next episode plays again
     env.reset(options={"task": "rockets_count"})
     assert env.step("Action: get_relations(Rocketdyne)")[4]["action_valid"]

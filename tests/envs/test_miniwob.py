@@ -342,4 +342,6 @@ def test_pointer_move_ms_is_recorded_and_upstreams_glide_only_waits():
         page.close()
     assert sum(event[0] == "click" for event in logs[0]) >= 3, logs[0]
     assert logs[250] == logs[0], "the page saw different pointer events"
-    assert waits[250] - waits[0] > 3 * 0.2, "upstream's setting no longer waits: is pointer_move_ms still used?"
+    # a lower bound only: load can make either run slower, never the 250 ms moves shorter
+    assert waits[250] >= 3 * 0.2 and waits[250] > waits[0], \
+        "upstream's setting no longer waits: is pointer_move_ms still used?"

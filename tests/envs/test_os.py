@@ -946,7 +946,7 @@ def test_scripts_past_their_time_limit_are_cut(sandbox):
     t = time.monotonic()
     result = sandbox.run(engine.Script("bash", "echo started; sleep 100; echo never"), timeout=1)
     assert result.timed_out and result.exit_code == -1 and result.output == "started\n"
-    assert time.monotonic() - t < 3
+    assert time.monotonic() - t < 1 + 5  # the limit, plus ending the exec on a loaded machine
     assert "fine" in sandbox.execute("echo fine")
 
 

@@ -101,25 +101,26 @@ def test_real_episodes_give_the_same_replies_with_and_without_the_cache(local_ba
 
 # --------------------------------------------------------------------------- continuous batching
 def test_a_request_joins_a_running_batch_and_leaves_before_it_ends(local_backend):
+    LONG = 128  # tokens: the short request arrives and ends well before, however slow the machine
     model = local_backend.model
     long_ids, short_ids = model.encode("Count: one, two,"), model.encode(model.render([{"role": "user",
                                                                                           "content": "Hi!"}]))
     alone = []
-    for ids, n in ((long_ids, 24), (short_ids, 4)):
+    for ids, n in ((long_ids, LONG), (short_ids, 4)):
         r = Request(ids, n)
         model.run_batch([r])
         alone.append(r.tokens)
     batcher = Batcher(model, max_batch=4)
     order: list[str] = []
     joined = threading.Event()
-    long = Request(long_ids, 24, on_token=lambda *_: joined.set() if len(long.tokens) >= 3 else None,
+    long = Request(long_ids, LONG, on_token=lambda *_: joined.set() if len(long.tokens) >= 3 else None,
                    on_done=lambda: order.append("long"))
     batcher.submit(long)
     assert joined.wait(120)  # the long request is decoding: the short one arrives mid-batch
     short = batcher.submit(Request(short_ids, 4, on_done=lambda: order.append("short")))
     short.wait(120), long.wait(120)
     assert order == ["short", "long"] and batcher.engine.peak_batch == 2 and batcher.batches == 1
-    assert [long.tokens, short.tokens] == alone
+    assert [long.tokens, short.tokens] == alone and len(alone[0]) == LONG
 
 
 def test_a_request_with_a_seed_torch_cannot_take_fails_alone(local_backend):
