@@ -39,3 +39,38 @@ if not (Path(os.environ["AGENT_GYM_DATA"]) / "webshop" / "items_shuffle_1000.jso
 def require_data():
     """``need_data`` as a fixture: ``require_data("gsm8k")``."""
     return need_data
+
+
+# ------------------------------------------------------------------ running in several processes (pytest-xdist)
+# ``pytest -n 2``: a test marked ``exclusive`` runs while no other worker runs a test. Those are the tests
+# that look at the whole machine (processes by uid, pids in /proc, stale engine folders another start sweeps)
+# or bound a wall-clock time another worker's load would stretch. Every other test holds a shared lock
+# (fcntl.flock on one file per run) from its fixtures' setup to their teardown; an exclusive one the
+# exclusive lock. Tests that share a daemon or an order go to one worker with ``xdist_group``
+# (``--dist loadgroup``).
+_RUN_LOCK = None
+
+
+def _run_lock():
+    global _RUN_LOCK
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:  # one process: nothing to share
+        return None
+    if _RUN_LOCK is None:
+        _RUN_LOCK = open(Path(tempfile.gettempdir()) / f"agent-gym-pytest-{run}.lock", "a+b")  # noqa: SIM115
+    return _RUN_LOCK
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    import fcntl
+
+    lock = _run_lock()
+    if lock is None:
+        yield
+        return
+    fcntl.flock(lock, fcntl.LOCK_EX if item.get_closest_marker("exclusive") else fcntl.LOCK_SH)
+    try:
+        yield
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)

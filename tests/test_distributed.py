@@ -26,6 +26,10 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "distributed"
 TIMING = ("started_at", "seconds")  # wall-clock fields: the only ones allowed to differ between workers
 
 
+# with pytest-xdist (tests/conftest.py): one local Ray cluster, its start and kills timed
+pytestmark = [pytest.mark.exclusive, pytest.mark.xdist_group("ray")]
+
+
 def comparable(traj) -> dict:
     """A trajectory's record without its timing fields."""
     d = json.loads(json.dumps(traj.to_dict(), default=str))

@@ -146,6 +146,7 @@ def test_sessions_are_separate_envs(servers):
         b.close()
 
 
+@pytest.mark.exclusive
 def test_an_idle_session_is_closed_and_a_reset_opens_a_new_one(servers):
     need_data("gsm8k")
     env = RemoteEnv(servers["tight"], GSM8K)

@@ -180,6 +180,7 @@ def test_a_reply_too_long_for_any_command_is_sent_as_it_is_without_scoring():
                 assert prompt.to_command(" ".join(reply), admissible) == " ".join(reply)
 
 
+@pytest.mark.exclusive
 def test_a_64_kib_reply_takes_a_step_of_milliseconds_not_seconds(alf):
     """Issue 15 (stalled engines): the engine runs in this process and a step's work is bounded by
     the game, except the BLEU mapping, which counted every n-gram of a reply against every command:

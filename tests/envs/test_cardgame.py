@@ -420,6 +420,7 @@ def test_action_replies_parse_as_upstream():
 
 
 @pytest.mark.parametrize("reply", ["{" * 60_000, "{" + "[" * 30_000 + "}", "\udcff\x00{'pick_fish'", "}" * 60_000])
+@pytest.mark.exclusive
 def test_hostile_replies_are_failed_attempts_quickly(reply):
     view = agent_view(started())
     start = time.perf_counter()

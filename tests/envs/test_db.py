@@ -609,6 +609,7 @@ def _root_query(server, sql: str, *args):
         return cur.fetchall()
 
 
+@pytest.mark.exclusive
 def test_concurrent_episodes_cannot_touch_each_other(mariadb_server, questions):
     """Issue 9, section 9: each episode has its own account with rights on its own database
     only. While episode B runs a query in another thread, episode A cannot list B's database,
@@ -728,6 +729,7 @@ def _server_state(server) -> tuple:
             _root_query(server, "SHOW DATABASES"))
 
 
+@pytest.mark.exclusive
 def test_after_a_hostile_episode_the_next_episodes_gold_replay_scores(make_env, engine_name, questions):
     """Issue 15: one reply (``SET PASSWORD = PASSWORD('x')``) broke every later episode of the
     process. Whatever an episode tries (accounts, server variables, other databases), nothing
@@ -883,6 +885,7 @@ def test_server_starts_lazily_and_stops_with_its_last_env():
     assert not server.running and not folder.exists()
 
 
+@pytest.mark.exclusive
 def test_server_dies_with_its_process(tmp_path):
     mariadb_or_skip()
     code = textwrap.dedent("""
@@ -1016,6 +1019,7 @@ def _stopped(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("when", ["between statements", "during a statement"])
+@pytest.mark.exclusive
 def test_a_stalled_server_ends_the_step_within_its_deadline(questions, when):
     """Issue 15: a SIGSTOPped mariadbd held a step 45 s (the statement limit never applied: the
     connection did not get that far). Every call into the server has a deadline: the step ends

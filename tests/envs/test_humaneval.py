@@ -140,6 +140,7 @@ def test_code_is_read_from_chat_replies(reply, mode):
     assert reward == 1.0, info
 
 
+@pytest.mark.exclusive
 def test_a_long_unparseable_reply_is_read_in_bounded_time():
     import time
 
@@ -169,6 +170,7 @@ SLEEPING_CHILDREN = ("    import os, time\n    for _ in range(5):\n        if os
 
 
 @pytest.mark.parametrize("body, why", [(LOOP, "loop"), (FORK_BOMB, "fork bomb")])
+@pytest.mark.exclusive
 def test_loops_and_fork_bombs_are_stopped_at_the_time_limit_and_score_0(body, why):
     env = make(timeout_s=2.0)
     reward, info = play(env, "HumanEval/2", body)
@@ -177,6 +179,7 @@ def test_loops_and_fork_bombs_are_stopped_at_the_time_limit_and_score_0(body, wh
         assert sandbox_uids_alive() == [], f"the {why}'s processes outlived the sandbox"
 
 
+@pytest.mark.exclusive
 def test_a_fork_bomb_hits_the_process_limit():
     sandbox = need_sandbox()
     run = sandbox.run("import os\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n"
@@ -188,6 +191,7 @@ def test_a_fork_bomb_hits_the_process_limit():
         assert sandbox_uids_alive() == []  # the sleeping children died with the sandbox's pid 1
 
 
+@pytest.mark.exclusive
 def test_children_left_behind_by_a_passing_solution_die_with_the_sandbox():
     env = make()
     reward, _ = play(env, "HumanEval/2", SLEEPING_CHILDREN)

@@ -416,6 +416,7 @@ def _timed_step(env, reply):
     return out, time.monotonic() - start
 
 
+@pytest.mark.exclusive
 def test_a_hung_endpoint_ends_the_episode_with_error_within_the_timeout(server):
     env = make_env(rdf_file=None, endpoint=server.url, timeout=1.5)
     env.reset(options={"task": "rockets_intersection"})
@@ -431,6 +432,7 @@ def test_a_hung_endpoint_ends_the_episode_with_error_within_the_timeout(server):
     assert env.step("Action: get_relations(Rocketdyne)")[4]["action_valid"]
 
 
+@pytest.mark.exclusive
 def test_a_killed_endpoint_ends_the_episode_with_error_at_once(server):
     env = make_env(rdf_file=None, endpoint=server.url, timeout=5)
     env.reset(options={"task": "rockets_count"})
@@ -449,6 +451,7 @@ def test_a_final_answer_on_a_dead_endpoint_is_an_error_not_a_zero(server):
     assert truncated and info["status"] == "error" and reward == 0.0
 
 
+@pytest.mark.exclusive
 def test_an_endpoint_that_dribbles_its_answer_is_cut_at_the_deadline():
     slow = Server("--fake-slow-drip", "0.2")
     try:
@@ -461,6 +464,7 @@ def test_an_endpoint_that_dribbles_its_answer_is_cut_at_the_deadline():
         slow.stop()
 
 
+@pytest.mark.exclusive
 def test_a_slow_query_on_the_local_store_ends_at_the_deadline(tmp_path):
     graph = tmp_path / "many.nt"  # 1200 edges: the self-join below has 1.44M pairs, seconds of work
     graph.write_text("".join(f"<http://x/{i}> <http://p> <http://x/{i % 300}> .\n" for i in range(1200)))

@@ -308,6 +308,7 @@ if (!window.__listening) window.__listening = true, ['pointermove', 'mousemove',
     window.__events.push([t, e.clientX, e.clientY, e.target.id || e.target.tagName || '']); }, true); });"""
 
 
+@pytest.mark.exclusive
 def test_pointer_move_ms_is_recorded_and_upstreams_glide_only_waits():
     """computergym's 250 ms pointer moves and our default 0 ms ones dispatch the same events to the page:
     chromedriver waits the duration out, it does not interpolate (engine.POINTER_MOVE_MS). If a

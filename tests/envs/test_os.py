@@ -46,6 +46,10 @@ BWRAP_MISSING = bwrap.BwrapSandbox.unavailable()
 needs_bwrap = pytest.mark.skipif(BWRAP_MISSING is not None, reason=f"bwrap sandbox unavailable: {BWRAP_MISSING}")
 
 
+# with pytest-xdist (tests/conftest.py): one private dockerd (and its imported image) per run, not per worker
+pytestmark = pytest.mark.xdist_group("dockerd")
+
+
 def bash(code: str) -> str:
     return prompt.bash_reply(code)
 
@@ -549,6 +553,7 @@ def _start_time(pid: int) -> str | None:
     return None if fields[0] == "Z" else fields[19]
 
 
+@pytest.mark.exclusive
 def test_fork_bomb_is_contained(sandbox):
     before = len(_host_pids())
     t = time.monotonic()
@@ -648,6 +653,7 @@ def test_no_network(sandbox):
     assert "Could not resolve host" in out and "Failed to connect" in out and "<html" not in out
 
 
+@pytest.mark.exclusive
 def test_endless_commands_are_stopped(sandbox):
     t = time.monotonic()
     out = sandbox.execute("sleep 1000")
@@ -723,6 +729,7 @@ def test_kill_everything_inside_leaves_the_sandbox_up(sandbox):
     assert sandbox.run(engine.Script("bash", "echo script-ran")).output == "script-ran\n"
 
 
+@pytest.mark.exclusive
 def test_kill_everything_inside_an_episode_goes_on(any_env):
     """The issue's case: after `kill -9 -1` the next commands run and the episode goes on to be judged."""
     env = any_env
@@ -875,6 +882,7 @@ sys.stdin.read()
 
 
 @needs_bwrap
+@pytest.mark.exclusive
 def test_a_start_sweeps_what_a_sigkilled_runner_left():
     """The issue's case: SIGKILL of the Python process leaves its staging folder and the two
     cgroups of each live sandbox; the sandbox's processes die with it, and the next start removes
@@ -939,6 +947,7 @@ def _containers(host: str, **labels: str) -> dict[str, dict[str, str]]:
         client.close()
 
 
+@pytest.mark.exclusive
 def test_scripts_past_their_time_limit_are_cut(sandbox):
     """A script beside the shell (upstream's exec_run) gets its arguments and exit status, and one
     past its time limit ends on time with what it printed, then nothing of it runs on."""

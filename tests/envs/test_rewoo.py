@@ -143,6 +143,7 @@ def test_calculator_refuses_what_is_not_arithmetic(expression):
     ("factorial(1000)**30", "1.37824575646004e+77028"),
     ("sqrt(8)*sqrt(2)", "4"),
 ])
+@pytest.mark.exclusive
 def test_calculator_answers_big_or_tangled_expressions_in_bounded_time(expression, expected):
     import time
 

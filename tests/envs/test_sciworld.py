@@ -375,6 +375,7 @@ def test_killed_jvm_gives_an_error_status_then_reset_recovers(env):
     assert dead not in engine.live_jvms()
 
 
+@pytest.mark.exclusive
 def test_a_stopped_jvm_ends_the_step_with_an_error_within_the_deadline_then_reset_recovers(env):
     """A SIGSTOPped JVM held a step 45 s; now the watchdog kills it at the deadline (issue 15)."""
     env.reset(options={"task": "find-animal/261"})  # the module's JVM: the test must not start a second one

@@ -100,6 +100,7 @@ def test_real_episodes_give_the_same_replies_with_and_without_the_cache(local_ba
 
 
 # --------------------------------------------------------------------------- continuous batching
+@pytest.mark.exclusive
 def test_a_request_joins_a_running_batch_and_leaves_before_it_ends(local_backend):
     LONG = 128  # tokens: the short request arrives and ends well before, however slow the machine
     model = local_backend.model

@@ -25,6 +25,10 @@ from agent_gym.policies.backend import (POOL_BACKOFF, BackendUnavailable, Policy
 pytest.importorskip("text_generation")
 
 
+# with pytest-xdist (tests/conftest.py): least-loaded routing and kills timed against requests
+pytestmark = pytest.mark.exclusive
+
+
 @pytest.fixture(scope="module")
 def pair(local_backend) -> Iterator[list[tuple[subprocess.Popen, str]]]:
     """Two ``agent-gym serve`` instances of the embedded model (the second is killed by the last test)."""

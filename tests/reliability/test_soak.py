@@ -35,6 +35,10 @@ RUNNER = Path(__file__).with_name("_faults.py")
 BOUNDS = {"fds": 8, "threads": 4, "children": 8 if FULL else 2, "rss_mib": 96.0 if FULL else 48.0}
 
 
+# with pytest-xdist (tests/conftest.py): its bounds on open files, threads, RSS and child processes
+pytestmark = pytest.mark.exclusive
+
+
 def _needs() -> None:
     from agent_gym.testing import need_data
 
