@@ -296,7 +296,9 @@ class BwrapSandbox(Sandbox):
         """The sandbox's init or the agent's shell stopped from outside (the agent cannot stop the init;
         its shell's host pid is the child of the ``nsenter`` that started it), or its init gone: killed
         from outside, the sandbox with it (a new shell would be entered into nothing)."""
-        if self.init_pid and engine.process_state(self.init_pid) in (None, "Z", "X"):
+        # exiting counts as gone: the agent's shell can end (its read sees end of file) while the killed init
+        # still waits in the kernel for the namespace's last processes, its state not yet a zombie's
+        if self.init_pid and engine.process_exiting(self.init_pid):
             return f"the bwrap sandbox's init (host pid {self.init_pid}) is gone (killed from outside the sandbox?)"
         what = {"the bwrap sandbox's init": self.init_pid}
         if self._shell is not None and self._shell.fd >= 0:

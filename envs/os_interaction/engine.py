@@ -293,6 +293,20 @@ def process_state(pid: int) -> str | None:
         return None
 
 
+#: ``PF_EXITING`` in ``/proc/<pid>/stat``'s flags (include/linux/sched.h): the process is in ``do_exit``.
+PF_EXITING = 0x4
+
+
+def process_exiting(pid: int) -> bool:
+    """Whether a process is dying: in the kernel's exit path (a killed pid namespace's init stays there,
+    its state still ``S``, until every process of the namespace is reaped), a zombie, or gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0] in ("Z", "X") or bool(int(fields[6]) & PF_EXITING)
+    except (OSError, IndexError, ValueError):
+        return True
+
+
 def stopped(what: dict[str, int]) -> str | None:
     """The first of ``{description: host pid}`` that is stopped (SIGSTOP, or a tracer's stop), as
     "<description> (host pid N) is stopped"; None when none is."""

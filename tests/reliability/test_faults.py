@@ -205,10 +205,6 @@ def _os_bwrap_missing() -> str | None:
     return bwrap.BwrapSandbox.unavailable()
 
 
-@pytest.mark.skipif(os.environ.get("AGENT_GYM_FULL") != "1",
-                    reason="flaky on a loaded machine (the kill lands 0.5 s after the sandbox is found, which can be "
-                           "after the step it was meant for); run with AGENT_GYM_FULL=1 until the kill waits for the "
-                           "step's command to start")
 def test_os_bwrap_sandbox_killed_mid_episode(tmp_path):
     need_data("agentbench_os")
     reason = _os_bwrap_missing()
@@ -216,15 +212,22 @@ def test_os_bwrap_sandbox_killed_mid_episode(tmp_path):
         pytest.skip(f"bwrap sandbox unavailable: {reason}")
     import psutil
 
-    def sandbox(env):  # bwrap, its launcher and the sandbox's init (the pid namespace goes with it)
+    def sandbox(env):
+        """bwrap, its launcher and the sandbox's init (the pid namespace goes with it), once the step's
+        ``sleep 8`` runs inside: the kill then lands in the step it is meant for however late this thread runs
+        (a fixed delay after finding the sandbox fell after the step on a loaded machine)."""
         sandbox = env.unwrapped.sandbox
         outer = psutil.Process(sandbox._proc.pid)
-        return [outer.pid, *[p.pid for p in outer.children(recursive=True)], sandbox.init_pid]
+        running = False
+        for pid in sandbox._sandbox_pids():  # the agent's shell and what it runs (not bwrap's children)
+            with contextlib.suppress(psutil.Error):
+                running = running or psutil.Process(pid).cmdline()[:2] == ["sleep", "8"]
+        return [outer.pid, *[p.pid for p in outer.children(recursive=True)], sandbox.init_pid] if running else []
 
     # two commands before the expert's; the sandbox dies while the second one runs (the expert's
     # answer itself is judged against output computed at reset, without the sandbox)
     play_with_fault(tmp_path, "AgentTuning/OS-v0", ["1/stock-0", "1/stock-1", "1/stock-2"],
-                    Fault("1/stock-1", lambda env: kill_during_step(lambda: sandbox(env), delay=0.5), turn=1),
+                    Fault("1/stock-1", lambda env: kill_during_step(lambda: sandbox(env), delay=0.0), turn=1),
                     policy=with_prefix(expert, _os_prefix()))
 
 
