@@ -77,10 +77,11 @@ def wait_gone(pids: Sequence[int], timeout: float = 20.0) -> list[int]:
     return left
 
 
-def kill(pids: Sequence[int]) -> list[int]:
+def kill(pids: Sequence[int], signalled: list[int] | None = None) -> list[int]:
     """SIGKILL each of ``pids`` (gone ones are skipped) and wait until they are gone (a signal is
-    delivered when the process next runs: a step right after could still find it); the pids signalled."""
-    done = []
+    delivered when the process next runs: a step right after could still find it); the pids signalled.
+    ``signalled``: a list to add them to as they are signalled, before the wait (another thread reads it)."""
+    done = [] if signalled is None else signalled
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -296,7 +297,9 @@ def kill_during_step(find: Callable[[], Sequence[int]], delay: float = 0.3, time
             pids = list(find())
             if pids:
                 time.sleep(delay)
-                killed.extend(kill(pids))
+                # recorded as signalled, not after the wait: the episode the kill ends, and the rollout,
+                # can finish before the killed processes are reaped, and the test then reads this list
+                kill(pids, signalled=killed)
                 return
             time.sleep(0.01)
 

