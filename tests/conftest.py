@@ -46,8 +46,9 @@ def require_data():
 # that look at the whole machine (processes by uid, pids in /proc, stale engine folders another start sweeps)
 # or bound a wall-clock time another worker's load would stretch. Every other test holds a shared lock
 # (fcntl.flock on one file per run) from its fixtures' setup to their teardown; an exclusive one the
-# exclusive lock. Tests that share a daemon or an order go to one worker with ``xdist_group``
-# (``--dist loadgroup``).
+# exclusive lock. ``--dist loadfile`` keeps each module on one worker: its module-scoped engines and servers
+# start once, and tests that share an order (the AgentTuning README's commands) keep it. (``xdist_group``
+# does nothing under pytest 9.2 with pytest-xdist 3.8: xdist renames ``item._nodeid``, which pytest no longer reads.)
 _RUN_LOCK = None
 
 

@@ -41,10 +41,6 @@ SMALL_ENV = {"mtbench": ["--env-arg", "judge_max_new_tokens=8"]}
 SLOW = ("eval --suite held-in", "run sciworld", "run miniwob", "run rewoo")
 
 
-# with pytest-xdist (tests/conftest.py): the commands share one working folder, in order: report reads the runs before it
-pytestmark = pytest.mark.xdist_group("readme")
-
-
 def readme_rows() -> list[tuple[str, list[str]]]:
     """The table's rows: (the AgentTuning step, the commands in the agent-gym column)."""
     text = (ROOT / "README.md").read_text()

@@ -26,8 +26,8 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "distributed"
 TIMING = ("started_at", "seconds")  # wall-clock fields: the only ones allowed to differ between workers
 
 
-# with pytest-xdist (tests/conftest.py): one local Ray cluster, its start and kills timed
-pytestmark = [pytest.mark.exclusive, pytest.mark.xdist_group("ray")]
+# with pytest-xdist (tests/conftest.py): a local Ray cluster's start and kills are timed
+pytestmark = pytest.mark.exclusive
 
 
 def comparable(traj) -> dict:

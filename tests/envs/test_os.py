@@ -46,10 +46,6 @@ BWRAP_MISSING = bwrap.BwrapSandbox.unavailable()
 needs_bwrap = pytest.mark.skipif(BWRAP_MISSING is not None, reason=f"bwrap sandbox unavailable: {BWRAP_MISSING}")
 
 
-# with pytest-xdist (tests/conftest.py): one private dockerd (and its imported image) per run, not per worker
-pytestmark = pytest.mark.xdist_group("dockerd")
-
-
 def bash(code: str) -> str:
     return prompt.bash_reply(code)
 

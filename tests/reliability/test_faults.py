@@ -39,8 +39,8 @@ from agent_gym.trajectory import read_jsonl  # noqa: E402
 FULL = os.environ.get("AGENT_GYM_FULL") == "1"
 
 
-# with pytest-xdist (tests/conftest.py): kills timed against steps; one of its tests starts the private dockerd
-pytestmark = [pytest.mark.exclusive, pytest.mark.xdist_group("dockerd")]
+# with pytest-xdist (tests/conftest.py): kills timed against steps
+pytestmark = pytest.mark.exclusive
 
 
 def expert(env: Any, **options: Any) -> Any:

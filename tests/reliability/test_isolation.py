@@ -26,8 +26,8 @@ from .conftest import (ALL_IDS, FOREIGN_ACTIONS, EnvCase, Stepper, db_sql, env_c
 OWN_REPLIES = 4
 
 
-# with pytest-xdist (tests/conftest.py): 4 episodes at once under time bounds; the OS cases start the private dockerd
-pytestmark = [pytest.mark.exclusive, pytest.mark.xdist_group("dockerd")]
+# with pytest-xdist (tests/conftest.py): 4 episodes at once under time bounds
+pytestmark = pytest.mark.exclusive
 
 
 def _script(stepper: Stepper, task) -> list[str]:
