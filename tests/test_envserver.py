@@ -163,6 +163,7 @@ def test_an_idle_session_is_closed_and_a_reset_opens_a_new_one(servers):
         env.close()
 
 
+@pytest.mark.exclusive
 def test_a_step_longer_than_the_idle_timeout_is_not_cut(servers):
     need_data("dbbench")
     from agent_gym.envs.db.prompt import operation
@@ -180,6 +181,7 @@ def test_a_step_longer_than_the_idle_timeout_is_not_cut(servers):
         env.close()
 
 
+@pytest.mark.exclusive
 def test_the_session_limit_refuses_one_more_with_the_option_to_raise(servers):
     need_data("gsm8k")
     first, second = RemoteEnv(servers["tight"], GSM8K), RemoteEnv(servers["tight"], GSM8K)

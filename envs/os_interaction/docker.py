@@ -307,7 +307,7 @@ class DockerSandbox(Sandbox):
         container killed from outside (seen when the daemon runs on this machine)."""
         if not self._init_pid:
             return None
-        if engine.process_state(self._init_pid) in (None, "Z", "X"):
+        if engine.process_exiting(self._init_pid):  # exiting counts as gone (see BwrapSandbox.wedged)
             return f"the Docker sandbox's init (host pid {self._init_pid}) is gone (container killed from outside?)"
         what = {"the Docker sandbox's init": self._init_pid}
         if self._shell is not None and self._shell.fd >= 0:

@@ -787,6 +787,7 @@ def _stall(env, which: str, init_pid) -> None:
 
 @needs_bwrap
 @pytest.mark.parametrize("which", ["init", "shell"])
+@pytest.mark.exclusive
 def test_a_sandbox_stopped_from_outside_ends_the_episode_as_error(env, which):
     _stall(env, which, lambda sb: sb.init_pid)
 
@@ -1016,6 +1017,7 @@ def test_docker_start_removes_the_containers_a_sigkilled_runner_left(docker_host
 
 @pytest.mark.docker
 @pytest.mark.parametrize("which", ["init", "shell"])
+@pytest.mark.exclusive
 def test_docker_sandbox_stopped_from_outside_ends_the_episode_as_error(docker_host, which):
     need_data("agentbench_os")
     env = gym.make("AgentTuning/OS-v0", backend="docker", host=docker_host, limits=engine.Limits(command_seconds=3))

@@ -83,9 +83,11 @@ def kill(pids: Sequence[int], signalled: list[int] | None = None) -> list[int]:
     ``signalled``: a list to add them to as they are signalled, before the wait (another thread reads it)."""
     done = [] if signalled is None else signalled
     for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
+        done.append(pid)  # before the signal: a reader never sees a killed pid missing
+        try:
             os.kill(pid, signal.SIGKILL)
-            done.append(pid)
+        except ProcessLookupError:
+            done.remove(pid)
     wait_gone(done, 10.0)
     return done
 
