@@ -49,28 +49,37 @@ def require_data():
 # exclusive lock. ``--dist loadfile`` keeps each module on one worker: its module-scoped engines and servers
 # start once, and tests that share an order (the AgentTuning README's commands) keep it. (``xdist_group``
 # does nothing under pytest 9.2 with pytest-xdist 3.8: xdist renames ``item._nodeid``, which pytest no longer reads.)
-_RUN_LOCK = None
+_RUN_LOCKS = None
 
 
-def _run_lock():
-    global _RUN_LOCK
+def _run_locks():
+    """(gate, lock): two open files shared by this run's workers; None in one process."""
+    global _RUN_LOCKS
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
     if run is None:  # one process: nothing to share
         return None
-    if _RUN_LOCK is None:
-        _RUN_LOCK = open(Path(tempfile.gettempdir()) / f"agent-gym-pytest-{run}.lock", "a+b")  # noqa: SIM115
-    return _RUN_LOCK
+    if _RUN_LOCKS is None:
+        base = Path(tempfile.gettempdir()) / f"agent-gym-pytest-{run}"
+        _RUN_LOCKS = tuple(open(f"{base}.{name}", "a+b") for name in ("gate", "lock"))  # noqa: SIM115
+    return _RUN_LOCKS
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     import fcntl
 
-    lock = _run_lock()
-    if lock is None:
+    locks = _run_locks()
+    if locks is None:
         yield
         return
-    fcntl.flock(lock, fcntl.LOCK_EX if item.get_closest_marker("exclusive") else fcntl.LOCK_SH)
+    gate, lock = locks
+    # through the gate first: an exclusive test waiting for the lock holds the gate, so the other worker
+    # cannot take the shared lock again between its tests (flock itself lets new shared holders pass a waiter)
+    fcntl.flock(gate, fcntl.LOCK_EX)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX if item.get_closest_marker("exclusive") else fcntl.LOCK_SH)
+    finally:
+        fcntl.flock(gate, fcntl.LOCK_UN)
     try:
         yield
     finally:
