@@ -84,3 +84,25 @@ def pytest_runtest_protocol(item, nextitem):
         yield
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+#: Modules by their time in CI (pytest's --durations), heaviest first. Under ``-n 2 --dist loadfile`` the workers
+#: take modules in this order, so a run does not end on one long module while the other worker idles. A stale list
+#: only costs time: modules not named keep their collection order, after these.
+HEAVY_FIRST = (
+    "tests/envs/test_sciworld.py", "tests/test_agenttuning_readme.py", "tests/envs/test_os.py",
+    "tests/test_train_grpo.py", "tests/envs/test_alfworld.py", "tests/test_protocol.py",
+    "tests/policies/test_react.py", "tests/policies/test_local_cache.py", "tests/envs/test_miniwob.py",
+    "tests/policies/test_serve.py", "tests/envs/test_mt_bench.py", "tests/envs/test_db.py",
+)
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist's controller: our order, not by test count
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker sorts alike: xdist checks they collected the same
+        rank = {module: i for i, module in enumerate(HEAVY_FIRST)}
+        items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(HEAVY_FIRST)))
