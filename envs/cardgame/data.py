@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agent_gym import pysource
 from agent_gym.data import DataFile, Dataset, sha256_of
 from agent_gym.envs.cardgame.baselines import OPPONENTS, make_opponent
 
@@ -138,7 +139,7 @@ def derive_prompts(source: bytes) -> bytes:
     import does (a dict is formatted as its ``str``). Returns JSON ``{"source", "action_rules",
     "guess_rules"}`` (stage 2's texts). ``ValueError`` when the module is not of that shape.
     """
-    tree = ast.parse(source.decode("utf-8"))
+    tree = pysource.parse(source.decode("utf-8"))
     values: dict[str, Any] = {}
     described: dict[str, ast.AST] = {}
     for node in tree.body:

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from agent_gym import pysource
 from agent_gym.data import DataFile, Dataset, require
 
 #: The AgentTuning commit whose GSM8K script the prompt strings are taken from.
@@ -142,7 +143,7 @@ def prompt_from_script(source: bytes) -> bytes:
     the final user turn; and the ``max_new_tokens`` that ``generate_sample`` passes to
     ``request_answer``. Raises ``ValueError`` when the script is not of that shape.
     """
-    tree = ast.parse(source.decode("utf-8"))
+    tree = pysource.parse(source.decode("utf-8"))
     constants: dict[str, str] = {}
     shot_names: list[tuple[str, str]] = []
     for node in tree.body:

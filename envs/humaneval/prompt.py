@@ -25,9 +25,9 @@ the prompt, as HumanEval's own completions do. Trailing lines that keep the prog
 
 from __future__ import annotations
 
-import ast
 import re
 
+from agent_gym import pysource
 from agent_gym.envs.humaneval.data import Problem
 
 INSTRUCTION = ("Complete the following Python function. Reply with the complete function, including the "
@@ -73,7 +73,7 @@ def _parseable(head: str, code: str) -> str:
     for end in range(len(lines), max(0, len(lines) - _MAX_DROPPED), -1):
         candidate = "".join(lines[:end])
         try:
-            ast.parse(head + candidate)
+            pysource.parse(head + candidate)
         except (SyntaxError, ValueError):
             continue
         return candidate

@@ -18,6 +18,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from agent_gym import pysource
 from agent_gym.data import DataFile, Dataset, dataset, require
 
 UPSTREAM = "https://raw.githubusercontent.com/THUDM/AgentTuning/main/eval_heldout/miniwob%2B%2B/"
@@ -357,7 +358,7 @@ e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  prompt/use-spi
 
 def derive_big_prompt(source: bytes) -> bytes:
     """``BIG_PROMPT`` of upstream's ``llm_agent.py`` (a module-level string, stripped as upstream did)."""
-    for node in ast.parse(source).body:
+    for node in pysource.parse(source).body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "BIG_PROMPT" for t in node.targets):
             value = node.value
             if isinstance(value, ast.Call):  # a string literal with .strip()

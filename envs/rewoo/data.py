@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from agent_gym import pysource
 from agent_gym.data import DataFile, Dataset, dataset, jsonl_rows, require
 from agent_gym.textsearch import Document
 
@@ -210,7 +211,7 @@ def workers_from_source(source: bytes) -> bytes:
     class's default ``name`` and its ``self.description`` string, and the LLM worker's instruction (the
     f-string it sends to a Llama model, ``{input}`` where the request goes). Raises ``ValueError`` when the
     source is not of that shape."""
-    tree = ast.parse(source.decode("utf-8"))
+    tree = pysource.parse(source.decode("utf-8"))
     descriptions: dict[str, str] = {}
     templates: dict[str, str] = {}  # class name -> an f-string description, "{doc_name}" where a value goes
     llm_instruction = None

@@ -26,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from agent_gym import pysource
 from agent_gym.data import DataFile, Dataset, require
 
 AGENTTUNING_COMMIT = "e33a45d7eab2b63cac4d1956da1e6377fca9fcc7"
@@ -157,7 +158,7 @@ def prompt_from_module(source: bytes) -> bytes:
     """Derive ``p_cot_id_actree_2s.json`` from the text of WebArena's prompt module: every
     top-level ``name = <literal>`` assignment, as ``json.dumps(..., indent=1)`` (what the shared
     copy holds). ``ValueError`` when the module has no ``prompt`` literal."""
-    tree = ast.parse(source.decode("utf-8"))
+    tree = pysource.parse(source.decode("utf-8"))
     values: dict[str, Any] = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):

@@ -30,6 +30,8 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
+from agent_gym import pysource
+
 FUZZY_SYSTEM = "You are a helpful assistant"
 FUZZY_QUESTION = 'Given the statement "{pred}", would it be correct to infer "{reference}"? Yes or No'
 #: ``browser_env/env_config.py``'s accounts (the deployment's seeded users); the shopping helpers log in as admin.
@@ -137,7 +139,7 @@ HELPERS = ("reddit_get_post_url", "shopping_get_latest_order_url", "shopping_get
 def parse_call(expr: str) -> tuple[str, list[Any]]:
     """``name(arg, ...)`` of a ``func:`` entry: a known helper, literal or ``__page__`` arguments."""
     try:
-        node = ast.parse(expr.strip(), mode="eval").body
+        node = pysource.parse(expr.strip(), mode="eval").body
     except SyntaxError as exc:
         raise ValueError(f"not a helper call: {expr!r} ({exc.msg})") from None
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in HELPERS
